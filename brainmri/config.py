@@ -1,0 +1,153 @@
+"""The run configuration: defaults < YAML file < command-line overrides, strictly typed."""
+
+from __future__ import annotations
+
+import dataclasses
+import typing
+from pathlib import Path
+
+import yaml
+
+from .errors import UserError
+
+STUDY_CLASSES = ("glioma_tumor", "meningioma_tumor", "no_tumor", "pituitary_tumor")
+
+
+@dataclasses.dataclass(frozen=True)
+class Config:
+    """Every setting of a run; the defaults reproduce the course study."""
+
+    experiment: str = "study"  # outputs/<experiment>/<run>
+    output_dir: str = "outputs"
+    data_dir: str = "data"  # Kaggle layout (Training/, Testing/) or flat class folders
+    synthetic: bool = False  # generate the synthetic MRI-like demo set instead of reading data_dir
+    synthetic_per_class: int = 150  # images per class per plane group for the demo set
+    classes: tuple = STUDY_CLASSES  # fixed class order; empty means "the folders' names, sorted"
+    image_size: int = 150  # the study's 150x150 input
+    backbone: str = "efficientnetb0"
+    weights: str = "imagenet"  # imagenet | none | path to a local weights file
+    dropout: float = 0.5
+    train_backbone: bool = True  # the study trains every layer (4,012,672 trainable params)
+    optimizer: str = "adam"  # adam | sgd
+    learning_rate: float = 0.001
+    momentum: float = 0.9  # sgd only
+    epochs: int = 12
+    batch_size: int = 32
+    lr_factor: float = 0.3  # ReduceLROnPlateau on val_accuracy, as in the study
+    lr_patience: int = 2
+    protocol: str = "holdout"  # holdout: merged data, 90/10 split | testing_folder: Training vs Testing
+    test_fraction: float = 0.1
+    folds: int = 5
+    split: str = "group"  # group: near-duplicate-aware | random: the study's plain split
+    hash_distance: int = 4  # max pHash Hamming distance (of 64 bits) for near-duplicates; README says why 4
+    seed: int = 42
+    mixed_precision: str = "auto"  # auto (on with a GPU) | on | off
+    jit_compile: str = "auto"  # auto (on with a GPU) | on | off
+    cache_dir: str = ".cache"  # decoded, resized uint8 arrays and hashes
+
+    def __post_init__(self):
+        validate(self)
+
+    def to_dict(self) -> dict:
+        return {k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(self).items()}
+
+
+CHOICES = {
+    "optimizer": ("adam", "sgd"),
+    "protocol": ("holdout", "testing_folder"),
+    "split": ("group", "random"),
+    "mixed_precision": ("auto", "on", "off"),
+    "jit_compile": ("auto", "on", "off"),
+}
+
+
+def validate(cfg: Config) -> None:
+    """Reject values that are of the right type but make no sense, naming the key."""
+    for key, allowed in CHOICES.items():
+        if getattr(cfg, key) not in allowed:
+            raise UserError(f"config key '{key}': {getattr(cfg, key)!r} is not one of {', '.join(allowed)}")
+    positive = ("image_size", "epochs", "batch_size", "synthetic_per_class")
+    for key in positive:
+        if getattr(cfg, key) < 1:
+            raise UserError(f"config key '{key}' must be at least 1, got {getattr(cfg, key)}")
+    if cfg.image_size < 32:
+        raise UserError(f"config key 'image_size' must be at least 32, got {cfg.image_size}")
+    if cfg.folds < 2:
+        raise UserError(f"config key 'folds' must be at least 2, got {cfg.folds}")
+    if not 0.0 < cfg.test_fraction < 0.5:
+        raise UserError(f"config key 'test_fraction' must be in (0, 0.5), got {cfg.test_fraction}")
+    if not 0.0 <= cfg.dropout < 1.0:
+        raise UserError(f"config key 'dropout' must be in [0, 1), got {cfg.dropout}")
+    if not 0 <= cfg.hash_distance <= 16:
+        raise UserError(f"config key 'hash_distance' must be in [0, 16], got {cfg.hash_distance}")
+
+
+def _field_types() -> dict:
+    hints = typing.get_type_hints(Config)
+    return {f.name: hints[f.name] for f in dataclasses.fields(Config)}
+
+
+def _coerce(key: str, value, expected):
+    """Return `value` as the field's type, or raise a UserError naming the key."""
+    if expected is tuple:
+        if isinstance(value, (list, tuple)) and all(isinstance(v, str) for v in value):
+            return tuple(value)
+        raise UserError(f"config key '{key}' must be a list of names, got {value!r}")
+    if expected is float and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    if expected is str and value is None:
+        return "none"
+    if type(value) is not expected:
+        raise UserError(f"config key '{key}' must be {expected.__name__}, got {value!r} ({type(value).__name__})")
+    return value
+
+
+def merge(base: Config, updates: dict, source: str) -> Config:
+    """Apply `updates` to `base`; unknown keys and wrong types fail with the key's name."""
+    types = _field_types()
+    values = {}
+    for key, value in updates.items():
+        if key not in types:
+            raise UserError(f"unknown config key '{key}' in {source} (known keys: {', '.join(sorted(types))})")
+        values[key] = _coerce(key, value, types[key])
+    return dataclasses.replace(base, **values)
+
+
+def read_yaml(path: str | Path) -> dict:
+    """Read a YAML mapping, with one-line errors for a missing or malformed file."""
+    path = Path(path)
+    if not path.is_file():
+        raise UserError(f"config file not found: {path}")
+    try:
+        data = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as err:
+        raise UserError(f"config file {path} is not valid YAML: {str(err).splitlines()[0]}") from None
+    if not isinstance(data, dict):
+        raise UserError(f"config file {path} must hold a mapping of key: value")
+    return data
+
+
+def parse_overrides(pairs: list[str]) -> dict:
+    """Turn ["epochs=3", "weights=none"] into {"epochs": 3, "weights": "none"} (values read as YAML)."""
+    out = {}
+    for pair in pairs or []:
+        key, sep, raw = pair.partition("=")
+        if not sep or not key:
+            raise UserError(f"override {pair!r} must look like key=value")
+        try:
+            out[key.strip()] = yaml.safe_load(raw) if raw else ""
+        except yaml.YAMLError:
+            out[key.strip()] = raw
+    return out
+
+
+def load_config(path: str | None = None, overrides: list[str] | None = None) -> Config:
+    """Defaults, then the YAML file, then key=value overrides from the command line."""
+    cfg = Config()
+    if path:
+        cfg = merge(cfg, read_yaml(path), str(path))
+    return merge(cfg, parse_overrides(overrides), "command-line overrides")
+
+
+def save_config(cfg: Config, path: Path) -> None:
+    path.write_text(yaml.safe_dump(cfg.to_dict(), sort_keys=False))

@@ -1,0 +1,179 @@
+"""Find MRI class folders, decode and resize with OpenCV into one uint8 array, and feed tf.data."""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import cv2
+import numpy as np
+from tqdm import tqdm
+
+from .errors import UserError
+
+log = logging.getLogger(__name__)
+
+IMAGE_EXTENSIONS = {".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp", ".pgm", ".ppm"}
+SUBSETS = ("Training", "Testing")
+MIN_SIDE = 16  # smaller images carry no usable anatomy: skipped and counted
+KAGGLE_HINT = ("download it with: kaggle datasets download -d sartajbhuvaji/brain-tumor-classification-mri "
+               "-p data --unzip   (or try the demo: python train.py --config configs/demo.yaml)")
+
+
+@dataclass
+class Dataset:
+    """Decoded images (uint8, N x S x S x 3) with their labels and where they came from."""
+
+    images: np.ndarray
+    labels: np.ndarray  # int class index
+    paths: list[str]  # relative to root, posix
+    subsets: list[str]  # "Training", "Testing" or "" for a flat layout
+    classes: tuple[str, ...]
+    root: Path
+    original_sizes: np.ndarray  # (N, 2) height, width before resizing
+    md5: list[str]  # of the file's bytes: exact duplicates share it
+    skipped: list[tuple[str, str]] = field(default_factory=list)  # (path, reason)
+
+
+def find_images(root: str | Path, classes: tuple[str, ...] = ()) -> tuple[list[tuple[str, str, str]], tuple]:
+    """List (relative path, class, subset) in either layout; check the class folders agree."""
+    root = Path(root)
+    if not root.is_dir():
+        raise UserError(f"data folder not found: {root}; {KAGGLE_HINT}")
+    subsets = [s for s in SUBSETS if (root / s).is_dir()] or [""]
+    found = {s: sorted(p.name for p in (root / s).iterdir() if p.is_dir() and not p.name.startswith(".")) for s in subsets}
+    if not any(found.values()):
+        raise UserError(f"no class folders in {root}: expected Training/<class>/ and Testing/<class>/, or <class>/ folders")
+    if len(subsets) == 2 and found["Training"] != found["Testing"]:
+        raise UserError(f"class folders differ between {root}/Training {found['Training']} and {root}/Testing {found['Testing']}")
+    folder_classes = tuple(found[subsets[0]])
+    classes = tuple(classes) or folder_classes
+    missing = sorted(set(classes) - set(folder_classes))
+    if missing:
+        raise UserError(f"class folder(s) {missing} missing in {root / subsets[0]} (found {list(folder_classes)})")
+    extra = sorted(set(folder_classes) - set(classes))
+    if extra:
+        raise UserError(f"unexpected class folder(s) {extra} in {root / subsets[0]}; set 'classes' in the config to use them")
+    items = []
+    for subset in subsets:
+        for label in classes:
+            folder = root / subset / label
+            files = sorted(p for p in folder.rglob("*") if p.is_file() and not p.name.startswith("."))
+            images = [p for p in files if p.suffix.lower() in IMAGE_EXTENSIONS]
+            if not images:
+                raise UserError(f"class folder {folder} holds no images")
+            items += [(p.relative_to(root).as_posix(), label, subset) for p in images]
+            for p in set(files) - set(images):
+                log.warning("skipped %s: not an image file", p)
+    return items, classes
+
+
+def decode(path: str | Path) -> np.ndarray:
+    """Read any common image (grey, RGB, RGBA, 16-bit) as 3-channel uint8 RGB; raise ValueError if unreadable."""
+    return decode_bytes(np.fromfile(str(path), np.uint8))  # fromfile + imdecode copes with non-ASCII paths
+
+
+def decode_bytes(data: np.ndarray) -> np.ndarray:
+    """Decode an encoded image held in memory; see decode()."""
+    if data.size == 0:
+        raise ValueError("empty file")
+    img = cv2.imdecode(data, cv2.IMREAD_UNCHANGED)
+    if img is None:
+        raise ValueError("not a readable image")
+    if img.dtype != np.uint8:  # 16-bit or float: stretch the image's own range to 0-255
+        img = img.astype(np.float32)
+        lo, hi = float(img.min()), float(img.max())
+        img = ((img - lo) * (255.0 / max(hi - lo, 1e-6))).astype(np.uint8)
+    if img.ndim == 2:
+        return cv2.cvtColor(img, cv2.COLOR_GRAY2RGB)
+    if img.shape[2] == 4:
+        return cv2.cvtColor(img, cv2.COLOR_BGRA2RGB)
+    return cv2.cvtColor(img, cv2.COLOR_BGR2RGB)
+
+
+def load_resized(path: str | Path, size: int) -> tuple[np.ndarray, tuple[int, int], str]:
+    """Decode and resize to size x size (area when shrinking); return image, original (h, w), file MD5."""
+    data = np.fromfile(str(path), np.uint8)
+    img = decode_bytes(data)
+    h, w = img.shape[:2]
+    if min(h, w) < MIN_SIDE:
+        raise ValueError(f"too small ({w}x{h} px)")
+    interp = cv2.INTER_AREA if max(h, w) > size else cv2.INTER_CUBIC
+    return cv2.resize(img, (size, size), interpolation=interp), (h, w), hashlib.md5(data.tobytes()).hexdigest()
+
+
+def _cache_key(root: Path, items: list, size: int) -> str:
+    h = hashlib.sha1(f"v2|{root.resolve()}|{size}".encode())
+    for rel, label, _ in items:
+        st = os.stat(root / rel)
+        h.update(f"{rel}|{label}|{st.st_size}|{st.st_mtime_ns}".encode())
+    return h.hexdigest()[:16]
+
+
+def load_dataset(root: str | Path, size: int, classes: tuple = (), cache_dir: str | Path | None = None,
+                 workers: int | None = None) -> Dataset:
+    """Find, decode and resize every image (threads; OpenCV releases the GIL); cached as .npz by content."""
+    root = Path(root)
+    items, classes = find_images(root, classes)
+    cache = Path(cache_dir) / f"images-{_cache_key(root, items, size)}.npz" if cache_dir else None
+    if cache and cache.is_file():
+        return _from_cache(cache, root, classes)
+    workers = workers or min(8, os.cpu_count() or 1)
+
+    def work(item):
+        try:
+            return load_resized(root / item[0], size)
+        except (ValueError, cv2.error) as err:
+            return str(err)
+
+    with ThreadPoolExecutor(workers) as pool:
+        results = list(tqdm(pool.map(work, items), total=len(items), desc=f"decode+resize {size}px", unit="img",
+                            disable=None))
+    keep = [i for i, r in enumerate(results) if not isinstance(r, str)]
+    skipped = [(items[i][0], results[i]) for i in range(len(items)) if isinstance(results[i], str)]
+    for rel, why in skipped:
+        log.warning("skipped %s: %s", root / rel, why)
+    if not keep:
+        raise UserError(f"no readable images under {root}")
+    ds = Dataset(
+        images=np.stack([results[i][0] for i in keep]),
+        labels=np.array([classes.index(items[i][1]) for i in keep], np.int32),
+        paths=[items[i][0] for i in keep], subsets=[items[i][2] for i in keep], classes=classes, root=root,
+        original_sizes=np.array([results[i][1] for i in keep], np.int32), md5=[results[i][2] for i in keep],
+        skipped=skipped)
+    if cache:
+        _to_cache(cache, ds)
+    return ds
+
+
+def _to_cache(path: Path, ds: Dataset) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp.npz")
+    np.savez(tmp, images=ds.images, labels=ds.labels, paths=np.array(ds.paths), subsets=np.array(ds.subsets),
+             original_sizes=ds.original_sizes, md5=np.array(ds.md5), skipped=np.array(ds.skipped, dtype=str).reshape(-1, 2))
+    tmp.replace(path)  # atomic: a crash never leaves a half-written cache behind
+
+
+def _from_cache(path: Path, root: Path, classes: tuple) -> Dataset:
+    z = np.load(path)
+    return Dataset(images=z["images"], labels=z["labels"], paths=z["paths"].tolist(), subsets=z["subsets"].tolist(),
+                   classes=classes, root=root, original_sizes=z["original_sizes"], md5=z["md5"].tolist(),
+                   skipped=[tuple(r) for r in z["skipped"].tolist()])
+
+
+def make_tf_dataset(images: np.ndarray, labels: np.ndarray | None, num_classes: int, batch_size: int,
+                    shuffle: bool = False, seed: int = 0):
+    """uint8 images -> float32 batches (one-hot labels), shuffled per epoch if asked, prefetched."""
+    import tensorflow as tf
+
+    tensors = images if labels is None else (images, np.eye(num_classes, dtype=np.float32)[labels])
+    ds = tf.data.Dataset.from_tensor_slices(tensors)
+    if shuffle:
+        ds = ds.shuffle(len(images), seed=seed, reshuffle_each_iteration=True)
+    ds = ds.batch(batch_size)
+    cast = (lambda x: tf.cast(x, tf.float32)) if labels is None else (lambda x, y: (tf.cast(x, tf.float32), y))
+    return ds.map(cast, num_parallel_calls=tf.data.AUTOTUNE).prefetch(tf.data.AUTOTUNE)

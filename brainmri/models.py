@@ -1,0 +1,117 @@
+"""One backbone registry and the study's classification head.
+
+Every model takes raw 0-255 RGB pixels and does its own preprocessing inside: Keras' EfficientNets
+normalise internally (feeding them 0-1 input silently ruins accuracy), VGG16 gets its caffe-style
+mean subtraction as a layer, the small CNN rescales. So the data pipeline never rescales.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+import keras
+from keras import layers, ops
+
+from .errors import UserError
+
+IMAGENET_MEAN_BGR = (103.939, 116.779, 123.68)
+
+
+@keras.saving.register_keras_serializable(package="brainmri")
+class CaffePreprocess(layers.Layer):
+    """keras.applications.vgg16.preprocess_input as a layer: RGB->BGR, subtract the ImageNet means."""
+
+    def call(self, x):
+        return ops.flip(x, axis=-1) - ops.convert_to_tensor(IMAGENET_MEAN_BGR, dtype=x.dtype)
+
+
+def _small_cnn(input_shape, weights):
+    """A compact CNN for CPU demos and tests: four conv blocks, about 0.1M parameters."""
+    if weights not in (None,):
+        raise UserError("backbone 'small_cnn' has no pretrained weights: set weights: none")
+    inputs = keras.Input(input_shape)
+    x = layers.Rescaling(1 / 255.0)(inputs)
+    for i, filters in enumerate((16, 32, 64, 96)):
+        x = layers.Conv2D(filters, 3, padding="same", use_bias=False, name=f"conv{i}")(x)
+        x = layers.BatchNormalization(momentum=0.9, name=f"bn{i}")(x)  # short runs: stats must settle fast
+        x = layers.ReLU(name=f"relu{i}")(x)
+        if i < 3:
+            x = layers.MaxPooling2D(name=f"pool{i}")(x)
+    return keras.Model(inputs, x, name="small_cnn")
+
+
+def _vgg16(input_shape, weights):
+    inputs = keras.Input(input_shape)
+    base = keras.applications.VGG16(include_top=False, weights=weights, input_shape=input_shape)
+    return keras.Model(inputs, base(CaffePreprocess(name="vgg_preprocess")(inputs)), name="vgg16_preprocessed")
+
+
+@dataclass(frozen=True)
+class Backbone:
+    build: Callable  # (input_shape, weights) -> keras.Model with a 4D feature-map output
+    pretrained: bool  # whether weights: imagenet makes sense
+
+
+BACKBONES = {
+    "efficientnetb0": Backbone(lambda s, w: keras.applications.EfficientNetB0(include_top=False, weights=w, input_shape=s), True),
+    "efficientnetb2": Backbone(lambda s, w: keras.applications.EfficientNetB2(include_top=False, weights=w, input_shape=s), True),
+    "vgg16": Backbone(_vgg16, True),
+    "small_cnn": Backbone(_small_cnn, False),
+}
+
+
+def resolve_weights(weights: str):
+    """'imagenet' | 'none' | a path -> what keras.applications takes; a missing file is an error."""
+    if weights.lower() in ("none", "null", ""):
+        return None
+    if weights == "imagenet":
+        return "imagenet"
+    if not Path(weights).is_file():
+        raise UserError(f"weights file not found: {weights} (config key 'weights' takes imagenet, none or a file)")
+    return str(weights)
+
+
+def check_backbone(name: str, weights: str):
+    """Fail fast on an unknown backbone or a missing weights file; return the resolved weights."""
+    if name not in BACKBONES:
+        raise UserError(f"unknown backbone '{name}' (known: {', '.join(BACKBONES)})")
+    return resolve_weights(weights)
+
+
+def build_backbone(name: str, image_size: int, weights: str) -> keras.Model:
+    """The registered backbone, with a one-line error for unknown names and unreachable weights."""
+    resolved = check_backbone(name, weights)
+    try:
+        return BACKBONES[name].build((image_size, image_size, 3), resolved)
+    except UserError:
+        raise
+    except Exception as err:  # download failures surface as Exception/URLError/OSError from keras
+        if resolved == "imagenet":
+            raise UserError(f"could not download ImageNet weights for {name} ({str(err).splitlines()[0][:120]}); "
+                            "offline, pass a local file with weights=/path/to/notop.h5, or weights=none") from None
+        raise UserError(f"could not load weights {weights!r} into {name}: {str(err).splitlines()[0][:160]}") from None
+
+
+def build_classifier(name: str, image_size: int, num_classes: int, weights: str = "imagenet",
+                     dropout: float = 0.5, train_backbone: bool = True) -> keras.Model:
+    """The study's model: backbone (no top) -> GlobalAveragePooling2D -> Dropout -> Dense softmax."""
+    backbone = build_backbone(name, image_size, weights)
+    backbone.trainable = train_backbone
+    x = layers.GlobalAveragePooling2D(name="gap")(backbone.output)
+    x = layers.Dropout(dropout, name="head_dropout")(x)
+    outputs = layers.Dense(num_classes, activation="softmax", dtype="float32", name="predictions")(x)
+    return keras.Model(backbone.input, outputs, name=f"{name}_classifier")
+
+
+def make_optimizer(name: str, learning_rate: float, momentum: float = 0.9):
+    if name == "adam":
+        return keras.optimizers.Adam(learning_rate)
+    return keras.optimizers.SGD(learning_rate, momentum=momentum)
+
+
+def count_params(model: keras.Model) -> dict:
+    trainable = sum(int(ops.size(w)) for w in model.trainable_weights)
+    total = sum(int(ops.size(w)) for w in model.weights)
+    return {"total": total, "trainable": trainable, "non_trainable": total - trainable}

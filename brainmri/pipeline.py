@@ -1,0 +1,85 @@
+"""What every script does before training: find the data, load it, audit it, split it, record it."""
+
+from __future__ import annotations
+
+import csv
+import json
+import logging
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from . import audit as audit_mod
+from . import splits
+from .config import Config
+from .data import Dataset, load_dataset
+from .runs import write_atomic
+from .synthetic import write_synthetic
+
+log = logging.getLogger("brainmri")
+
+
+@dataclass
+class Prepared:
+    ds: Dataset
+    groups: np.ndarray
+    roles: np.ndarray
+    audit: dict
+
+
+def data_root(cfg: Config) -> Path:
+    """The data folder; for the synthetic demo set, generated once into the cache folder."""
+    if not cfg.synthetic:
+        return Path(cfg.data_dir)
+    root = Path(cfg.cache_dir) / f"synthetic-seed{cfg.seed}-n{cfg.synthetic_per_class}"
+    if not (root / "planes.csv").is_file():
+        tmp = root.with_name(root.name + ".partial")
+        shutil.rmtree(tmp, ignore_errors=True)
+        log.info("writing the synthetic dataset to %s", root)
+        write_synthetic(tmp, cfg.synthetic_per_class, size=128, seed=cfg.seed)
+        shutil.rmtree(root, ignore_errors=True)
+        tmp.rename(root)
+    return root
+
+
+def check_inputs(cfg: Config) -> None:
+    """The cheap checks, before a run folder is made: backbone, weights file, data folders."""
+    from .data import find_images
+    from .models import check_backbone
+
+    check_backbone(cfg.backbone, cfg.weights)
+    find_images(data_root(cfg), cfg.classes)
+
+
+def prepare(cfg: Config, run_dir: Path) -> Prepared:
+    """Load, hash, group, audit and split; write audit, splits and data summary into the run folder."""
+    ds = load_dataset(data_root(cfg), cfg.image_size, cfg.classes, cfg.cache_dir)
+    groups = audit_mod.group_images(audit_mod.hash_images(ds.images), ds.md5, cfg.hash_distance)
+    report = audit_mod.audit(ds, groups)
+    log.info(audit_mod.format_audit(report))
+    write_atomic(run_dir / "audit.json", json.dumps(report, indent=2))
+    roles = splits.make_roles(ds.labels, groups, ds.subsets, cfg.protocol, cfg.folds, cfg.test_fraction,
+                              cfg.split == "group", cfg.seed)
+    named = [ds.classes[i] for i in ds.labels]
+    splits.write_splits(run_dir / "splits.csv", ds.paths, named, ds.subsets, groups, roles)
+    write_atomic(run_dir / "classes.json", json.dumps(list(ds.classes)))
+    _write_data_summary(run_dir, ds, roles, named)
+    return Prepared(ds, groups, roles, report)
+
+
+def _write_data_summary(run_dir: Path, ds: Dataset, roles: np.ndarray, named: list[str]) -> None:
+    rows = splits.role_counts(roles, named)
+    with open(run_dir / "data_summary.csv", "w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=list(rows[0]))
+        w.writeheader()
+        w.writerows(rows)
+    with open(run_dir / "skipped.csv", "w", newline="") as f:
+        csv.writer(f).writerows([("path", "reason"), *ds.skipped])
+    header = f"{'':10}" + "".join(f"{c[:12]:>14}" for c in ds.classes) + f"{'total':>8}"
+    lines = [f"data: {len(ds.paths)} images from {ds.root}, {len(ds.skipped)} skipped (skipped.csv)", header]
+    for row in rows:
+        if row["fold"] == 0 and row["total"]:
+            lines.append(f"{row['role']:10}" + "".join(f"{row[c]:>14}" for c in ds.classes) + f"{row['total']:>8}")
+    log.info("\n".join(lines) + "\n(fold 0 shown; every fold in data_summary.csv)")

@@ -1,0 +1,108 @@
+"""Run folders: creation without overwriting, the resolved config, the environment, seeding, logging."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import platform
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from .config import Config, load_config, save_config
+from .errors import UserError
+
+log = logging.getLogger("brainmri")
+
+
+def new_run_dir(cfg: Config) -> Path:
+    """outputs/<experiment>/<time>-<backbone>-<size>[-N]: a fresh folder, never an existing one."""
+    base = Path(cfg.output_dir) / cfg.experiment / f"{time.strftime('%Y%m%d-%H%M%S')}-{cfg.backbone}-{cfg.image_size}"
+    for n in range(1, 1000):
+        path = base if n == 1 else base.with_name(f"{base.name}-{n}")
+        try:
+            path.mkdir(parents=True)
+            return path
+        except FileExistsError:
+            continue
+    raise UserError(f"could not create a new run folder next to {base}")
+
+
+def open_run_dir(cfg: Config, run_dir: str | Path) -> Path:
+    """Use a named run folder (fold jobs, --resume): create it, or check its config matches ours."""
+    path = Path(run_dir)
+    saved = path / "config.yaml"
+    if saved.is_file():
+        previous = load_config(saved)
+        if previous != cfg:
+            diff = [k for k in cfg.to_dict() if cfg.to_dict()[k] != previous.to_dict()[k]]
+            raise UserError(f"{path} was made with another config (differs in: {', '.join(diff)}); "
+                            "use the same config or a new run folder")
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def write_atomic(path: Path, text: str) -> None:
+    """Write via a temporary file and rename, so readers never see half a file."""
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_text(text)
+    tmp.replace(path)
+
+
+def environment() -> dict:
+    """Library versions, git commit, command line and devices, for env.json."""
+    import cv2
+    import keras
+    import numpy
+    import sklearn
+
+    env = {"time": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "argv": sys.argv, "python": platform.python_version(),
+           "platform": platform.platform(), "host": platform.node(), "keras": keras.__version__,
+           "keras_backend": keras.backend.backend(), "numpy": numpy.__version__, "opencv": cv2.__version__,
+           "scikit_learn": sklearn.__version__, "cpu_count": os.cpu_count(), "gpus": gpu_names()}
+    if keras.backend.backend() == "tensorflow":
+        import tensorflow as tf
+        env["tensorflow"] = tf.__version__
+    try:
+        here = Path(__file__).resolve().parent
+        env["git_commit"] = subprocess.run(["git", "rev-parse", "HEAD"], cwd=here, capture_output=True, text=True,
+                                           timeout=5).stdout.strip() or None
+    except (OSError, subprocess.SubprocessError):
+        env["git_commit"] = None
+    return env
+
+
+def gpu_names() -> list[str]:
+    import keras
+
+    if keras.backend.backend() == "tensorflow":
+        import tensorflow as tf
+        return [d.name for d in tf.config.list_physical_devices("GPU")]
+    if keras.backend.backend() == "jax":
+        import jax
+        return [str(d) for d in jax.devices() if d.platform == "gpu"]
+    return []
+
+
+def setup_logging(run_dir: Path | None = None) -> None:
+    handlers = [logging.StreamHandler(sys.stdout)]
+    if run_dir is not None:
+        handlers.append(logging.FileHandler(run_dir / "train.log"))
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", datefmt="%H:%M:%S",
+                        handlers=handlers, force=True)
+
+
+def start_run(cfg: Config, run_dir: str | Path | None = None) -> Path:
+    """The one setup call: run folder, config.yaml, env.json, log file, seeds."""
+    import keras
+
+    path = open_run_dir(cfg, run_dir) if run_dir else new_run_dir(cfg)
+    if not (path / "config.yaml").is_file():
+        save_config(cfg, path / "config.yaml")
+    write_atomic(path / "env.json", json.dumps(environment(), indent=2))
+    setup_logging(path)
+    keras.utils.set_random_seed(cfg.seed)
+    log.info("run folder: %s", path)
+    return path

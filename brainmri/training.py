@@ -1,0 +1,170 @@
+"""Train one fold, and the cross-validation loop over folds (resumable, one fold per job if wanted)."""
+
+from __future__ import annotations
+
+import contextlib
+import csv
+import json
+import logging
+import sys
+import time
+from pathlib import Path
+
+import keras
+import numpy as np
+
+from . import models
+from .config import Config
+from .data import Dataset, make_tf_dataset
+from .metrics import best_epoch_row, macro_metrics, summarise_folds, write_summary
+from .runs import environment, write_atomic
+from .splits import TEST, TRAIN, VAL
+
+log = logging.getLogger("brainmri")
+
+
+def device_settings(cfg: Config) -> dict:
+    """Mixed precision, XLA and the distribution strategy, resolved against the GPUs present."""
+    from .runs import gpu_names
+
+    gpus = gpu_names()
+    mixed = cfg.mixed_precision == "on" or (cfg.mixed_precision == "auto" and bool(gpus))
+    keras.mixed_precision.set_global_policy("mixed_float16" if mixed else "float32")
+    jit = {"auto": "auto", "on": True, "off": False}[cfg.jit_compile]
+    if cfg.jit_compile == "auto" and not gpus:
+        jit = False  # XLA on this kind of CPU gave no gain and costs compile time
+    strategy = None
+    if len(gpus) > 1 and keras.backend.backend() == "tensorflow":
+        import tensorflow as tf
+        strategy = tf.distribute.MirroredStrategy()
+    return {"gpus": gpus, "mixed_precision": mixed, "jit_compile": jit, "strategy": strategy}
+
+
+def compile_model(cfg: Config, num_classes: int, jit_compile) -> keras.Model:
+    model = models.build_classifier(cfg.backbone, cfg.image_size, num_classes, cfg.weights, cfg.dropout,
+                                    cfg.train_backbone)
+    model.compile(optimizer=models.make_optimizer(cfg.optimizer, cfg.learning_rate, cfg.momentum),
+                  loss="categorical_crossentropy", metrics=macro_metrics(num_classes), jit_compile=jit_compile)
+    return model
+
+
+def read_history(path: Path) -> list[dict]:
+    if not path.is_file():
+        return []
+    with open(path, newline="") as f:
+        return [{k: float(v) if k != "epoch" else int(v) for k, v in row.items()} for row in csv.DictReader(f)]
+
+
+def _model_for_fold(cfg: Config, fold_dir: Path, num_classes: int, settings: dict):
+    """A fresh model, or the last epoch's model when an interrupted fold is resumed."""
+    history = read_history(fold_dir / "history.csv")
+    last = fold_dir / "last.keras"
+    if history and last.is_file():
+        log.info("fold %s: resuming after epoch %d", fold_dir.name, len(history))
+        return keras.models.load_model(last), history
+    for stale in ("history.csv", "last.keras", "best.keras"):
+        (fold_dir / stale).unlink(missing_ok=True)
+    return compile_model(cfg, num_classes, settings["jit_compile"]), []
+
+
+def _callbacks(cfg: Config, fold_dir: Path, history: list[dict]) -> list:
+    best_so_far = max((r["val_accuracy"] for r in history), default=None)
+    return [
+        keras.callbacks.ModelCheckpoint(fold_dir / "best.keras", monitor="val_accuracy", mode="max",
+                                        save_best_only=True, initial_value_threshold=best_so_far),
+        keras.callbacks.ModelCheckpoint(fold_dir / "last.keras"),
+        keras.callbacks.ReduceLROnPlateau(monitor="val_accuracy", mode="max", factor=cfg.lr_factor,
+                                          patience=cfg.lr_patience, verbose=1),
+        keras.callbacks.CSVLogger(fold_dir / "history.csv", append=bool(history)),
+    ]
+
+
+def write_predictions(path: Path, ds: Dataset, idx: np.ndarray, probs: np.ndarray) -> None:
+    with open(path, "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["path", "subset", "true", "pred", *[f"p_{c}" for c in ds.classes]])
+        for i, p in zip(idx, probs):
+            w.writerow([ds.paths[i], ds.subsets[i], ds.classes[ds.labels[i]], ds.classes[int(np.argmax(p))],
+                        *[f"{x:.6f}" for x in p]])
+
+
+def score(labels: np.ndarray, probs: np.ndarray, num_classes: int, prefix: str) -> dict:
+    """Loss, accuracy and macro precision/recall/F1 with scikit-learn."""
+    from sklearn.metrics import accuracy_score, log_loss, precision_recall_fscore_support
+
+    pred = probs.argmax(1)
+    p, r, f, _ = precision_recall_fscore_support(labels, pred, average="macro", zero_division=0)
+    return {f"{prefix}_loss": float(log_loss(labels, probs, labels=list(range(num_classes)))),
+            f"{prefix}_accuracy": float(accuracy_score(labels, pred)), f"{prefix}_precision": float(p),
+            f"{prefix}_recall": float(r), f"{prefix}_f1": float(f)}
+
+
+def train_fold(cfg: Config, ds: Dataset, roles: np.ndarray, fold: int, run_dir: Path, settings: dict) -> dict:
+    """Train fold `fold` (skipped if already done), keep its best model and predictions; return its row."""
+    fold_dir = run_dir / f"fold{fold}"
+    done = fold_dir / "done.json"
+    if done.is_file():
+        log.info("fold %d: already done, skipped", fold)
+        return json.loads(done.read_text())
+    fold_dir.mkdir(exist_ok=True)
+    keras.utils.set_random_seed(cfg.seed + fold)
+    role = roles[:, fold]
+    tr, va, te = (np.flatnonzero(role == r) for r in (TRAIN, VAL, TEST))
+    n = len(ds.classes)
+    scope = settings["strategy"].scope() if settings["strategy"] else contextlib.nullcontext()
+    with scope:
+        model, history = _model_for_fold(cfg, fold_dir, n, settings)
+    train_data = make_tf_dataset(ds.images[tr], ds.labels[tr], n, cfg.batch_size, shuffle=True, seed=cfg.seed + fold)
+    val_data = make_tf_dataset(ds.images[va], ds.labels[va], n, cfg.batch_size)
+    log.info("fold %d: %d train, %d val, %d test images; %d epochs", fold, len(tr), len(va), len(te), cfg.epochs)
+    start = time.perf_counter()
+    if len(history) < cfg.epochs:
+        model.fit(train_data, validation_data=val_data, epochs=cfg.epochs, initial_epoch=len(history),
+                  callbacks=_callbacks(cfg, fold_dir, history), shuffle=False,  # tf.data shuffles
+                  verbose=1 if sys.stdout.isatty() else 2)
+    fit_seconds = time.perf_counter() - start
+    best = keras.models.load_model(fold_dir / "best.keras")
+    row = best_epoch_row(read_history(fold_dir / "history.csv"))
+    result = {"fold": fold, "epoch": row["epoch"] + 1, **{k: v for k, v in row.items() if k.startswith("val_")},
+              "fit_seconds": round(fit_seconds, 2)}
+    for name, idx in (("val", va), ("test", te)):
+        if len(idx):
+            probs = best.predict(make_tf_dataset(ds.images[idx], None, n, cfg.batch_size), verbose=0)
+            write_predictions(fold_dir / f"{name}_predictions.csv", ds, idx, probs)
+            if name == "test":
+                result.update(score(ds.labels[idx], probs, n, "test"))
+    (fold_dir / "last.keras").unlink(missing_ok=True)  # the best model is what is kept
+    write_atomic(fold_dir / "env.json", json.dumps(environment(), indent=2))
+    write_atomic(done, json.dumps(result, indent=2))
+    log.info("fold %d: best epoch %d, val_accuracy %.4f, test_accuracy %s", fold, result["epoch"],
+             result["val_accuracy"], f"{result.get('test_accuracy', float('nan')):.4f}")
+    return result
+
+
+def finished_folds(run_dir: Path) -> dict[int, dict]:
+    """Results of every fold whose done.json exists (half-written folds have none)."""
+    out = {}
+    for path in sorted(run_dir.glob("fold*/done.json")):
+        row = json.loads(path.read_text())
+        out[int(row["fold"])] = row
+    return out
+
+
+def aggregate(run_dir: Path, folds: int) -> dict | None:
+    """Build the CV summary and figures from whatever folds are done."""
+    from . import plots
+
+    done = finished_folds(run_dir)
+    if not done:
+        log.warning("no finished folds in %s yet", run_dir)
+        return None
+    summary = summarise_folds(done)
+    summary["complete"] = len(done) == folds
+    summary["folds_expected"] = folds
+    write_summary(summary, run_dir)
+    histories = {k: read_history(run_dir / f"fold{k}" / "history.csv") for k in done}
+    plots.training_curves(histories, run_dir / "figures")
+    missing = sorted(set(range(folds)) - set(done))
+    log.info("CV summary over %d/%d folds%s:\n%s", len(done), folds,
+             f" (missing {missing})" if missing else "", (run_dir / "cv_summary.md").read_text())
+    return summary

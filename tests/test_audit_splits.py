@@ -1,0 +1,104 @@
+import cv2
+import numpy as np
+import pytest
+
+from brainmri.audit import audit, group_images, hash_images, near_duplicate_pairs, phash
+from brainmri.data import load_dataset
+from brainmri.errors import UserError
+from brainmri.splits import EXCLUDED, TEST, TRAIN, VAL, holdout, kfold, make_roles
+from brainmri.synthetic import synth_image
+
+
+def _distance(a, b):
+    return bin(int(a) ^ int(b)).count("1")
+
+
+def test_resized_and_recompressed_copies_are_near_duplicates():
+    img, _ = synth_image(3, "glioma_tumor", "axial", 128)
+    small = cv2.resize(img, (90, 90), interpolation=cv2.INTER_AREA)
+    _, jpg = cv2.imencode(".jpg", small, [cv2.IMWRITE_JPEG_QUALITY, 70])
+    copy = cv2.imdecode(jpg, cv2.IMREAD_GRAYSCALE)
+    assert _distance(phash(img), phash(copy)) <= 4
+
+
+def test_different_slices_are_not_near_duplicates():
+    a, _ = synth_image(1, "meningioma_tumor", "axial", 128)
+    b, _ = synth_image(2, "meningioma_tumor", "sagittal", 128)
+    assert _distance(phash(a), phash(b)) > 4
+
+
+def test_band_search_finds_exactly_the_brute_force_pairs():
+    rng = np.random.default_rng(0)
+    base = rng.integers(0, 2**63, 50, dtype=np.int64).astype(np.uint64)
+    flips = [base[i] ^ np.uint64(sum(1 << int(b) for b in rng.choice(64, k, replace=False)))
+             for i, k in zip(range(50), rng.integers(0, 8, 50))]
+    hashes = np.concatenate([base, np.array(flips, np.uint64)])
+    for d in (0, 3, 6):
+        brute = {(i, j) for i in range(len(hashes)) for j in range(i + 1, len(hashes))
+                 if _distance(hashes[i], hashes[j]) <= d}
+        assert near_duplicate_pairs(hashes, d) == brute
+
+
+def test_groups_join_exact_and_near_copies_transitively():
+    h = np.array([0b0, 0b11, 0b1111, 2**40 - 1], np.uint64)  # 0-1 at 2 bits, 1-2 at 2 bits
+    groups = group_images(h, ["a", "b", "c", "a"], distance=2)
+    assert groups[0] == groups[1] == groups[2] == groups[3]  # 3 joins 0 by identical MD5
+    assert len(set(group_images(h, ["a", "b", "c", "d"], distance=1))) == 4
+
+
+def test_audit_finds_copies_conflicts_and_testing_leaks(data_copy):
+    src = data_copy / "Training" / "glioma_tumor" / "gl_0005.png"
+    (data_copy / "Testing" / "glioma_tumor" / "leak.png").write_bytes(src.read_bytes())
+    (data_copy / "Training" / "no_tumor" / "mislabeled.png").write_bytes(src.read_bytes())
+    ds = load_dataset(data_copy, 48)
+    groups = group_images(hash_images(ds.images), ds.md5, 4)
+    report = audit(ds, groups)
+    assert report["exact_duplicate_sets"] >= 1 and report["images_in_exact_duplicate_sets"] >= 3
+    conflict_paths = {p for group in report["label_conflicts"] for p, _ in group}
+    assert "Training/no_tumor/mislabeled.png" in conflict_paths
+    assert report["testing_with_near_duplicate_in_training"]["glioma_tumor"].startswith("1/")
+    assert 0 <= report["shortcut"]["size_only_accuracy"] <= 1
+
+
+def _grouped_labels(n_groups=60, seed=0):
+    rng = np.random.default_rng(seed)
+    sizes = rng.integers(1, 5, n_groups)
+    groups = np.repeat(np.arange(n_groups), sizes)
+    labels = np.repeat(rng.integers(0, 4, n_groups), sizes)
+    return labels, groups
+
+
+def test_group_splits_never_split_a_group():
+    labels, groups = _grouped_labels()
+    test = holdout(labels, groups, 0.1, by_group=True, seed=1)
+    assert not set(groups[test]) & set(groups[~test])
+    fold_of = kfold(labels, groups, 5, by_group=True, seed=1)
+    for g in set(groups):
+        assert len(set(fold_of[groups == g])) == 1
+    roles = make_roles(labels, groups, [""] * len(labels), "holdout", 5, 0.1, True, 1)
+    for k in range(5):
+        for a, b in ((TRAIN, VAL), (TRAIN, TEST), (VAL, TEST)):
+            assert not set(groups[roles[:, k] == a]) & set(groups[roles[:, k] == b])
+
+
+def test_random_split_does_split_groups():
+    labels, groups = _grouped_labels()
+    fold_of = kfold(labels, groups, 5, by_group=False, seed=1)
+    assert any(len(set(fold_of[groups == g])) > 1 for g in set(groups))
+
+
+def test_testing_folder_protocol_excludes_leaked_training_images():
+    labels, groups = _grouped_labels()
+    subsets = np.where(np.arange(len(labels)) % 7 == 0, "Testing", "Training")
+    roles = make_roles(labels, groups, subsets, "testing_folder", 3, 0.1, True, 0)
+    assert (roles[subsets == "Testing"] == TEST).all()
+    test_groups = set(groups[subsets == "Testing"])
+    excluded = roles[:, 0] == EXCLUDED
+    assert excluded.any() and all(g in test_groups for g in groups[excluded])
+    random_roles = make_roles(labels, groups, subsets, "testing_folder", 3, 0.1, False, 0)
+    assert not (random_roles == EXCLUDED).any()
+
+
+def test_too_few_images_for_the_folds():
+    with pytest.raises(UserError, match="too few for 5 folds"):
+        kfold(np.array([0, 0, 0, 1, 1, 1, 1, 1]), np.arange(8), 5, by_group=False, seed=0)

@@ -1,0 +1,55 @@
+import pytest
+
+from brainmri.config import STUDY_CLASSES, Config, load_config, parse_overrides
+from brainmri.errors import UserError
+
+
+def test_defaults_are_the_study():
+    cfg = Config()
+    assert (cfg.backbone, cfg.weights, cfg.image_size, cfg.epochs, cfg.batch_size) == ("efficientnetb0", "imagenet", 150, 12, 32)
+    assert (cfg.optimizer, cfg.dropout, cfg.folds, cfg.test_fraction, cfg.lr_factor, cfg.lr_patience) == ("adam", 0.5, 5, 0.1, 0.3, 2)
+    assert cfg.classes == STUDY_CLASSES
+
+
+def test_repo_configs_load():
+    for name in ("default", "sgd", "demo", "cpu-reference"):
+        load_config(f"configs/{name}.yaml")
+    assert load_config("configs/default.yaml") == Config(experiment="study")
+    assert load_config("configs/sgd.yaml").optimizer == "sgd"
+
+
+def test_yaml_then_command_line(tmp_path):
+    path = tmp_path / "c.yaml"
+    path.write_text("epochs: 3\nlearning_rate: 1\nweights: none\n")
+    cfg = load_config(path, ["epochs=5", "split=random"])
+    assert (cfg.epochs, cfg.learning_rate, cfg.weights, cfg.split) == (5, 1.0, "none", "random")
+
+
+@pytest.mark.parametrize("text, key", [
+    ("epoch: 3\n", "epoch"),           # unknown key
+    ("epochs: three\n", "epochs"),     # wrong type
+    ("dropout: true\n", "dropout"),    # bool is not a float
+    ("optimizer: rmsprop\n", "optimizer"),
+    ("folds: 1\n", "folds"),
+    ("classes: glioma\n", "classes"),
+])
+def test_bad_keys_name_the_key(tmp_path, text, key):
+    path = tmp_path / "c.yaml"
+    path.write_text(text)
+    with pytest.raises(UserError, match=f"'{key}'"):
+        load_config(path)
+
+
+def test_bad_yaml_and_missing_file(tmp_path):
+    path = tmp_path / "c.yaml"
+    path.write_text("epochs: [3\n")
+    with pytest.raises(UserError, match="not valid YAML"):
+        load_config(path)
+    with pytest.raises(UserError, match="config file not found"):
+        load_config(tmp_path / "nope.yaml")
+
+
+def test_override_syntax():
+    assert parse_overrides(["weights=/a/b.h5", "epochs=2"]) == {"weights": "/a/b.h5", "epochs": 2}
+    with pytest.raises(UserError, match="key=value"):
+        parse_overrides(["epochs"])

@@ -1,0 +1,81 @@
+import cv2
+import numpy as np
+import pytest
+
+from brainmri.data import decode, find_images, load_dataset, make_tf_dataset
+from brainmri.errors import UserError
+
+
+def test_kaggle_layout(kaggle_dir):
+    items, classes = find_images(kaggle_dir)
+    assert classes == ("glioma_tumor", "meningioma_tumor", "no_tumor", "pituitary_tumor")
+    assert {s for _, _, s in items} == {"Training", "Testing"}
+    ds = load_dataset(kaggle_dir, 32)
+    assert ds.images.dtype == np.uint8 and ds.images.shape[1:] == (32, 32, 3)
+    assert len(ds.paths) == len(items) and not ds.skipped
+
+
+def test_flat_layout(flat_dir):
+    ds = load_dataset(flat_dir, 32)
+    assert set(ds.subsets) == {""} and len(set(ds.labels)) == 4
+
+
+def test_decodes_every_mode_and_extension(tmp_path):
+    grey = (np.arange(40 * 50) % 256).astype(np.uint8).reshape(40, 50)
+    cv2.imwrite(str(tmp_path / "g.PNG"), grey)
+    cv2.imwrite(str(tmp_path / "c.JPEG"), np.dstack([grey] * 3))
+    cv2.imwrite(str(tmp_path / "a.png"), np.dstack([grey] * 3 + [np.full_like(grey, 255)]))
+    cv2.imwrite(str(tmp_path / "w.tif"), grey.astype(np.uint16) * 200)
+    for name in ("g.PNG", "c.JPEG", "a.png", "w.tif"):
+        img = decode(tmp_path / name)
+        assert img.shape == (40, 50, 3) and img.dtype == np.uint8, name
+        assert img.max() > 200, name  # 16-bit is stretched into 0-255, not truncated
+
+
+def test_bad_files_are_skipped_and_counted(data_copy):
+    folder = data_copy / "Training" / "glioma_tumor"
+    (folder / "zero.jpg").write_bytes(b"")
+    (folder / "corrupt.png").write_bytes(b"\x89PNG not really")
+    (folder / "notes.txt").write_text("not an image")
+    cv2.imwrite(str(folder / "tiny.png"), np.zeros((5, 5), np.uint8))
+    ds = load_dataset(data_copy, 32)
+    reasons = dict(ds.skipped)
+    assert set(reasons) == {"Training/glioma_tumor/zero.jpg", "Training/glioma_tumor/corrupt.png",
+                            "Training/glioma_tumor/tiny.png"}
+    assert "empty" in reasons["Training/glioma_tumor/zero.jpg"] and "too small" in reasons["Training/glioma_tumor/tiny.png"]
+    assert not any("notes.txt" in p for p in ds.paths)
+
+
+def test_missing_and_mismatched_folders(data_copy, tmp_path):
+    with pytest.raises(UserError, match="data folder not found.*kaggle datasets download"):
+        find_images(tmp_path / "nowhere")
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(UserError, match="no class folders"):
+        find_images(tmp_path / "empty")
+    for f in (data_copy / "Training" / "no_tumor").iterdir():
+        f.unlink()
+    with pytest.raises(UserError, match="no_tumor holds no images"):
+        find_images(data_copy)
+    (data_copy / "Testing" / "no_tumor").rename(data_copy / "Testing" / "normal")
+    with pytest.raises(UserError, match="differ between"):
+        find_images(data_copy)
+
+
+def test_missing_class_folder(flat_dir):
+    with pytest.raises(UserError, match=r"class folder\(s\) \['astrocytoma'\] missing"):
+        find_images(flat_dir, ("glioma_tumor", "astrocytoma"))
+
+
+def test_cache_serves_the_same_arrays(kaggle_dir, tmp_path):
+    first = load_dataset(kaggle_dir, 32, cache_dir=tmp_path)
+    assert len(list(tmp_path.glob("images-*.npz"))) == 1
+    second = load_dataset(kaggle_dir, 32, cache_dir=tmp_path)
+    assert np.array_equal(first.images, second.images) and first.paths == second.paths and first.md5 == second.md5
+
+
+def test_pipeline_keeps_raw_pixel_range(kaggle_dir):
+    """Models normalise inside; the pipeline must hand over 0-255 floats, never 0-1."""
+    ds = load_dataset(kaggle_dir, 32)
+    x, y = next(iter(make_tf_dataset(ds.images, ds.labels, 4, 8, shuffle=True)))
+    assert x.dtype.name == "float32" and float(x.numpy().max()) > 1.5
+    assert y.shape == (8, 4)

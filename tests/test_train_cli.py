@@ -1,0 +1,101 @@
+"""The real train.py, end to end on tiny synthetic data: run folder, fold jobs, aggregate, resume, bad input."""
+
+import csv
+import json
+
+import keras
+import pytest
+
+import train
+from brainmri import training
+
+TINY = ["image_size=32", "backbone=small_cnn", "weights=none", "epochs=1", "folds=2", "batch_size=16"]
+
+
+def _run(tmp_path, data, *extra, argv=()):
+    return train.main(["--set", f"data_dir={data}", f"output_dir={tmp_path / 'out'}",
+                       f"cache_dir={tmp_path / 'cache'}", *TINY, *extra, *argv])
+
+
+def _only_run(tmp_path):
+    (run,) = (tmp_path / "out" / "study").iterdir()
+    return run
+
+
+def test_end_to_end_writes_the_whole_run_folder(tmp_path, kaggle_dir):
+    assert _run(tmp_path, kaggle_dir) == 0
+    run = _only_run(tmp_path)
+    for name in ("config.yaml", "env.json", "train.log", "audit.json", "splits.csv", "classes.json",
+                 "data_summary.csv", "skipped.csv", "cv_summary.json", "cv_summary.csv", "cv_summary.md",
+                 "figures/curves_accuracy_loss.png", "figures/curves_precision_recall.png"):
+        assert (run / name).is_file(), name
+    for k in (0, 1):
+        for name in ("best.keras", "history.csv", "done.json", "test_predictions.csv", "val_predictions.csv"):
+            assert (run / f"fold{k}" / name).is_file(), (k, name)
+        assert not (run / f"fold{k}" / "last.keras").exists()
+    summary = json.loads((run / "cv_summary.json").read_text())
+    assert summary["complete"] and set(summary["mean"]) >= {"val_accuracy", "val_f1", "test_accuracy"}
+    with open(run / "splits.csv") as f:
+        rows = list(csv.DictReader(f))
+    assert {r["fold0"] for r in rows} == {"train", "val", "test"}
+    env = json.loads((run / "env.json").read_text())
+    assert env["keras"] == keras.__version__ and "numpy" in env
+
+
+def test_two_runs_never_share_a_folder(tmp_path, kaggle_dir):
+    assert _run(tmp_path, kaggle_dir, "folds=2", "epochs=1", argv=["--audit-only"]) == 0
+    assert _run(tmp_path, kaggle_dir, argv=["--audit-only"]) == 0
+    assert len(list((tmp_path / "out" / "audit").iterdir())) == 2
+
+
+def test_fold_jobs_then_aggregate(tmp_path, kaggle_dir):
+    run = tmp_path / "out" / "shared-run"
+    assert _run(tmp_path, kaggle_dir, argv=["--run-dir", str(run), "--fold", "1"]) == 0
+    assert not json.loads((run / "cv_summary.json").read_text())["complete"]
+    assert _run(tmp_path, kaggle_dir, argv=["--run-dir", str(run), "--fold", "0"]) == 0
+    assert train.main(["--aggregate", str(run)]) == 0
+    summary = json.loads((run / "cv_summary.json").read_text())
+    assert summary["complete"] and summary["folds"] == [0, 1]
+    assert _run(tmp_path, kaggle_dir, "epochs=2", argv=["--run-dir", str(run), "--fold", "0"]) == 2  # other config
+
+
+def test_resume_continues_an_interrupted_fold(tmp_path, kaggle_dir, monkeypatch):
+    run = tmp_path / "out" / "resumed"
+    original = training._callbacks
+
+    class StopAfterFirstEpoch(keras.callbacks.Callback):
+        def on_epoch_end(self, epoch, logs=None):
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(training, "_callbacks", lambda *a: original(*a) + [StopAfterFirstEpoch()])
+    assert _run(tmp_path, kaggle_dir, "epochs=2", argv=["--run-dir", str(run)]) == 130
+    assert (run / "fold0" / "last.keras").is_file() and not (run / "fold0" / "done.json").exists()
+    monkeypatch.setattr(training, "_callbacks", original)
+    assert train.main(["--resume", str(run)]) == 0
+    history = training.read_history(run / "fold0" / "history.csv")
+    assert [r["epoch"] for r in history] == [0, 1]  # epoch 0 was not trained again
+    done_before = (run / "fold0" / "done.json").stat().st_mtime_ns
+    assert train.main(["--resume", str(run)]) == 0  # everything done: nothing retrained
+    assert (run / "fold0" / "done.json").stat().st_mtime_ns == done_before
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--set", "epoch=3"], "unknown config key 'epoch'"),
+    (["--set", "data_dir=/nonexistent/data"], "data folder not found: /nonexistent/data; download it with: kaggle"),
+    (["--config", "missing.yaml"], "config file not found"),
+    (["--set", "weights=/nonexistent/b0.h5", "data_dir=."], "weights file not found"),
+    (["--fold", "7"], "--fold 7 is out of range"),
+    (["--resume", "/nonexistent/run"], "is not a run folder"),
+])
+def test_bad_input_is_one_line_and_exit_2(argv, message, capsys, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # no data/ and no configs/ here: the defaults apply
+    assert train.main(argv) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error: ") and message in err and "\n" not in err and "Traceback" not in err
+
+
+def test_no_data_folder_yet_says_how_to_get_it(capsys, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    assert train.main([]) == 2
+    err = capsys.readouterr().err
+    assert "data folder not found: data" in err and "configs/demo.yaml" in err
