@@ -61,7 +61,7 @@ def main(argv=None) -> int:
 
     if args.aggregate:
         runs.setup_logging()
-        return 0 if training.aggregate(Path(run_dir), cfg.folds) else 1
+        return 0 if training.aggregate(Path(run_dir), cfg) else 1
     if args.audit_only:
         cfg = dataclasses.replace(cfg, experiment="audit")
     pipeline.check_inputs(cfg)
@@ -72,7 +72,7 @@ def main(argv=None) -> int:
     settings = training.device_settings(cfg)
     for fold in [args.fold] if args.fold is not None else range(cfg.folds):
         training.train_fold(cfg, prepared.ds, prepared.roles, fold, run, settings)
-    training.aggregate(run, cfg.folds)
+    training.aggregate(run, cfg)
     return 0
 
 

@@ -44,6 +44,7 @@ class Config:
     mixed_precision: str = "auto"  # auto (on with a GPU) | on | off
     jit_compile: str = "auto"  # auto (on with a GPU) | on | off
     cache_dir: str = ".cache"  # decoded, resized uint8 arrays and hashes
+    figure_formats: tuple = ("png",)  # add "pdf" (or "svg") for vector figures in a paper
 
     def __post_init__(self):
         validate(self)
@@ -72,6 +73,9 @@ def validate(cfg: Config) -> None:
             raise UserError(f"config key '{key}' must be at least 1, got {getattr(cfg, key)}")
     if cfg.image_size < 32:
         raise UserError(f"config key 'image_size' must be at least 32, got {cfg.image_size}")
+    bad = sorted(set(cfg.figure_formats) - {"png", "pdf", "svg"})
+    if bad or not cfg.figure_formats:
+        raise UserError(f"config key 'figure_formats' takes png, pdf and svg, got {list(cfg.figure_formats)}")
     if cfg.folds < 2:
         raise UserError(f"config key 'folds' must be at least 2, got {cfg.folds}")
     if not 0.0 < cfg.test_fraction < 0.5:

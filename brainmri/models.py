@@ -115,3 +115,13 @@ def count_params(model: keras.Model) -> dict:
     trainable = sum(int(ops.size(w)) for w in model.trainable_weights)
     total = sum(int(ops.size(w)) for w in model.weights)
     return {"total": total, "trainable": trainable, "non_trainable": total - trainable}
+
+
+def load_model(path, compile: bool = True) -> keras.Model:
+    """Load a saved .keras model; our custom layers and metrics are registered by importing this package."""
+    from . import metrics  # noqa: F401  (registers MacroMetric for compiled models)
+
+    try:
+        return keras.models.load_model(path, compile=compile)
+    except (OSError, ValueError, TypeError) as err:
+        raise UserError(f"could not load model {path}: {str(err).splitlines()[0][:160]}") from None

@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 
 from . import audit as audit_mod
+from . import plots
 from . import splits
 from .config import Config
 from .data import Dataset, load_dataset
@@ -56,8 +57,11 @@ def check_inputs(cfg: Config) -> None:
 def prepare(cfg: Config, run_dir: Path) -> Prepared:
     """Load, hash, group, audit and split; write audit, splits and data summary into the run folder."""
     ds = load_dataset(data_root(cfg), cfg.image_size, cfg.classes, cfg.cache_dir)
-    groups = audit_mod.group_images(audit_mod.hash_images(ds.images), ds.md5, cfg.hash_distance)
+    hashes = audit_mod.hash_images(ds.images)
+    groups = audit_mod.group_images(hashes, ds.md5, cfg.hash_distance)
     report = audit_mod.audit(ds, groups)
+    plots.near_duplicate_pairs(ds.images, ds.labels, ds.classes, ds.md5, hashes,
+                               run_dir / "figures" / "near_duplicate_pairs", formats=cfg.figure_formats)
     log.info(audit_mod.format_audit(report))
     write_atomic(run_dir / "audit.json", json.dumps(report, indent=2))
     roles = splits.make_roles(ds.labels, groups, ds.subsets, cfg.protocol, cfg.folds, cfg.test_fraction,

@@ -51,3 +51,122 @@ def _curve_panel(ax, histories, key, title) -> None:
                     label=f"{'validation' if split else 'train'} (mean of {len(runs)} folds)")
     ax.set(title=title, xlabel="Epoch")
     ax.legend()
+
+
+def near_duplicate_pairs(images, labels, classes, md5, hashes, path: Path, distances=(0, 2, 4, 6, 8),
+                         per_row: int = 5, seed: int = 0, formats=FORMATS) -> list[Path]:
+    """Sampled image pairs at each pHash distance: the evidence for choosing hash_distance."""
+    from .audit import near_duplicate_pairs as find_pairs
+
+    by_distance = {d: [] for d in distances}
+    for i, j in sorted(find_pairs(hashes, max(distances))):
+        d = bin(int(hashes[i]) ^ int(hashes[j])).count("1")
+        if d in by_distance and md5[i] != md5[j]:  # byte-identical copies need no looking at
+            by_distance[d].append((i, j))
+    rng = np.random.default_rng(seed)
+    with plt.rc_context(STYLE):
+        fig, axes = plt.subplots(len(distances), per_row, figsize=(2.4 * per_row, 1.45 * len(distances)),
+                                 squeeze=False)
+        for row, d in zip(axes, distances):
+            pairs = by_distance[d]
+            picks = rng.choice(len(pairs), min(per_row, len(pairs)), replace=False) if pairs else []
+            for ax, k in zip(row, list(picks) + [None] * per_row):
+                ax.axis("off")
+                if k is None:
+                    continue
+                i, j = pairs[k]
+                ax.imshow(np.hstack([images[i], images[j]]), cmap="gray")
+                ax.set_title(f"d={d}: {classes[labels[i]][:6]} / {classes[labels[j]][:6]}", fontsize=8)
+            row[0].text(-0.05, 0.5, f"distance {d}\n{len(pairs)} pairs", transform=row[0].transAxes,
+                        ha="right", va="center", fontsize=9)
+        fig.suptitle("Near-duplicate candidates by pHash Hamming distance (not byte-identical)")
+        return save(fig, path, formats)
+
+
+def pretty(name: str) -> str:
+    """'meningioma_tumor' -> 'Meningioma tumor' for axis labels."""
+    return name.replace("_", " ").capitalize()
+
+
+def confusion_matrices(labels, pred, classes, path: Path, title: str, formats=FORMATS) -> list[Path]:
+    """Counts and row-normalised confusion matrices side by side (seaborn heatmaps, grey scale)."""
+    import seaborn as sns
+    from sklearn.metrics import confusion_matrix
+
+    counts = confusion_matrix(labels, pred, labels=list(range(len(classes))))
+    rows = counts.sum(1, keepdims=True)
+    normalised = np.divide(counts, rows, out=np.zeros(counts.shape, float), where=rows > 0)
+    names = [pretty(c) for c in classes]
+    with plt.rc_context(STYLE):
+        fig, axes = plt.subplots(1, 2, figsize=(11, 4.6))
+        for ax, data, fmt, sub in ((axes[0], counts, "d", "counts"), (axes[1], normalised, ".2f", "row-normalised")):
+            sns.heatmap(data, annot=True, fmt=fmt, cmap="Greys", cbar=False, square=True, ax=ax,
+                        xticklabels=names, yticklabels=names, linewidths=0.5, linecolor="0.8",
+                        vmin=0, vmax=data.max() if fmt == "d" else 1)
+            ax.set(xlabel="Predicted class", ylabel="True class", title=sub)
+            plt.setp(ax.get_xticklabels(), rotation=30, ha="right", rotation_mode="anchor")
+            ax.tick_params(axis="y", rotation=0)
+        fig.suptitle(title)
+        fig.tight_layout()
+        return save(fig, path, formats)
+
+
+def roc_pr_curves(labels, probs, classes, path: Path, title: str, formats=FORMATS) -> list[Path]:
+    """One-vs-all ROC (with AUC, micro and macro averages) and precision-recall (with AP) curves."""
+    from sklearn.metrics import auc, average_precision_score, precision_recall_curve, roc_curve
+
+    onehot = np.eye(len(classes))[labels]
+    present = [c for c in range(len(classes)) if 0 < onehot[:, c].sum() < len(labels)]
+    styles = ["-", "--", "-.", ":", (0, (5, 1)), (0, (3, 1, 1, 1))]
+    with plt.rc_context(STYLE):
+        fig, (roc_ax, pr_ax) = plt.subplots(1, 2, figsize=(11, 4.6))
+        grid = np.linspace(0, 1, 201)
+        tprs = []
+        for k, c in enumerate(present):
+            fpr, tpr, _ = roc_curve(onehot[:, c], probs[:, c])
+            tprs.append(np.interp(grid, fpr, tpr))
+            roc_ax.plot(fpr, tpr, ls=styles[k % 6], label=f"{pretty(classes[c])} (AUC {auc(fpr, tpr):.3f})")
+            prec, rec, _ = precision_recall_curve(onehot[:, c], probs[:, c])
+            ap = average_precision_score(onehot[:, c], probs[:, c])
+            pr_ax.plot(rec, prec, ls=styles[k % 6], label=f"{pretty(classes[c])} (AP {ap:.3f})")
+        if present:
+            fpr, tpr, _ = roc_curve(onehot[:, present].ravel(), probs[:, present].ravel())
+            roc_ax.plot(fpr, tpr, color="black", lw=2, label=f"micro average (AUC {auc(fpr, tpr):.3f})")
+            roc_ax.plot(grid, np.mean(tprs, 0), color="0.4", lw=2, label=f"macro average (AUC {auc(grid, np.mean(tprs, 0)):.3f})")
+        roc_ax.plot([0, 1], [0, 1], color="0.7", lw=0.8)
+        roc_ax.set(xlabel="False positive rate", ylabel="True positive rate", title="ROC, one vs all")
+        pr_ax.set(xlabel="Recall", ylabel="Precision", title="Precision-recall, one vs all", ylim=(0, 1.02))
+        roc_ax.legend(loc="lower right")
+        pr_ax.legend(loc="lower left")
+        fig.suptitle(title)
+        fig.tight_layout()
+        return save(fig, path, formats)
+
+
+def reliability_diagram(calib: dict, path: Path, title: str, formats=FORMATS) -> list[Path]:
+    """Accuracy against confidence per bin; the diagonal is perfect calibration."""
+    with plt.rc_context(STYLE):
+        fig, ax = plt.subplots(figsize=(4.8, 4.6))
+        for b in calib["bins"]:
+            lo, hi = b["bin"]
+            ax.bar(lo, b["accuracy"], width=hi - lo, align="edge", color="0.55", edgecolor="black")
+        ax.plot([0, 1], [0, 1], "--", color="black", lw=1, label="perfect calibration")
+        ax.set(xlabel="Confidence (top class)", ylabel="Accuracy", xlim=(0, 1), ylim=(0, 1),
+               title=f"{title}\nECE {calib['ece']:.3f}")
+        ax.legend(loc="upper left")
+        return save(fig, path, formats)
+
+
+def image_gallery(images, captions, path: Path, title: str, cols: int = 6, formats=FORMATS) -> list[Path]:
+    """A grid of images with a caption under each (misclassified images, label-error candidates)."""
+    rows = max(1, int(np.ceil(len(images) / cols)))
+    with plt.rc_context(STYLE):
+        fig, axes = plt.subplots(rows, cols, figsize=(2.3 * cols, 2.6 * rows), squeeze=False)
+        for ax in axes.flat:
+            ax.axis("off")
+        for ax, img, cap in zip(axes.flat, images, captions):
+            ax.imshow(img, cmap="gray")
+            ax.set_title(cap, fontsize=8)
+        fig.suptitle(title)
+        fig.tight_layout()
+        return save(fig, path, formats)

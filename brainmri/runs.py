@@ -90,6 +90,7 @@ def setup_logging(run_dir: Path | None = None) -> None:
     handlers = [logging.StreamHandler(sys.stdout)]
     if run_dir is not None:
         handlers.append(logging.FileHandler(run_dir / "train.log"))
+    logging.getLogger("tensorflow").setLevel(logging.ERROR)  # retracing chatter, not our news
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", datefmt="%H:%M:%S",
                         handlers=handlers, force=True)
 

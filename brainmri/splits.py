@@ -80,12 +80,16 @@ def write_splits(path: Path, paths, labels_named, subsets, groups, roles: np.nda
             w.writerow(row)
 
 
-def read_roles(path: Path) -> tuple[list[str], np.ndarray]:
-    """Read splits.csv back: (paths, roles)."""
+def read_splits(path: Path) -> dict:
+    """splits.csv back: paths, labels, subsets, groups and the (N, folds) roles."""
     with open(path, newline="") as f:
         rows = list(csv.DictReader(f))
-    folds = sorted(k for k in rows[0] if k.startswith("fold"))
-    return [r["path"] for r in rows], np.array([[r[k] for k in folds] for r in rows], dtype=object)
+    if not rows:
+        raise UserError(f"{path} is empty")
+    folds = sorted((k for k in rows[0] if k.startswith("fold")), key=lambda k: int(k[4:]))
+    return {"paths": [r["path"] for r in rows], "labels": [r["label"] for r in rows],
+            "subsets": [r["subset"] for r in rows], "groups": np.array([int(r["group"]) for r in rows]),
+            "roles": np.array([[r[k] for k in folds] for r in rows], dtype=object)}
 
 
 def role_counts(roles: np.ndarray, labels_named) -> list[dict]:

@@ -61,7 +61,7 @@ def _model_for_fold(cfg: Config, fold_dir: Path, num_classes: int, settings: dic
     last = fold_dir / "last.keras"
     if history and last.is_file():
         log.info("fold %s: resuming after epoch %d", fold_dir.name, len(history))
-        return keras.models.load_model(last), history
+        return models.load_model(last), history
     for stale in ("history.csv", "last.keras", "best.keras"):
         (fold_dir / stale).unlink(missing_ok=True)
     return compile_model(cfg, num_classes, settings["jit_compile"]), []
@@ -123,7 +123,7 @@ def train_fold(cfg: Config, ds: Dataset, roles: np.ndarray, fold: int, run_dir: 
                   callbacks=_callbacks(cfg, fold_dir, history), shuffle=False,  # tf.data shuffles
                   verbose=1 if sys.stdout.isatty() else 2)
     fit_seconds = time.perf_counter() - start
-    best = keras.models.load_model(fold_dir / "best.keras")
+    best = models.load_model(fold_dir / "best.keras", compile=False)
     row = best_epoch_row(read_history(fold_dir / "history.csv"))
     result = {"fold": fold, "epoch": row["epoch"] + 1, **{k: v for k, v in row.items() if k.startswith("val_")},
               "fit_seconds": round(fit_seconds, 2)}
@@ -150,7 +150,7 @@ def finished_folds(run_dir: Path) -> dict[int, dict]:
     return out
 
 
-def aggregate(run_dir: Path, folds: int) -> dict | None:
+def aggregate(run_dir: Path, cfg: Config) -> dict | None:
     """Build the CV summary and figures from whatever folds are done."""
     from . import plots
 
@@ -159,11 +159,12 @@ def aggregate(run_dir: Path, folds: int) -> dict | None:
         log.warning("no finished folds in %s yet", run_dir)
         return None
     summary = summarise_folds(done)
+    folds = cfg.folds
     summary["complete"] = len(done) == folds
     summary["folds_expected"] = folds
     write_summary(summary, run_dir)
     histories = {k: read_history(run_dir / f"fold{k}" / "history.csv") for k in done}
-    plots.training_curves(histories, run_dir / "figures")
+    plots.training_curves(histories, run_dir / "figures", cfg.figure_formats)
     missing = sorted(set(range(folds)) - set(done))
     log.info("CV summary over %d/%d folds%s:\n%s", len(done), folds,
              f" (missing {missing})" if missing else "", (run_dir / "cv_summary.md").read_text())

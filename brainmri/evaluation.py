@@ -1,0 +1,280 @@
+"""Test-set evaluation: reports per fold and for the fold ensemble, calibration, bootstrap intervals,
+label-error candidates. Every number here is computed from a predictions table, with scikit-learn."""
+
+from __future__ import annotations
+
+import csv
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from sklearn.metrics import accuracy_score, classification_report, f1_score
+
+from .errors import UserError
+
+
+@dataclass
+class Predictions:
+    """Probabilities of one model (a fold or the ensemble) on one test set."""
+
+    name: str  # "fold0", ..., "ensemble"
+    paths: list[str]
+    labels: np.ndarray  # true class index
+    probs: np.ndarray  # (N, C)
+
+    @property
+    def pred(self) -> np.ndarray:
+        return self.probs.argmax(1)
+
+
+def report_dict(p: Predictions, classes) -> dict:
+    """scikit-learn's classification report (precision, recall, F1, support per class), class names."""
+    labels = list(range(len(classes)))
+    return classification_report(p.labels, p.pred, labels=labels, target_names=list(classes), output_dict=True,
+                                 zero_division=0)
+
+
+def report_markdown(report: dict, title: str) -> str:
+    """The report as a Markdown table laid out like scikit-learn's text report."""
+    lines = [f"**{title}**", "", "| | precision | recall | f1-score | support |", "|---|---|---|---|---|"]
+    for name, row in report.items():
+        if name == "accuracy":
+            total = int(report["macro avg"]["support"])
+            lines.append(f"| accuracy | | | {row:.4f} | {total} |")
+        else:
+            lines.append(f"| {name} | {row['precision']:.4f} | {row['recall']:.4f} | {row['f1-score']:.4f} | "
+                         f"{int(row['support'])} |")
+    return "\n".join(lines) + "\n"
+
+
+def write_report(report: dict, folder: Path, stem: str, title: str) -> None:
+    """<stem>.json, .csv and .md."""
+    (folder / f"{stem}.json").write_text(json.dumps(report, indent=2))
+    (folder / f"{stem}.md").write_text(report_markdown(report, title))
+    with open(folder / f"{stem}.csv", "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["class", "precision", "recall", "f1-score", "support"])
+        for name, row in report.items():
+            if name == "accuracy":
+                w.writerow(["accuracy", "", "", row, report["macro avg"]["support"]])
+            else:
+                w.writerow([name, row["precision"], row["recall"], row["f1-score"], row["support"]])
+
+
+def bootstrap_ci(labels: np.ndarray, pred: np.ndarray, n_classes: int, rounds: int = 2000, seed: int = 0) -> dict:
+    """95% percentile bootstrap intervals of accuracy and macro F1 (resampling test images)."""
+    rng = np.random.default_rng(seed)
+    idx = rng.integers(0, len(labels), (rounds, len(labels)))
+    acc = (labels[idx] == pred[idx]).mean(1)
+    f1 = np.array([f1_score(labels[i], pred[i], labels=list(range(n_classes)), average="macro", zero_division=0)
+                   for i in idx])
+    return {"accuracy": accuracy_score(labels, pred), "accuracy_ci95": np.percentile(acc, [2.5, 97.5]).tolist(),
+            "macro_f1": f1_score(labels, pred, labels=list(range(n_classes)), average="macro", zero_division=0),
+            "macro_f1_ci95": np.percentile(f1, [2.5, 97.5]).tolist(), "rounds": rounds}
+
+
+def calibration(labels: np.ndarray, probs: np.ndarray, bins: int = 10) -> dict:
+    """Expected calibration error of the top-class confidence, with the per-bin table."""
+    conf, correct = probs.max(1), (probs.argmax(1) == labels)
+    edges = np.linspace(0, 1, bins + 1)
+    which = np.clip(np.digitize(conf, edges[1:-1]), 0, bins - 1)
+    table, ece = [], 0.0
+    for b in range(bins):
+        sel = which == b
+        if sel.any():
+            gap = abs(correct[sel].mean() - conf[sel].mean())
+            ece += sel.mean() * gap
+            table.append({"bin": [float(edges[b]), float(edges[b + 1])], "count": int(sel.sum()),
+                          "accuracy": float(correct[sel].mean()), "confidence": float(conf[sel].mean())})
+    return {"ece": float(ece), "bins": table}
+
+
+def label_error_candidates(paths, labels, probs, classes, threshold: float = 0.9) -> list[dict]:
+    """Images whose out-of-fold model gives another class at least `threshold`, most confident first."""
+    rows = []
+    for path, y, p in zip(paths, labels, probs):
+        other = int(np.argmax(np.where(np.arange(len(p)) == y, -1, p)))
+        if p[other] >= threshold:
+            rows.append({"path": path, "label": classes[y], "suggested": classes[other],
+                         "p_suggested": float(p[other]), "p_label": float(p[y])})
+    return sorted(rows, key=lambda r: -r["p_suggested"])
+
+
+def check_classes(model_classes, data_classes, where: str) -> None:
+    """A model can be evaluated on a folder whose classes are a subset of its own."""
+    unknown = sorted(set(data_classes) - set(model_classes))
+    if unknown:
+        raise UserError(f"classes {unknown} in {where} are not classes of the model ({list(model_classes)})")
+
+
+def find_fold_models(run_dir: Path) -> tuple[dict[int, Path], list[str]]:
+    """Best models of the finished folds, and a note for each fold folder that is not finished."""
+    models, notes = {}, []
+    for fold_dir in sorted(run_dir.glob("fold*")):
+        if not fold_dir.name[4:].isdigit():
+            continue
+        k = int(fold_dir.name[4:])
+        if (fold_dir / "done.json").is_file() and (fold_dir / "best.keras").is_file():
+            models[k] = fold_dir / "best.keras"
+        else:
+            notes.append(f"fold {k} is unfinished (no done.json or best.keras): left out")
+    return models, notes
+
+
+def predict(model, images: np.ndarray, batch_size: int, tta: bool = False) -> np.ndarray:
+    """Class probabilities; with tta, the mean over the image and its left-right mirror."""
+    from .data import make_tf_dataset
+
+    probs = model.predict(make_tf_dataset(images, None, 1, batch_size), verbose=0)
+    if tta:
+        mirrored = np.ascontiguousarray(images[:, :, ::-1])
+        probs = (probs + model.predict(make_tf_dataset(mirrored, None, 1, batch_size), verbose=0)) / 2
+    return probs.astype(np.float64)
+
+
+def write_predictions(path: Path, preds: list[Predictions], classes, has_duplicate: np.ndarray) -> None:
+    """predictions.csv: one row per image and model (each fold, and the ensemble)."""
+    with open(path, "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["path", "true", "pred", *[f"p_{c}" for c in classes], "model", "near_duplicate_in_training"])
+        for p in preds:
+            for path_, y, probs, dup in zip(p.paths, p.labels, p.probs, has_duplicate):
+                w.writerow([path_, classes[y], classes[int(probs.argmax())], *[f"{x:.6f}" for x in probs], p.name,
+                            int(dup)])
+
+
+def read_predictions(path: Path) -> dict[str, dict]:
+    """predictions.csv back, per model: labels, probabilities, near-duplicate flags (used by the tests)."""
+    with open(path, newline="") as f:
+        rows = list(csv.DictReader(f))
+    classes = [k[2:] for k in rows[0] if k.startswith("p_")]
+    out = {}
+    for r in rows:
+        m = out.setdefault(r["model"], {"labels": [], "probs": [], "dup": [], "pred": []})
+        m["labels"].append(classes.index(r["true"]))
+        m["pred"].append(classes.index(r["pred"]))
+        m["probs"].append([float(r[f"p_{c}"]) for c in classes])
+        m["dup"].append(int(r["near_duplicate_in_training"]))
+    return {k: {kk: np.array(vv) for kk, vv in v.items()} for k, v in out.items()}
+
+
+def duplicate_flags_from_splits(splits: dict, test_paths: list[str], folds: list[int]) -> np.ndarray:
+    """Whether each test image shares a near-duplicate group with a training image of the given folds."""
+    roles, groups = splits["roles"], splits["groups"]
+    trained = np.zeros(len(groups), bool)
+    for k in folds:
+        trained |= roles[:, k] == "train"
+    train_groups = set(groups[trained])
+    group_of = dict(zip(splits["paths"], groups))
+    return np.array([group_of[p] in train_groups for p in test_paths])
+
+
+def duplicate_flags_external(train_hashes, train_md5, test_hashes, test_md5, distance: int) -> np.ndarray:
+    """Whether each external image is a copy or near-duplicate (pHash) of a training image."""
+    from .audit import near_duplicate_pairs
+
+    n, known = len(train_hashes), set(train_md5)
+    flags = np.array([m in known for m in test_md5])
+    for i, j in near_duplicate_pairs(np.concatenate([train_hashes, test_hashes]), distance):
+        if i < n <= j:
+            flags[j - n] = True
+    return flags
+
+
+def evaluate_test_set(name: str, folder: Path, fold_preds: list[Predictions], has_duplicate: np.ndarray,
+                      images: np.ndarray, classes, formats) -> dict:
+    """Reports, figures and headline numbers for one test set; returns what report.md shows."""
+    from . import plots
+
+    folder.mkdir(parents=True)
+    ensemble = Predictions("ensemble", fold_preds[0].paths, fold_preds[0].labels,
+                           np.mean([p.probs for p in fold_preds], axis=0))
+    models = fold_preds + [ensemble] if len(fold_preds) > 1 else fold_preds
+    write_predictions(folder / "predictions.csv", models, classes, has_duplicate)
+    for p in models:
+        write_report(report_dict(p, classes), folder, f"report_{p.name}", f"{name}, {p.name}")
+        plots.confusion_matrices(p.labels, p.pred, classes, folder / "figures" / f"confusion_{p.name}",
+                                 f"{name}: {p.name} ({len(p.labels)} images)", formats)
+    best = models[-1]
+    plots.roc_pr_curves(best.labels, best.probs, classes, folder / "figures" / "roc_pr", f"{name}: {best.name}", formats)
+    calib = calibration(best.labels, best.probs)
+    plots.reliability_diagram(calib, folder / "figures" / "reliability", f"{name}: {best.name}", formats)
+    wrong = np.flatnonzero(best.pred != best.labels)
+    _write_misclassified(folder / "misclassified.csv", best, wrong, classes)
+    if len(wrong):
+        order = wrong[np.argsort(-best.probs[wrong].max(1))][:36]
+        plots.image_gallery(images[order], [f"true {classes[best.labels[i]][:10]}\npred {classes[best.pred[i]][:10]} "
+                                            f"{best.probs[i].max():.2f}" for i in order],
+                            folder / "figures" / "misclassified", f"{name}: misclassified by {best.name}", formats=formats)
+    fold_acc = [accuracy_score(p.labels, p.pred) for p in fold_preds]
+    correct = best.pred == best.labels
+    summary = {"test_set": name, "images": len(best.labels), "model": best.name, "folds": [p.name for p in fold_preds],
+               **bootstrap_ci(best.labels, best.pred, len(classes)), "ece": calib["ece"],
+               "mean_fold_accuracy": float(np.mean(fold_acc)), "fold_accuracy": fold_acc,
+               "with_near_duplicate_in_training": {"images": int(has_duplicate.sum()),
+                                                   "accuracy": float(correct[has_duplicate].mean()) if has_duplicate.any() else None},
+               "without_near_duplicate_in_training": {"images": int((~has_duplicate).sum()),
+                                                      "accuracy": float(correct[~has_duplicate].mean()) if (~has_duplicate).any() else None},
+               "misclassified": int(len(wrong))}
+    (folder / "summary.json").write_text(json.dumps(summary, indent=2))
+    return summary
+
+
+def _write_misclassified(path: Path, p: Predictions, wrong: np.ndarray, classes) -> None:
+    """The list gradcam.py --misclassified takes: path, true, predicted, confidence."""
+    with open(path, "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["path", "true", "pred", "confidence"])
+        for i in wrong:
+            w.writerow([p.paths[i], classes[p.labels[i]], classes[p.pred[i]], f"{p.probs[i].max():.4f}"])
+
+
+def _rel(path: Path, start: Path) -> str:
+    import os
+
+    return Path(os.path.relpath(path, start)).as_posix()
+
+
+def write_report_md(out: Path, run_dir: Path | None, sections: list[dict], label_errors: list[dict] | None,
+                    notes: list[str]) -> Path:
+    """report.md: the whole run on one page, in reading order, linking every table and figure."""
+    lines = [f"# Evaluation of `{run_dir or out}`", ""]
+    lines += [f"> {n}" for n in notes] + ([""] if notes else [])
+    if run_dir and (run_dir / "cv_summary.md").is_file():
+        lines += ["## Cross-validation (from training)", "", (run_dir / "cv_summary.md").read_text(), ""]
+        for fig in sorted((run_dir / "figures").glob("curves_*.png")):
+            lines += [f"![{fig.stem}]({_rel(fig, out)})", ""]
+    for s in sections:
+        folder = out / s["folder"]
+        lo, hi = s["accuracy_ci95"]
+        flo, fhi = s["macro_f1_ci95"]
+        dup, clean = s["with_near_duplicate_in_training"], s["without_near_duplicate_in_training"]
+        lines += [f"## Test set: {s['test_set']} ({s['images']} images)", "",
+                  "| | value |", "|---|---|",
+                  f"| accuracy ({s['model']}) | {s['accuracy']:.4f} (95% CI {lo:.4f}-{hi:.4f}) |",
+                  f"| macro F1 ({s['model']}) | {s['macro_f1']:.4f} (95% CI {flo:.4f}-{fhi:.4f}) |",
+                  f"| mean accuracy of the {len(s['folds'])} fold models | {s['mean_fold_accuracy']:.4f} |",
+                  f"| expected calibration error | {s['ece']:.4f} |",
+                  f"| accuracy, images with a near-duplicate in training | {_acc(dup)} |",
+                  f"| accuracy, images without | {_acc(clean)} |", "",
+                  (folder / f"report_{s['model']}.md").read_text(), "",
+                  f"Per-fold reports: {', '.join(f'[{n}](' + s['folder'] + f'/report_{n}.md)' for n in s['folds'])}; "
+                  f"every prediction: [predictions.csv]({s['folder']}/predictions.csv); "
+                  f"misclassified: [misclassified.csv]({s['folder']}/misclassified.csv).", ""]
+        for fig in ("confusion_" + s["model"], "roc_pr", "reliability", "misclassified"):
+            if (folder / "figures" / f"{fig}.png").is_file():
+                lines += [f"![{fig}]({s['folder']}/figures/{fig}.png)", ""]
+    if label_errors is not None:
+        lines += ["## Likely label errors (out-of-fold predictions)", "",
+                  f"{len(label_errors)} training images that the model which never saw them assigns to another "
+                  "class with probability >= 0.9: [label_errors.csv](label_errors.csv), for a person to review.", ""]
+        if (out / "figures" / "label_errors.png").is_file():
+            lines += ["![label errors](figures/label_errors.png)", ""]
+    path = out / "report.md"
+    path.write_text("\n".join(lines))
+    return path
+
+
+def _acc(part: dict) -> str:
+    return "no images" if part["accuracy"] is None else f"{part['accuracy']:.4f} ({part['images']} images)"

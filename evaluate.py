@@ -1,0 +1,173 @@
+"""Evaluate a training run (or one .keras model) on its test set and write a report a student can use.
+
+    python evaluate.py outputs/<experiment>/<run>                 # the run's own test set
+    python evaluate.py outputs/<experiment>/<run> --test-dir DIR  # also an external folder of class folders
+    python evaluate.py outputs/x/run/fold0/best.keras --test-dir DIR
+    python evaluate.py RUN --tta --pdf                           # mirror test-time augmentation, PDF figures
+
+Writes <run>/evaluation/ (evaluation-2/, ... if that exists): report.md first.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import logging
+import os
+import sys
+from pathlib import Path
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+from brainmri.errors import UserError, cli_entry  # noqa: E402
+
+log = logging.getLogger("brainmri")
+
+
+def parse_args(argv):
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("target", help="a run folder, or a .keras model (then --test-dir is needed)")
+    p.add_argument("--test-dir", help="an extra test folder: class folders (a subset of the model's classes)")
+    p.add_argument("--tta", action="store_true", help="average predictions over the image and its mirror")
+    p.add_argument("--pdf", action="store_true", help="write every figure as PDF too")
+    return p.parse_args(argv)
+
+
+def open_target(target: Path):
+    """(run folder or None, config or None, classes, {fold: model path}, notes)."""
+    from brainmri.config import load_config
+    from brainmri.evaluation import find_fold_models
+
+    if target.is_file() and target.suffix == ".keras":
+        for folder in (target.parent, target.parent.parent):
+            if (folder / "classes.json").is_file():
+                return None, None, json.loads((folder / "classes.json").read_text()), {0: target}, []
+        raise UserError(f"no classes.json beside {target} or in its parent folder: cannot name its classes")
+    if not (target / "config.yaml").is_file():
+        raise UserError(f"{target} is neither a run folder (no config.yaml) nor a .keras model")
+    models, notes = find_fold_models(target)
+    if not models:
+        raise UserError(f"{target} has no finished fold (fold*/done.json): train first, or wait for a fold")
+    return target, load_config(target / "config.yaml"), json.loads((target / "classes.json").read_text()), models, notes
+
+
+def new_folder(base: Path) -> Path:
+    for n in range(1, 1000):
+        path = base if n == 1 else base.with_name(f"{base.name}-{n}")
+        try:
+            path.mkdir(parents=True)
+            return path
+        except FileExistsError:
+            continue
+    raise UserError(f"could not create a new folder next to {base}")
+
+
+def run_test_sets(run_dir, cfg, classes, loaded, args):
+    """(name, paths, labels, images, near-duplicate flags) for each test set asked for."""
+    import numpy as np
+
+    from brainmri import evaluation
+    from brainmri.audit import hash_images
+    from brainmri.data import load_dataset
+    from brainmri.pipeline import data_root
+    from brainmri.splits import read_splits
+
+    size = next(iter(loaded.values())).input_shape[1]
+    sets, train_ds = [], None
+    if run_dir is not None:
+        train_ds = load_dataset(data_root(cfg), cfg.image_size, cfg.classes, cfg.cache_dir)
+        splits = read_splits(run_dir / "splits.csv")
+        test = np.isin(train_ds.paths, [p for p, r in zip(splits["paths"], splits["roles"][:, 0]) if r == "test"])
+        idx = np.flatnonzero(test)
+        paths = [train_ds.paths[i] for i in idx]
+        sets.append(("test", paths, train_ds.labels[idx], train_ds.images[idx],
+                     evaluation.duplicate_flags_from_splits(splits, paths, sorted(loaded))))
+    if args.test_dir:
+        ext = load_dataset(args.test_dir, size)
+        evaluation.check_classes(classes, ext.classes, args.test_dir)
+        labels = np.array([classes.index(ext.classes[y]) for y in ext.labels])
+        if train_ds is not None:
+            trained = np.isin(train_ds.paths, [p for p, r in zip(splits["paths"], splits["roles"]) if "train" in r])
+            flags = evaluation.duplicate_flags_external(hash_images(train_ds.images[trained]),
+                                                        [m for m, t in zip(train_ds.md5, trained) if t],
+                                                        hash_images(ext.images), ext.md5, cfg.hash_distance)
+        else:
+            flags = np.zeros(len(labels), bool)
+        sets.append(("external", ext.paths, labels, ext.images, flags))
+    return sets
+
+
+@cli_entry
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    from brainmri import evaluation
+    from brainmri.runs import setup_logging
+
+    target = Path(args.target)
+    run_dir, cfg, classes, model_paths, notes = open_target(target)
+    if run_dir is None and not args.test_dir:
+        raise UserError("a single .keras model needs --test-dir")
+    from brainmri.models import load_model
+
+    loaded = {k: load_model(p, compile=False) for k, p in sorted(model_paths.items())}
+    for k, m in loaded.items():
+        if m.output_shape[-1] != len(classes):
+            raise UserError(f"model of fold {k} has {m.output_shape[-1]} outputs but the run has {len(classes)} classes")
+    out = new_folder((run_dir or target.parent) / "evaluation")
+    setup_logging()
+    for note in notes:
+        log.warning(note)
+    notes = notes + ([f"evaluated on folds {sorted(loaded)} only"] if notes else [])
+    formats = ("png", "pdf") if args.pdf else ("png",)
+    batch = cfg.batch_size if cfg else 32
+    sections = []
+    for name, paths, labels, images, flags in run_test_sets(run_dir, cfg, classes, loaded, args):
+        preds = [evaluation.Predictions(f"fold{k}", paths, labels, evaluation.predict(m, images, batch, args.tta))
+                 for k, m in loaded.items()]
+        summary = evaluation.evaluate_test_set(name, out / name, preds, flags, images, classes, formats)
+        sections.append({**summary, "folder": name})
+        log.info("%s: %s accuracy %.4f (95%% CI %.4f-%.4f), mean of folds %.4f; with near-duplicate in training "
+                 "%s, without %s", name, summary["model"], summary["accuracy"], *summary["accuracy_ci95"],
+                 summary["mean_fold_accuracy"], summary["with_near_duplicate_in_training"],
+                 summary["without_near_duplicate_in_training"])
+    label_errors = write_label_errors(run_dir, cfg, classes, out, formats) if run_dir else None
+    report = evaluation.write_report_md(out, run_dir, sections, label_errors, notes)
+    log.info("report: %s", report)
+    return 0
+
+
+def write_label_errors(run_dir: Path, cfg, classes, out: Path, formats) -> list[dict]:
+    """Out-of-fold (validation) predictions that confidently disagree with the folder label."""
+    import csv
+
+    import numpy as np
+
+    from brainmri import evaluation, plots
+    from brainmri.data import load_resized
+
+    paths, labels, probs = [], [], []
+    for f in sorted(run_dir.glob("fold*/val_predictions.csv")):
+        with open(f, newline="") as fh:
+            for r in csv.DictReader(fh):
+                paths.append(r["path"])
+                labels.append(classes.index(r["true"]))
+                probs.append([float(r[f"p_{c}"]) for c in classes])
+    rows = evaluation.label_error_candidates(paths, labels, np.array(probs).reshape(-1, len(classes)), classes)
+    with open(out / "label_errors.csv", "w", newline="") as fh:
+        w = csv.DictWriter(fh, fieldnames=["path", "label", "suggested", "p_suggested", "p_label"])
+        w.writeheader()
+        w.writerows(rows)
+    from brainmri.pipeline import data_root
+
+    shown = rows[:24]
+    if shown:
+        thumbs = [load_resized(data_root(cfg) / r["path"], 128)[0] for r in shown]
+        plots.image_gallery(thumbs, [f"{r['label'][:10]} -> {r['suggested'][:10]}\n{r['p_suggested']:.2f}" for r in shown],
+                            out / "figures" / "label_errors", "Likely label errors: folder label -> model's class",
+                            formats=formats)
+    return rows
+
+
+if __name__ == "__main__":
+    sys.exit(main())
