@@ -47,7 +47,8 @@ def find_images(root: str | Path, classes: tuple[str, ...] = ()) -> tuple[list[t
     subsets = [s for s in SUBSETS if (root / s).is_dir()] or [""]
     found = {s: sorted(p.name for p in (root / s).iterdir() if p.is_dir() and not p.name.startswith(".")) for s in subsets}
     if not any(found.values()):
-        raise UserError(f"no class folders in {root}: expected Training/<class>/ and Testing/<class>/, or <class>/ folders")
+        raise UserError(f"no class folders in {root}: expected Training/<class>/ and Testing/<class>/, or <class>/ "
+                        f"folders; {KAGGLE_HINT}")
     if len(subsets) == 2 and found["Training"] != found["Testing"]:
         raise UserError(f"class folders differ between {root}/Training {found['Training']} and {root}/Testing {found['Testing']}")
     folder_classes = tuple(found[subsets[0]])

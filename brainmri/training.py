@@ -64,7 +64,10 @@ def _model_for_fold(cfg: Config, fold_dir: Path, num_classes: int, settings: dic
         return models.load_model(last), history
     for stale in ("history.csv", "last.keras", "best.keras"):
         (fold_dir / stale).unlink(missing_ok=True)
-    return compile_model(cfg, num_classes, settings["jit_compile"]), []
+    model = compile_model(cfg, num_classes, settings["jit_compile"])
+    n = models.count_params(model)
+    log.info("model %s: %s parameters, %s trainable", model.name, f"{n['total']:,}", f"{n['trainable']:,}")
+    return model, []
 
 
 def _callbacks(cfg: Config, fold_dir: Path, history: list[dict]) -> list:

@@ -99,3 +99,8 @@ def test_no_data_folder_yet_says_how_to_get_it(capsys, tmp_path, monkeypatch):
     assert train.main([]) == 2
     err = capsys.readouterr().err
     assert "data folder not found: data" in err and "configs/demo.yaml" in err
+    (tmp_path / "data").mkdir()  # the repository's data/ holds only its README
+    (tmp_path / "data" / "README.md").write_text("put the data here")
+    assert train.main([]) == 2
+    err = capsys.readouterr().err
+    assert "no class folders in data" in err and "kaggle datasets download" in err
