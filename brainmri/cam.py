@@ -1,0 +1,224 @@
+"""Batched Grad-CAM and Grad-CAM++ for every model the project builds, flat or with a nested backbone.
+
+The classifier is split at the chosen feature map into `features` (input -> feature map) and `head`
+(feature map -> class logits). The features run outside the gradient tape; only the small head is
+differentiated, once per batch. Since samples do not interact in inference mode, the gradient of the
+summed class scores gives every image its own gradient, so one forward and one (cheap) backward pass
+yield the maps of a whole batch. This path uses TensorFlow (GradientTape, tf.function).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable
+
+import keras
+import numpy as np
+
+from .errors import UserError
+
+POOLING = ("Pooling", "Dropout", "Flatten")
+
+
+def _walk(model, prefix=""):
+    """(qualified name, layer, enclosing model) for every layer, nested models included."""
+    for layer in model.layers:
+        yield prefix + layer.name, layer, model
+        if isinstance(layer, keras.Model):
+            yield from _walk(layer, prefix + layer.name + "/")
+
+
+def _is_feature_map(layer) -> bool:
+    try:
+        shape = layer.output.shape
+    except (AttributeError, ValueError):
+        return False
+    return len(shape) == 4 and not isinstance(layer, keras.Model) and not any(
+        p in type(layer).__name__ for p in POOLING) and type(layer).__name__ != "InputLayer"
+
+
+def candidate_layers(model) -> list[str]:
+    """Names of the layers whose output is a spatial feature map (what --layer accepts)."""
+    return [name for name, layer, _ in _walk(model) if _is_feature_map(layer)]
+
+
+def find_layer(model, name: str | None):
+    """The named feature-map layer (plain or 'nested/name'), or the last one; one-line error otherwise."""
+    candidates = candidate_layers(model)
+    if not candidates:
+        raise UserError(f"model {model.name} has no layer with a spatial feature map")
+    if name is None:
+        name = candidates[-1]
+    matches = [c for c in candidates if c == name or c.split("/")[-1] == name]
+    if not matches:
+        shown = ", ".join(candidates[-8:])
+        raise UserError(f"layer '{name}' is not a convolutional feature-map layer of {model.name} "
+                        f"(last candidates: {shown}; {len(candidates)} in all)")
+    return matches[-1]
+
+
+def _chain(layers) -> Callable:
+    def apply(x):
+        for layer in layers:
+            x = layer(x, training=False)
+        return x
+    return apply
+
+
+def _split(model: keras.Model, path: list[str]) -> tuple[Callable, Callable]:
+    """(features, head) of `model` at the layer reached by `path` (nested model names, then the layer)."""
+    if len(path) == 1:
+        layer = model.get_layer(path[0])
+        features = keras.Model(model.inputs, layer.output)
+        if layer.output is model.outputs[0]:  # the map is the model's output: nothing in between
+            return (lambda x: features(x, training=False)), (lambda a: a)
+        head = keras.Model(layer.output, model.outputs[0])
+        return (lambda x: features(x, training=False)), (lambda a: head(a, training=False))
+    layers = [layer for layer in model.layers if type(layer).__name__ != "InputLayer"]
+    inner = model.get_layer(path[0])
+    if any(len(getattr(layer, "_inbound_nodes", [None])) > 1 for layer in layers):
+        raise UserError(f"cannot split {model.name} at {'/'.join(path)}: a layer is shared")
+    k = layers.index(inner)  # a nested backbone: the outer model must be a simple chain around it
+    inner_features, inner_head = _split(inner, path[1:])
+    pre, post = _chain(layers[:k]), _chain(layers[k + 1:])
+    return (lambda x: inner_features(pre(x))), (lambda a: post(inner_head(a)))
+
+
+@dataclass
+class CamModel:
+    """A classifier split for Grad-CAM: features, head up to the logits, and the layer used."""
+
+    features: Callable
+    logits: Callable
+    layer: str
+    binary: bool  # one sigmoid output (tumor vs no tumor)
+
+
+def _head_to_logits(model: keras.Model, head: Callable) -> Callable:
+    """Class scores before softmax/sigmoid, so saturated probabilities still give gradients."""
+    last = model.layers[-1]
+    activation = getattr(getattr(last, "activation", None), "__name__", "")
+    if not isinstance(last, keras.layers.Dense) or activation not in ("softmax", "sigmoid"):
+        return head
+    original = last.activation
+    def logits(a):
+        last.activation = keras.activations.linear
+        try:
+            return head(a)
+        finally:
+            last.activation = original
+    return logits
+
+
+def prepare(model: keras.Model, layer: str | None = None) -> CamModel:
+    """Split `model` at `layer` (default: the last feature map)."""
+    name = find_layer(model, layer)
+    features, head = _split(model, name.split("/"))
+    return CamModel(features, _head_to_logits(model, head), name, model.output_shape[-1] == 1)
+
+
+def _weights(grads, acts, method: str):
+    """Channel weights: mean gradient (Grad-CAM) or the Grad-CAM++ alpha-weighted positive gradient."""
+    import tensorflow as tf
+
+    if method == "gradcam":
+        return tf.reduce_mean(grads, axis=(1, 2))
+    g2, g3 = grads ** 2, grads ** 3
+    denom = 2.0 * g2 + tf.reduce_sum(acts, axis=(1, 2), keepdims=True) * g3
+    alpha = tf.math.divide_no_nan(g2, denom)
+    return tf.reduce_sum(alpha * tf.nn.relu(grads), axis=(1, 2))
+
+
+def make_cam_fn(cam: CamModel, method: str = "gradcam"):
+    """A compiled function (images, class indices) -> (maps at feature resolution in [0, 1], probabilities)."""
+    import tensorflow as tf
+
+    if method not in ("gradcam", "gradcam++"):
+        raise UserError(f"unknown method '{method}' (known: gradcam, gradcam++)")
+
+    @tf.function(reduce_retracing=True)
+    def run(images, classes):
+        acts = tf.cast(cam.features(images), tf.float32)
+        with tf.GradientTape() as tape:
+            tape.watch(acts)
+            logits = tf.cast(cam.logits(acts), tf.float32)
+            if cam.binary:  # sigmoid: class 1 is the logit, class 0 its negative; -1 means "predicted"
+                classes = tf.where(classes < 0, tf.cast(logits[:, 0] > 0, tf.int32), classes)
+                sign = tf.where(classes == 1, 1.0, -1.0)
+                score = tf.reduce_sum(logits[:, 0] * sign)
+                probs = tf.sigmoid(logits)
+            else:
+                classes = tf.where(classes < 0, tf.argmax(logits, -1, output_type=tf.int32), classes)
+                score = tf.reduce_sum(tf.gather(logits, classes, batch_dims=1))
+                probs = tf.nn.softmax(logits)
+        grads = tape.gradient(score, acts)
+        maps = tf.nn.relu(tf.einsum("bhwc,bc->bhw", acts, _weights(grads, acts, method)))
+        peak = tf.reduce_max(maps, axis=(1, 2), keepdims=True)
+        return tf.math.divide_no_nan(maps, peak), probs
+
+    return run
+
+
+def compute_maps(cam_fn, images: np.ndarray, classes: np.ndarray | None, batch_size: int = 32,
+                 progress: bool = False) -> tuple[np.ndarray, np.ndarray]:
+    """Maps (N, h, w) and probabilities for uint8 images; classes None (or -1) means the predicted class."""
+    from tqdm import tqdm
+
+    maps, probs = [], []
+    for start in tqdm(range(0, len(images), batch_size), desc="grad-cam", unit="batch", disable=not progress):
+        x = images[start:start + batch_size].astype(np.float32)
+        c = np.full(len(x), -1, np.int32) if classes is None else np.asarray(classes[start:start + batch_size], np.int32)
+        m, p = cam_fn(x, c)
+        maps.append(m.numpy())
+        probs.append(p.numpy())
+    return np.concatenate(maps), np.concatenate(probs)
+
+
+def upsample(maps: np.ndarray, size: int) -> np.ndarray:
+    import cv2
+
+    return np.stack([cv2.resize(m, (size, size), interpolation=cv2.INTER_LINEAR) for m in maps])
+
+
+def pointing_game(maps: np.ndarray, masks: np.ndarray, tolerance: int = 3) -> np.ndarray:
+    """Per image: is the map's maximum within `tolerance` pixels of the lesion mask (same size as maps)?"""
+    import cv2
+
+    kernel = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * tolerance + 1, 2 * tolerance + 1))
+    hits = []
+    for m, mask in zip(maps, masks):
+        y, x = np.unravel_index(np.argmax(m), m.shape)
+        hits.append(bool(cv2.dilate((mask > 0).astype(np.uint8), kernel)[y, x]))
+    return np.array(hits)
+
+
+def energy_share(maps: np.ndarray, masks: np.ndarray) -> np.ndarray:
+    """Per image: the share of the map's total energy that falls inside the lesion mask."""
+    inside = (maps * (masks > 0)).sum((1, 2))
+    return np.divide(inside, maps.sum((1, 2)), out=np.zeros(len(maps)), where=maps.sum((1, 2)) > 0)
+
+
+def deletion_scores(forward, images: np.ndarray, maps: np.ndarray, classes: np.ndarray, steps: int = 10,
+                    batch_size: int = 32) -> tuple[np.ndarray, np.ndarray]:
+    """Deletion curve: the class probability as the most salient pixels are blacked out step by step.
+
+    Returns (fractions, mean probability per fraction); its area is the score (lower: the map points at
+    what the model really uses). `maps` are at image resolution.
+    """
+    fractions = np.linspace(0, 1, steps + 1)
+    n, pixels = len(images), maps[0].size
+    order = np.argsort(-maps.reshape(n, -1), axis=1)
+    curve = []
+    for f in fractions:
+        removed = np.zeros((n, pixels), bool)
+        np.put_along_axis(removed, order[:, : int(round(f * pixels))], True, axis=1)
+        x = np.where(removed.reshape(maps.shape)[..., None], 0, images)
+        p = np.concatenate([np.asarray(forward(x[i:i + batch_size].astype(np.float32)))
+                            for i in range(0, n, batch_size)])
+        curve.append(p[np.arange(n), classes].mean() if p.shape[1] > 1 else
+                     np.where(classes == 1, p[:, 0], 1 - p[:, 0]).mean())
+    return fractions, np.array(curve)
+
+
+def area(fractions: np.ndarray, curve: np.ndarray) -> float:
+    return float(np.sum((curve[1:] + curve[:-1]) / 2 * np.diff(fractions)))

@@ -1,0 +1,107 @@
+"""Grad-CAM: batched maps equal the per-image Keras-example computation, nested backbones work, errors."""
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from brainmri import cam, models
+from brainmri.errors import UserError
+
+
+def _images(n=6, size=48, seed=0):
+    return np.random.default_rng(seed).integers(0, 255, (n, size, size, 3)).astype(np.uint8)
+
+
+def _reference_gradcam(model, layer_name, image, class_index):
+    """The Keras documentation's one-image Grad-CAM (flat model, softmax removed)."""
+    grad_model = keras.Model(model.inputs, [model.get_layer(layer_name).output, model.output])
+    last = model.layers[-1]
+    saved, last.activation = last.activation, keras.activations.linear
+    try:
+        with tf.GradientTape() as tape:
+            conv, preds = grad_model(image[None].astype("float32"))
+            score = preds[:, class_index]
+        grads = tape.gradient(score, conv)
+    finally:
+        last.activation = saved
+    heat = tf.nn.relu(conv[0] @ tf.reduce_mean(grads, axis=(0, 1, 2))[..., None])[..., 0]
+    return (heat / tf.reduce_max(heat)).numpy()
+
+
+def test_batched_maps_equal_the_per_image_reference():
+    keras.utils.set_random_seed(0)
+    model = models.build_classifier("small_cnn", 48, 4, weights="none")
+    cm = cam.prepare(model)
+    images, classes = _images(), np.array([0, 1, 2, 3, 1, 2])
+    maps, probs = cam.compute_maps(cam.make_cam_fn(cm), images, classes, batch_size=4)
+    assert np.allclose(probs, model.predict(images.astype("float32"), verbose=0), atol=1e-5)
+    for img, c, m in zip(images, classes, maps):
+        assert np.allclose(m, _reference_gradcam(model, cm.layer, img, c), atol=1e-4)
+
+
+def _nested_classifier(size=48):
+    inner = models.build_backbone("small_cnn", size, "none")  # a whole Model used as one layer
+    inputs = keras.Input((size, size, 3))
+    x = keras.layers.GlobalAveragePooling2D()(inner(inputs))
+    return keras.Model(inputs, keras.layers.Dense(4, activation="softmax")(x))
+
+
+@pytest.mark.parametrize("method", ["gradcam", "gradcam++"])
+def test_nested_backbone_gives_real_maps(method):
+    keras.utils.set_random_seed(1)
+    model = _nested_classifier()
+    cm = cam.prepare(model)
+    assert cm.layer == "small_cnn/relu3"
+    images = _images()
+    fn = cam.make_cam_fn(cm, method)
+    batched, probs = cam.compute_maps(fn, images, None, batch_size=6)
+    one_by_one, _ = cam.compute_maps(fn, images, None, batch_size=1)
+    assert np.allclose(batched, one_by_one, atol=1e-5)
+    assert np.isfinite(batched).all() and batched.max() == pytest.approx(1.0) and batched.min() >= 0
+    assert np.allclose(probs, model.predict(images.astype("float32"), verbose=0), atol=1e-5)
+
+
+def test_every_project_backbone_and_a_sigmoid_head():
+    for name in models.BACKBONES:
+        model = models.build_classifier(name, 32, 4, weights="none")
+        maps, _ = cam.compute_maps(cam.make_cam_fn(cam.prepare(model)), _images(2, 32), None)
+        assert maps.ndim == 3 and np.isfinite(maps).all(), name
+    base = models.build_backbone("small_cnn", 32, "none")
+    x = keras.layers.GlobalAveragePooling2D()(base.output)
+    binary = keras.Model(base.input, keras.layers.Dense(1, activation="sigmoid")(x))
+    maps, probs = cam.compute_maps(cam.make_cam_fn(cam.prepare(binary)), _images(3, 32), np.array([0, 1, 1]))
+    assert probs.shape == (3, 1) and maps.shape[0] == 3
+
+
+def test_layer_errors_list_the_candidates():
+    model = models.build_classifier("small_cnn", 32, 4, weights="none")
+    with pytest.raises(UserError, match="layer 'nope' is not a convolutional.*relu3"):
+        cam.prepare(model, "nope")
+    with pytest.raises(UserError, match="layer 'gap' is not a convolutional"):
+        cam.prepare(model, "gap")
+    assert cam.prepare(model, "conv1").layer == "conv1"
+
+
+def test_scores_on_known_maps():
+    maps = np.zeros((2, 10, 10))
+    maps[0, 2, 2] = maps[1, 8, 8] = 1.0
+    masks = np.zeros((2, 10, 10))
+    masks[:, 1:4, 1:4] = 1
+    assert cam.pointing_game(maps, masks, tolerance=0).tolist() == [True, False]
+    assert cam.pointing_game(maps, masks, tolerance=8).tolist() == [True, True]  # (8,8) is 7.1 px from (3,3)
+    assert cam.energy_share(maps, masks).tolist() == [1.0, 0.0]
+
+
+def test_deletion_curve_drops_when_the_evidence_goes():
+    images = np.full((1, 8, 8, 3), 200, np.uint8)
+
+    def forward(x):  # "probability" = mean brightness of the top-left quarter
+        p = x[:, :4, :4].mean((1, 2, 3)) / 200
+        return np.stack([p, 1 - p], 1)
+
+    good = np.zeros((1, 8, 8))
+    good[0, :4, :4] = 1
+    fr, curve_good = cam.deletion_scores(forward, images, good + 1e-3 * np.random.default_rng(0).random((1, 8, 8)), np.array([0]))
+    _, curve_bad = cam.deletion_scores(forward, images, 1 - good, np.array([0]))
+    assert cam.area(fr, curve_good) < cam.area(fr, curve_bad)
