@@ -52,17 +52,6 @@ def open_target(target: Path):
     return target, load_config(target / "config.yaml"), json.loads((target / "classes.json").read_text()), models, notes
 
 
-def new_folder(base: Path) -> Path:
-    for n in range(1, 1000):
-        path = base if n == 1 else base.with_name(f"{base.name}-{n}")
-        try:
-            path.mkdir(parents=True)
-            return path
-        except FileExistsError:
-            continue
-    raise UserError(f"could not create a new folder next to {base}")
-
-
 def run_test_sets(run_dir, cfg, classes, loaded, args):
     """(name, paths, labels, images, near-duplicate flags) for each test set asked for."""
     import numpy as np
@@ -102,6 +91,7 @@ def run_test_sets(run_dir, cfg, classes, loaded, args):
 def main(argv=None) -> int:
     args = parse_args(argv)
     from brainmri import evaluation
+    from brainmri import runs
     from brainmri.runs import setup_logging
 
     target = Path(args.target)
@@ -114,7 +104,7 @@ def main(argv=None) -> int:
     for k, m in loaded.items():
         if m.output_shape[-1] != len(classes):
             raise UserError(f"model of fold {k} has {m.output_shape[-1]} outputs but the run has {len(classes)} classes")
-    out = new_folder((run_dir or target.parent) / "evaluation")
+    out = runs.new_folder((run_dir or target.parent) / "evaluation")
     setup_logging()
     for note in notes:
         log.warning(note)

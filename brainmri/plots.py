@@ -170,3 +170,43 @@ def image_gallery(images, captions, path: Path, title: str, cols: int = 6, forma
         fig.suptitle(title)
         fig.tight_layout()
         return save(fig, path, formats)
+
+
+def overlay(image: np.ndarray, heat: np.ndarray, alpha: float = 0.4) -> np.ndarray:
+    """The heatmap (0-1, image size) blended over the image as RGB uint8 (jet colour map, as is usual)."""
+    import cv2
+
+    coloured = cv2.applyColorMap((np.clip(heat, 0, 1) * 255).astype(np.uint8), cv2.COLORMAP_JET)[..., ::-1]
+    return (image * (1 - alpha) + coloured * alpha).astype(np.uint8)
+
+
+def cam_panel(image, heats: list, titles: list[str], path: Path, formats=FORMATS) -> list[Path]:
+    """One image: the slice, then heatmap and overlay for each class asked for."""
+    cols = 1 + 2 * len(heats)
+    with plt.rc_context(STYLE):
+        fig, axes = plt.subplots(1, cols, figsize=(2.6 * cols, 2.9))
+        axes[0].imshow(image)
+        axes[0].set_title("slice")
+        for k, (heat, title) in enumerate(zip(heats, titles)):
+            axes[1 + 2 * k].imshow(heat, cmap="jet", vmin=0, vmax=1)
+            axes[1 + 2 * k].set_title(f"map: {title}", fontsize=9)
+            axes[2 + 2 * k].imshow(overlay(image, heat))
+            axes[2 + 2 * k].set_title("overlay", fontsize=9)
+        for ax in axes:
+            ax.axis("off")
+        fig.tight_layout()
+        return save(fig, path, formats)
+
+
+def deletion_curves(fractions, curves: dict, path: Path, formats=FORMATS) -> list[Path]:
+    """Class probability as pixels are deleted in each order; the area under each is in the legend."""
+    styles = ["-", "--", ":"]
+    with plt.rc_context(STYLE):
+        fig, ax = plt.subplots(figsize=(5, 3.8))
+        for (name, curve), ls in zip(curves.items(), styles):
+            a = float(np.sum((curve[1:] + curve[:-1]) / 2 * np.diff(fractions)))
+            ax.plot(fractions, curve, ls, color="black", label=f"{name} (area {a:.3f})")
+        ax.set(xlabel="Fraction of pixels deleted", ylabel="Probability of the predicted class",
+               title="Deletion curve (lower area: more faithful)", ylim=(0, 1.02))
+        ax.legend()
+        return save(fig, path, formats)

@@ -19,7 +19,12 @@ log = logging.getLogger("brainmri")
 
 def new_run_dir(cfg: Config) -> Path:
     """outputs/<experiment>/<time>-<backbone>-<size>[-N]: a fresh folder, never an existing one."""
-    base = Path(cfg.output_dir) / cfg.experiment / f"{time.strftime('%Y%m%d-%H%M%S')}-{cfg.backbone}-{cfg.image_size}"
+    return new_folder(Path(cfg.output_dir) / cfg.experiment /
+                      f"{time.strftime('%Y%m%d-%H%M%S')}-{cfg.backbone}-{cfg.image_size}")
+
+
+def new_folder(base: Path) -> Path:
+    """Create `base`, or base-2, base-3, ... if taken: results never land in an earlier run's folder."""
     for n in range(1, 1000):
         path = base if n == 1 else base.with_name(f"{base.name}-{n}")
         try:

@@ -33,3 +33,23 @@ def data_copy(kaggle_dir, tmp_path) -> Path:
     """A private copy of the Kaggle-layout set that a test may break."""
     shutil.copytree(kaggle_dir, tmp_path / "data", ignore=shutil.ignore_patterns("masks", "planes.csv"))
     return tmp_path / "data"
+
+
+@pytest.fixture(scope="session")
+def trained_run(tmp_path_factory) -> Path:
+    """A tiny run of the real train.py on the synthetic set (with masks): 2 folds, 1 epoch, 32 px."""
+    import train
+
+    out = tmp_path_factory.mktemp("trained")
+    run = out / "run"
+    assert train.main(["--run-dir", str(run), "--set", "synthetic=true", "synthetic_per_class=16",
+                       f"cache_dir={out / 'cache'}", "image_size=32", "backbone=small_cnn", "weights=none",
+                       "epochs=1", "folds=2", "batch_size=16"]) == 0
+    return run
+
+
+@pytest.fixture()
+def run_copy(trained_run, tmp_path) -> Path:
+    """A private copy of the trained run (its data stays in the shared cache)."""
+    shutil.copytree(trained_run, tmp_path / "run")
+    return tmp_path / "run"

@@ -8,26 +8,7 @@ import pytest
 from sklearn.metrics import accuracy_score, f1_score, precision_recall_fscore_support
 
 import evaluate
-import train
 from brainmri.evaluation import calibration, read_predictions
-
-TINY = ["image_size=32", "backbone=small_cnn", "weights=none", "epochs=1", "folds=2", "batch_size=16"]
-
-
-@pytest.fixture(scope="module")
-def trained_run(kaggle_dir, tmp_path_factory):
-    out = tmp_path_factory.mktemp("evalrun")
-    run = out / "run"
-    assert train.main(["--run-dir", str(run), "--set", f"data_dir={kaggle_dir}", f"cache_dir={out / 'cache'}",
-                       *TINY]) == 0
-    return run
-
-
-@pytest.fixture()
-def run_copy(trained_run, tmp_path):
-    shutil.copytree(trained_run, tmp_path / "run")
-    return tmp_path / "run"
-
 
 def test_report_numbers_recompute_from_predictions_csv(run_copy, kaggle_dir):
     assert evaluate.main([str(run_copy), "--test-dir", str(kaggle_dir / "Testing")]) == 0

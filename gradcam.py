@@ -1,0 +1,205 @@
+"""Grad-CAM / Grad-CAM++ maps of a trained model, batched, with localization and faithfulness scores.
+
+    python gradcam.py outputs/<exp>/<run>                      # the run's test images (fold 0's model)
+    python gradcam.py RUN path/to/slices/ img.jpg --class glioma_tumor
+    python gradcam.py RUN --misclassified                      # the list from the latest evaluate.py
+    python gradcam.py RUN --score                              # synthetic data: pointing game, energy share
+    python gradcam.py RUN --deletion                           # faithfulness: deletion curve vs a random map
+    python gradcam.py fold0/best.keras images/ --method gradcam++ --layer top_activation
+
+Writes <run>/gradcam/ (gradcam-2/, ... if that exists): one panel per image, grid.png, scores.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import logging
+import os
+import sys
+from pathlib import Path
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+from brainmri.errors import UserError, cli_entry  # noqa: E402
+
+log = logging.getLogger("brainmri")
+
+
+def parse_args(argv):
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("target", help="a run folder or a .keras model")
+    p.add_argument("images", nargs="*", help="image files or folders (default: the run's test images)")
+    p.add_argument("--fold", type=int, default=0, help="which fold's model of a run (default 0)")
+    p.add_argument("--misclassified", action="store_true", help="the images evaluate.py listed as misclassified")
+    p.add_argument("--method", default="gradcam", choices=["gradcam", "gradcam++"])
+    p.add_argument("--layer", help="feature-map layer (default: the last one; 'nested/name' inside a backbone)")
+    p.add_argument("--class", dest="class_name", help="explain this class (default: the predicted one)")
+    p.add_argument("--score", action="store_true", help="score maps against the synthetic lesion masks")
+    p.add_argument("--deletion", action="store_true", help="deletion-curve faithfulness against a random map")
+    p.add_argument("--limit", type=int, default=64, help="at most this many images (default 64; 0 = all)")
+    p.add_argument("--batch-size", type=int, default=32)
+    return p.parse_args(argv)
+
+
+def open_model(target: Path, fold: int):
+    """(model, classes, run folder or None, config or None)."""
+    from brainmri.config import load_config
+    from brainmri.models import load_model
+
+    if target.suffix == ".keras":
+        if not target.is_file():
+            raise UserError(f"model file not found: {target}")
+        for folder in (target.parent, target.parent.parent):
+            if (folder / "classes.json").is_file():
+                run = folder if (folder / "config.yaml").is_file() else None
+                return (load_model(target, compile=False), json.loads((folder / "classes.json").read_text()), run,
+                        load_config(run / "config.yaml") if run else None)
+        raise UserError(f"no classes.json beside {target} or in its parent folder")
+    model_path = target / f"fold{fold}" / "best.keras"
+    if not (target / "config.yaml").is_file() or not model_path.is_file():
+        raise UserError(f"{target} is not a run folder with a trained fold {fold} ({model_path} missing)")
+    return (load_model(model_path, compile=False), json.loads((target / "classes.json").read_text()), target,
+            load_config(target / "config.yaml"))
+
+
+def select_images(args, run, cfg, classes, size):
+    """(paths for captions, images uint8 at model size, true labels or -1, source root or None)."""
+    import numpy as np
+
+    from brainmri.data import IMAGE_EXTENSIONS, load_resized
+    from brainmri.pipeline import data_root
+
+    root = data_root(cfg) if cfg else None
+    rows = []  # (display path, absolute path, true label index or -1)
+    if args.misclassified:
+        if run is None:
+            raise UserError("--misclassified needs a run folder (evaluate.py writes the list there)")
+        lists = sorted(run.glob("evaluation*/test/misclassified.csv"), key=lambda p: p.stat().st_mtime)
+        if not lists:
+            raise UserError(f"no misclassified.csv under {run}: run python evaluate.py {run} first")
+        with open(lists[-1], newline="") as f:
+            rows = [(r["path"], root / r["path"], classes.index(r["true"])) for r in csv.DictReader(f)]
+    elif args.images:
+        for item in map(Path, args.images):
+            if item.is_dir():
+                rows += [(str(p), p, -1) for p in sorted(item.rglob("*")) if p.suffix.lower() in IMAGE_EXTENSIONS]
+            elif item.is_file():
+                rows.append((str(item), item, -1))
+            else:
+                raise UserError(f"image or folder not found: {item}")
+    elif run is not None:
+        from brainmri.splits import read_splits
+
+        s = read_splits(run / "splits.csv")
+        rows = [(p, root / p, classes.index(lab)) for p, lab, r in zip(s["paths"], s["labels"], s["roles"][:, 0])
+                if r == "test"]
+    if args.limit:
+        rows = rows[: args.limit]
+    images, kept = [], []
+    for row in rows:
+        try:
+            images.append(load_resized(row[1], size)[0])
+            kept.append(row)
+        except (ValueError, OSError) as err:
+            log.warning("skipped %s: %s", row[1], err)
+    if not kept:
+        raise UserError("no images to explain: the list is empty or no file could be read")
+    return [r[0] for r in kept], np.stack(images), np.array([r[2] for r in kept]), root
+
+
+@cli_entry
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    import numpy as np
+
+    from brainmri import cam, plots
+    from brainmri import runs
+    from brainmri.runs import setup_logging
+
+    setup_logging()
+    model, classes, run, cfg = open_model(Path(args.target), args.fold)
+    cm = cam.prepare(model, args.layer)
+    fn = cam.make_cam_fn(cm, args.method)
+    size = model.input_shape[1]
+    paths, images, truth, root = select_images(args, run, cfg, classes, size)
+    if args.class_name and args.class_name not in classes:
+        raise UserError(f"--class {args.class_name}: not one of {', '.join(classes)}")
+    wanted = np.full(len(images), classes.index(args.class_name)) if args.class_name else None
+    out = runs.new_folder((run or Path(args.target).parent) / "gradcam")
+    log.info("%s at layer %s on %d images -> %s", args.method, cm.layer, len(images), out)
+    maps, probs = cam.compute_maps(fn, images, wanted, args.batch_size, progress=True)
+    pred = probs.argmax(1)
+    heats = cam.upsample(maps, size)
+    scores = {"method": args.method, "layer": cm.layer, "images": len(images)}
+    if args.misclassified:  # also the map of the true class, beside the predicted one
+        true_heats = cam.upsample(cam.compute_maps(fn, images, truth, args.batch_size)[0], size)
+    for i, path in enumerate(paths):
+        panels, titles = [heats[i]], [f"{classes[pred[i]] if wanted is None else args.class_name} (p {probs[i].max():.2f})"]
+        if args.misclassified:
+            panels, titles = [true_heats[i], heats[i]], [f"true {classes[truth[i]]}", f"predicted {classes[pred[i]]}"]
+        plots.cam_panel(images[i], panels, titles, out / "images" / f"{i:04d}_{Path(path).stem}")
+    grid = [plots.overlay(im, h) for im, h in zip(images[:36], heats[:36])]
+    captions = [f"{'true ' + classes[t][:8] + chr(10) if t >= 0 else ''}pred {classes[p][:8]} {pr.max():.2f}"
+                for t, p, pr in zip(truth[:36], pred[:36], probs[:36])]
+    plots.image_gallery(grid, captions, out / "grid", f"{args.method} ({cm.layer})")
+    if args.score:
+        cell = size / maps.shape[1]  # the map's own resolution limits where its peak can be
+        scores["localization"] = localization(images, heats, truth, pred, paths, classes, root, cfg, cell)
+    if args.deletion:
+        scores["deletion"] = faithfulness(model, images, heats, pred, out)
+    (out / "scores.json").write_text(json.dumps(scores, indent=2))
+    log.info("scores: %s", json.dumps(scores))
+    return 0
+
+
+def localization(images, heats, truth, pred, paths, classes, root, cfg, cell: float) -> dict:
+    """Pointing game and energy share on correctly classified tumor images of the synthetic set."""
+    import numpy as np
+
+    from brainmri import cam
+    from brainmri.data import decode
+    from brainmri.synthetic import mask_path
+
+    if not (cfg and cfg.synthetic):
+        raise UserError("--score needs lesion masks: use a run trained on the synthetic data (configs/demo.yaml)")
+    size = images.shape[1]
+    import cv2
+
+    keep = [i for i in range(len(paths)) if truth[i] == pred[i] and classes[truth[i]] != "no_tumor"]
+    if not keep:
+        raise UserError("--score found no correctly classified tumor image among the images")
+    masks = np.stack([cv2.resize(decode(mask_path(root, root / paths[i]))[..., 0], (size, size),
+                                 interpolation=cv2.INTER_NEAREST) for i in keep])
+    tolerance = max(1, int(np.ceil(cell / 2)))  # half a feature-map cell: finer than the map can point
+    hit = cam.pointing_game(heats[keep], masks, tolerance)
+    share = cam.energy_share(heats[keep], masks)
+    labels = np.array([classes[truth[i]] for i in keep])
+    per_class = {c: {"images": int((labels == c).sum()), "pointing_game": float(hit[labels == c].mean()),
+                     "energy_share": float(share[labels == c].mean())} for c in sorted(set(labels))}
+    return {"images": len(keep), "tolerance_px": tolerance, "pointing_game": float(hit.mean()),
+            "energy_share": float(share.mean()), "lesion_area_share": float((masks > 0).mean()),
+            "per_class": per_class}
+
+
+def faithfulness(model, images, heats, pred, out: Path) -> dict:
+    """Deletion-curve area of the maps against random maps (lower is more faithful)."""
+    import numpy as np
+    import tensorflow as tf
+
+    from brainmri import cam
+
+    forward = tf.function(lambda x: model(x, training=False), reduce_retracing=True)
+    fr, curve = cam.deletion_scores(lambda x: forward(x).numpy(), images, heats, pred)
+    random_maps = np.random.default_rng(0).random(heats.shape)
+    _, random_curve = cam.deletion_scores(lambda x: forward(x).numpy(), images, random_maps, pred)
+    from brainmri import plots
+
+    plots.deletion_curves(fr, {"Grad-CAM order": curve, "random order": random_curve}, out / "deletion")
+    return {"fractions": fr.tolist(), "cam_curve": curve.tolist(), "random_curve": random_curve.tolist(),
+            "cam_area": cam.area(fr, curve), "random_area": cam.area(fr, random_curve)}
+
+
+if __name__ == "__main__":
+    sys.exit(main())
