@@ -95,6 +95,7 @@ def select_images(args, run, cfg, classes, size):
         s = read_splits(run / "splits.csv")
         rows = [(p, root / p, classes.index(lab)) for p, lab, r in zip(s["paths"], s["labels"], s["roles"][:, 0])
                 if r == "test"]
+        rows = _round_robin_by_class(rows)  # a limited sample shows every class, not the first one only
     if args.limit:
         rows = rows[: args.limit]
     images, kept = [], []
@@ -107,6 +108,14 @@ def select_images(args, run, cfg, classes, size):
     if not kept:
         raise UserError("no images to explain: the list is empty or no file could be read")
     return [r[0] for r in kept], np.stack(images), np.array([r[2] for r in kept]), root
+
+
+def _round_robin_by_class(rows):
+    by_class = {}
+    for row in rows:
+        by_class.setdefault(row[2], []).append(row)
+    queues = list(by_class.values())
+    return [q[i] for i in range(max(map(len, queues), default=0)) for q in queues if i < len(q)]
 
 
 @cli_entry
@@ -148,7 +157,7 @@ def main(argv=None) -> int:
         cell = size / maps.shape[1]  # the map's own resolution limits where its peak can be
         scores["localization"] = localization(images, heats, truth, pred, paths, classes, root, cfg, cell)
     if args.deletion:
-        scores["deletion"] = faithfulness(model, images, heats, pred, out)
+        scores["deletion"] = faithfulness(model, images, heats, pred, maps.shape, out)
     (out / "scores.json").write_text(json.dumps(scores, indent=2))
     log.info("scores: %s", json.dumps(scores))
     return 0
@@ -183,7 +192,7 @@ def localization(images, heats, truth, pred, paths, classes, root, cfg, cell: fl
             "per_class": per_class}
 
 
-def faithfulness(model, images, heats, pred, out: Path) -> dict:
+def faithfulness(model, images, heats, pred, maps_shape, out: Path) -> dict:
     """Deletion-curve area of the maps against random maps (lower is more faithful)."""
     import numpy as np
     import tensorflow as tf
@@ -192,7 +201,9 @@ def faithfulness(model, images, heats, pred, out: Path) -> dict:
 
     forward = tf.function(lambda x: model(x, training=False), reduce_retracing=True)
     fr, curve = cam.deletion_scores(lambda x: forward(x).numpy(), images, heats, pred)
-    random_maps = np.random.default_rng(0).random(heats.shape)
+    # the baseline: random maps at the map's own resolution, upsampled the same way, so both orders delete
+    # compact regions (scattered single pixels would wreck any prediction and flatter the maps)
+    random_maps = cam.upsample(np.random.default_rng(0).random(maps_shape).astype(np.float32), heats.shape[1])
     _, random_curve = cam.deletion_scores(lambda x: forward(x).numpy(), images, random_maps, pred)
     from brainmri import plots
 

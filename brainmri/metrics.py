@@ -86,12 +86,14 @@ def _fmt(v, key: str) -> str:
 
 
 def write_summary(summary: dict, folder: Path) -> None:
-    """cv_summary.json, .csv and .md."""
-    (folder / "cv_summary.json").write_text(json.dumps(summary, indent=2))
-    (folder / "cv_summary.md").write_text(summary_markdown(summary))
+    """cv_summary.json, .csv and .md (atomically: fold jobs may aggregate at the same time)."""
+    from .runs import write_atomic
+
+    write_atomic(folder / "cv_summary.json", json.dumps(summary, indent=2))
+    write_atomic(folder / "cv_summary.md", summary_markdown(summary))
     keys = sorted(summary["mean"])
     rows = [",".join(["fold", *keys])]
     rows += [",".join([str(f)] + [f"{row.get(k, '')}" for k in keys]) for f, row in summary["per_fold"].items()]
     rows += [",".join(["mean"] + [f"{summary['mean'][k]}" for k in keys]),
              ",".join(["std"] + [f"{summary['std'][k]}" for k in keys])]
-    (folder / "cv_summary.csv").write_text("\n".join(rows) + "\n")
+    write_atomic(folder / "cv_summary.csv", "\n".join(rows) + "\n")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import os
 from pathlib import Path
 
 import numpy as np
@@ -72,12 +73,15 @@ def make_roles(labels, groups, subsets, protocol: str, folds: int, test_fraction
 
 
 def write_splits(path: Path, paths, labels_named, subsets, groups, roles: np.ndarray) -> None:
-    """splits.csv: one row per image with its group and its role in every fold."""
-    with open(path, "w", newline="") as f:
+    """splits.csv: one row per image with its group and its role in every fold (fold jobs rewrite it
+    with the same content, so it is written to a temporary file and renamed)."""
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    with open(tmp, "w", newline="") as f:
         w = csv.writer(f)
         w.writerow(["path", "label", "subset", "group", *[f"fold{k}" for k in range(roles.shape[1])]])
         for row in zip(paths, labels_named, subsets, groups, *roles.T):
             w.writerow(row)
+    tmp.replace(path)
 
 
 def read_splits(path: Path) -> dict:

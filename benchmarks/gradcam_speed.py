@@ -1,0 +1,100 @@
+"""Grad-CAM throughput: batched (brainmri.cam) vs the Keras-example loop (eager and compiled) vs the forward pass.
+
+    python benchmarks/gradcam_speed.py                          # EfficientNetB0 at 150 px and the small CNN at 64 px
+    python benchmarks/gradcam_speed.py --models efficientnetb0:150 --reps 5
+
+Same model (random weights: speed does not depend on them), same 32 images, one process. Medians of
+--reps repetitions after a warm-up. Writes benchmarks/results/<host>-gradcam.json and prints a table.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import sys
+import time
+from pathlib import Path
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import keras  # noqa: E402
+import numpy as np  # noqa: E402
+import tensorflow as tf  # noqa: E402
+
+from brainmri import cam, models  # noqa: E402
+
+
+def keras_example_step(grad_model, image, class_index):
+    """One image, as in the Keras Grad-CAM example: a GradientTape over the whole model."""
+    with tf.GradientTape() as tape:
+        conv, preds = grad_model(image)
+        score = preds[:, class_index]
+    grads = tape.gradient(score, conv)
+    heat = conv[0] @ tf.reduce_mean(grads, axis=(0, 1, 2))[..., None]
+    return tf.nn.relu(heat) / tf.reduce_max(heat)
+
+
+def median_seconds(fn, reps: int) -> float:
+    fn()  # warm-up: tracing and compilation are not throughput
+    times = []
+    for _ in range(reps):
+        start = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - start)
+    return float(np.median(times))
+
+
+def bench(name: str, size: int, batch: int, reps: int) -> dict:
+    keras.utils.set_random_seed(0)
+    model = models.build_classifier(name, size, 4, weights="none")
+    images = np.random.default_rng(0).integers(0, 255, (batch, size, size, 3)).astype(np.float32)
+    classes = np.zeros(batch, np.int32)
+    cm = cam.prepare(model)
+    grad_model = keras.Model(model.inputs, [model.get_layer(cm.layer).output, model.output])
+    compiled_step = tf.function(keras_example_step, reduce_retracing=True)
+    batched = cam.make_cam_fn(cm)
+    forward = tf.function(lambda x: model(x, training=False), reduce_retracing=True)
+    x = tf.constant(images)
+    one = [tf.constant(images[i:i + 1]) for i in range(batch)]
+    t = {
+        "eager_loop": median_seconds(lambda: [keras_example_step(grad_model, im, 0) for im in one], reps),
+        "compiled_loop": median_seconds(lambda: [compiled_step(grad_model, im, 0) for im in one], reps),
+        "batched": median_seconds(lambda: batched(x, classes)[0].numpy(), reps),
+        "forward": median_seconds(lambda: forward(x).numpy(), reps),
+    }
+    rate = {k: batch / v for k, v in t.items()}
+    return {"model": name, "image_size": size, "batch": batch, "layer": cm.layer, "seconds": t,
+            "images_per_second": rate, "batched_vs_eager": rate["batched"] / rate["eager_loop"],
+            "batched_vs_compiled": rate["batched"] / rate["compiled_loop"],
+            "batched_vs_forward": rate["batched"] / rate["forward"]}
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--models", nargs="+", default=["efficientnetb0:150", "small_cnn:64"])
+    p.add_argument("--batch", type=int, default=32)
+    p.add_argument("--reps", type=int, default=5)
+    args = p.parse_args(argv)
+    results = []
+    for spec in args.models:
+        name, size = spec.split(":")
+        results.append(bench(name, int(size), args.batch, args.reps))
+        r = results[-1]
+        print(f"{name} {size}px batch {args.batch}: images/s " +
+              ", ".join(f"{k} {v:.1f}" for k, v in r["images_per_second"].items()) +
+              f" | batched = {r['batched_vs_eager']:.1f}x eager loop, {r['batched_vs_compiled']:.1f}x compiled loop, "
+              f"{r['batched_vs_forward']:.2f} of forward", flush=True)
+    meta = {"host": platform.node(), "machine": platform.machine(), "cpu_count": os.cpu_count(),
+            "device": "GPU" if tf.config.list_physical_devices("GPU") else "CPU", "tensorflow": tf.__version__,
+            "keras": keras.__version__, "date": time.strftime("%Y-%m-%d"), "reps": args.reps}
+    out = Path(__file__).parent / "results" / f"{platform.node() or 'machine'}-gradcam.json"
+    out.write_text(json.dumps({"meta": meta, "results": results}, indent=2))
+    print(f"written {out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
