@@ -17,6 +17,10 @@ TEST, TRAIN, VAL, EXCLUDED = "test", "train", "val", "excluded"
 def holdout(labels: np.ndarray, groups: np.ndarray, test_fraction: float, by_group: bool, seed: int) -> np.ndarray:
     """Boolean mask of the test images: stratified, and whole groups only when by_group."""
     idx = np.arange(len(labels))
+    smallest = np.bincount(labels)[np.bincount(labels) > 0].min()
+    if smallest * test_fraction < 1 or (by_group and smallest < round(1 / test_fraction)):
+        raise UserError(f"a class has only {smallest} images: too few for a stratified test split of "
+                        f"test_fraction {test_fraction}")
     if not by_group:
         _, test = train_test_split(idx, test_size=test_fraction, stratify=labels, random_state=seed)
     else:
@@ -44,6 +48,15 @@ def kfold(labels: np.ndarray, groups: np.ndarray, folds: int, by_group: bool, se
 
 def make_roles(labels, groups, subsets, protocol: str, folds: int, test_fraction: float, by_group: bool,
                seed: int) -> np.ndarray:
+    """See _make_roles; scikit-learn's complaints about too little data become one-line errors."""
+    try:
+        return _make_roles(labels, groups, subsets, protocol, folds, test_fraction, by_group, seed)
+    except ValueError as err:
+        raise UserError(f"cannot split this data ({protocol}, {folds} folds): {str(err).splitlines()[0]}") from None
+
+
+def _make_roles(labels, groups, subsets, protocol: str, folds: int, test_fraction: float, by_group: bool,
+                seed: int) -> np.ndarray:
     """Role of every image in every fold: an (N, folds) array of train / val / test / excluded.
 
     protocol "holdout": the study's merged data with a stratified 90/10 test split.

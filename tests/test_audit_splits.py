@@ -102,3 +102,9 @@ def test_testing_folder_protocol_excludes_leaked_training_images():
 def test_too_few_images_for_the_folds():
     with pytest.raises(UserError, match="too few for 5 folds"):
         kfold(np.array([0, 0, 0, 1, 1, 1, 1, 1]), np.arange(8), 5, by_group=False, seed=0)
+
+
+def test_too_few_images_for_the_holdout():
+    labels = np.repeat([0, 1, 2, 3], 8)
+    with pytest.raises(UserError, match="too few for a stratified test split"):
+        holdout(labels, np.arange(len(labels)), 0.1, by_group=True, seed=0)
