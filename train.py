@@ -57,14 +57,18 @@ def main(argv=None) -> int:
     cfg, run_dir = resolve(args)
     if args.fold is not None and not 0 <= args.fold < cfg.folds:
         raise UserError(f"--fold {args.fold} is out of range: the config has {cfg.folds} folds (0..{cfg.folds - 1})")
-    from brainmri import pipeline, runs, training
+    from brainmri import pipeline, runs  # no TensorFlow yet: input errors come at once
 
     if args.aggregate:
+        from brainmri import training
+
         runs.setup_logging()
         return 0 if training.aggregate(Path(run_dir), cfg) else 1
     if args.audit_only:
         cfg = dataclasses.replace(cfg, experiment="audit")
     pipeline.check_inputs(cfg)
+    from brainmri import training
+
     run = runs.start_run(cfg, run_dir)
     prepared = pipeline.prepare(cfg, run)
     if args.audit_only:

@@ -48,10 +48,11 @@ def data_root(cfg: Config) -> Path:
 def check_inputs(cfg: Config) -> None:
     """The cheap checks, before a run folder is made: backbone, weights file, data folders."""
     from .data import find_images
+
+    find_images(data_root(cfg), cfg.classes)  # first: it needs no TensorFlow, so the message comes at once
     from .models import check_backbone
 
     check_backbone(cfg.backbone, cfg.weights)
-    find_images(data_root(cfg), cfg.classes)
 
 
 def prepare(cfg: Config, run_dir: Path) -> Prepared:
