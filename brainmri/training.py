@@ -32,7 +32,7 @@ def device_settings(cfg: Config) -> dict:
     keras.mixed_precision.set_global_policy("mixed_float16" if mixed else "float32")
     jit = {"auto": "auto", "on": True, "off": False}[cfg.jit_compile]
     if cfg.jit_compile == "auto" and not gpus:
-        jit = False  # XLA on this kind of CPU gave no gain and costs compile time
+        jit = False  # "auto" means: where a GPU is present, as the config documents
     strategy = None
     if len(gpus) > 1 and keras.backend.backend() == "tensorflow":
         import tensorflow as tf
