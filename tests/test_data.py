@@ -79,3 +79,15 @@ def test_pipeline_keeps_raw_pixel_range(kaggle_dir):
     x, y = next(iter(make_tf_dataset(ds.images, ds.labels, 4, 8, shuffle=True)))
     assert x.dtype.name == "float32" and float(x.numpy().max()) > 1.5
     assert y.shape == (8, 4)
+
+
+def test_real_dataset_layout_and_counts():
+    """The study's dataset, where this machine has it (../shared/datasets); skipped elsewhere."""
+    from conftest import REAL_DATA
+
+    if not REAL_DATA.is_dir():
+        pytest.skip(f"real dataset not present at {REAL_DATA}")
+    items, classes = find_images(REAL_DATA)
+    counts = {c: sum(1 for _, label, _ in items if label == c) for c in classes}
+    assert counts == {"glioma_tumor": 926, "meningioma_tumor": 937, "no_tumor": 500, "pituitary_tumor": 901}
+    assert sum(1 for *_, s in items if s == "Testing") == 394
