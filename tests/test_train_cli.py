@@ -83,7 +83,6 @@ def test_resume_continues_an_interrupted_fold(tmp_path, kaggle_dir, monkeypatch)
     (["--set", "epoch=3"], "unknown config key 'epoch'"),
     (["--set", "data_dir=/nonexistent/data"], "data folder not found: /nonexistent/data; download it with: kaggle"),
     (["--config", "missing.yaml"], "config file not found"),
-    (["--set", "weights=/nonexistent/b0.h5", "data_dir=."], "weights file not found"),
     (["--fold", "7"], "--fold 7 is out of range"),
     (["--resume", "/nonexistent/run"], "is not a run folder"),
 ])
@@ -92,6 +91,13 @@ def test_bad_input_is_one_line_and_exit_2(argv, message, capsys, tmp_path, monke
     assert train.main(argv) == 2
     err = capsys.readouterr().err.strip()
     assert err.startswith("error: ") and message in err and "\n" not in err and "Traceback" not in err
+
+
+def test_missing_weights_file(capsys, tmp_path, kaggle_dir):
+    assert _run(tmp_path, kaggle_dir, "weights=/nonexistent/b0.h5", "backbone=efficientnetb0") == 2
+    err = capsys.readouterr().err.strip()
+    assert err == "error: weights file not found: /nonexistent/b0.h5 (config key 'weights' takes imagenet, none or a file)"
+    assert not (tmp_path / "out").exists()  # no run folder for a run that never started
 
 
 def test_no_data_folder_yet_says_how_to_get_it(capsys, tmp_path, monkeypatch):
