@@ -117,10 +117,10 @@ def main(argv=None) -> int:
                  for k, m in loaded.items()]
         summary = evaluation.evaluate_test_set(name, out / name, preds, flags, images, classes, formats)
         sections.append({**summary, "folder": name})
-        log.info("%s: %s accuracy %.4f (95%% CI %.4f-%.4f), mean of folds %.4f; with near-duplicate in training "
+        log.info("%s: %s accuracy %.4f (95%% CI %.4f-%.4f), mean of folds %.4f; with a near-duplicate in training "
                  "%s, without %s", name, summary["model"], summary["accuracy"], *summary["accuracy_ci95"],
-                 summary["mean_fold_accuracy"], summary["with_near_duplicate_in_training"],
-                 summary["without_near_duplicate_in_training"])
+                 summary["mean_fold_accuracy"], evaluation.format_accuracy(summary["with_near_duplicate_in_training"]),
+                 evaluation.format_accuracy(summary["without_near_duplicate_in_training"]))
     label_errors = write_label_errors(run_dir, cfg, classes, out, formats) if run_dir else None
     report = evaluation.write_report_md(out, run_dir, sections, label_errors, notes)
     log.info("report: %s", report)
@@ -135,6 +135,7 @@ def write_label_errors(run_dir: Path, cfg, classes, out: Path, formats) -> list[
 
     from brainmri import evaluation, plots
     from brainmri.data import load_resized
+    from brainmri.plots import short
 
     paths, labels, probs = [], [], []
     for f in sorted(run_dir.glob("fold*/val_predictions.csv")):
@@ -153,7 +154,7 @@ def write_label_errors(run_dir: Path, cfg, classes, out: Path, formats) -> list[
     shown = rows[:24]
     if shown:
         thumbs = [load_resized(data_root(cfg) / r["path"], 128)[0] for r in shown]
-        plots.image_gallery(thumbs, [f"{r['label'][:10]} -> {r['suggested'][:10]}\n{r['p_suggested']:.2f}" for r in shown],
+        plots.image_gallery(thumbs, [f"{short(r['label'])} -> {short(r['suggested'])}\n{r['p_suggested']:.2f}" for r in shown],
                             out / "figures" / "label_errors", "Likely label errors: folder label -> model's class",
                             formats=formats)
     return rows

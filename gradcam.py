@@ -150,7 +150,7 @@ def main(argv=None) -> int:
             panels, titles = [true_heats[i], heats[i]], [f"true {classes[truth[i]]}", f"predicted {classes[pred[i]]}"]
         plots.cam_panel(images[i], panels, titles, out / "images" / f"{i:04d}_{Path(path).stem}")
     grid = [plots.overlay(im, h) for im, h in zip(images[:36], heats[:36])]
-    captions = [f"{'true ' + classes[t][:8] + chr(10) if t >= 0 else ''}pred {classes[p][:8]} {pr.max():.2f}"
+    captions = [f"{'true ' + plots.short(classes[t]) + chr(10) if t >= 0 else ''}pred {plots.short(classes[p])} {pr.max():.2f}"
                 for t, p, pr in zip(truth[:36], pred[:36], probs[:36])]
     plots.image_gallery(grid, captions, out / "grid", f"{args.method} ({cm.layer})")
     if args.score:

@@ -204,7 +204,7 @@ def evaluate_test_set(name: str, folder: Path, fold_preds: list[Predictions], ha
     _write_misclassified(folder / "misclassified.csv", best, wrong, classes)
     if len(wrong):
         order = wrong[np.argsort(-best.probs[wrong].max(1))][:36]
-        plots.image_gallery(images[order], [f"true {classes[best.labels[i]][:10]}\npred {classes[best.pred[i]][:10]} "
+        plots.image_gallery(images[order], [f"true {plots.short(classes[best.labels[i]])}\npred {plots.short(classes[best.pred[i]])} "
                                             f"{best.probs[i].max():.2f}" for i in order],
                             folder / "figures" / "misclassified", f"{name}: misclassified by {best.name}", formats=formats)
     fold_acc = [accuracy_score(p.labels, p.pred) for p in fold_preds]
@@ -256,8 +256,8 @@ def write_report_md(out: Path, run_dir: Path | None, sections: list[dict], label
                   f"| macro F1 ({s['model']}) | {s['macro_f1']:.4f} (95% CI {flo:.4f}-{fhi:.4f}) |",
                   f"| mean accuracy of the {len(s['folds'])} fold models | {s['mean_fold_accuracy']:.4f} |",
                   f"| expected calibration error | {s['ece']:.4f} |",
-                  f"| accuracy, images with a near-duplicate in training | {_acc(dup)} |",
-                  f"| accuracy, images without | {_acc(clean)} |", "",
+                  f"| accuracy, images with a near-duplicate in training | {format_accuracy(dup)} |",
+                  f"| accuracy, images without | {format_accuracy(clean)} |", "",
                   (folder / f"report_{s['model']}.md").read_text(), "",
                   f"Per-fold reports: {', '.join(f'[{n}](' + s['folder'] + f'/report_{n}.md)' for n in s['folds'])}; "
                   f"every prediction: [predictions.csv]({s['folder']}/predictions.csv); "
@@ -276,5 +276,5 @@ def write_report_md(out: Path, run_dir: Path | None, sections: list[dict], label
     return path
 
 
-def _acc(part: dict) -> str:
+def format_accuracy(part: dict) -> str:
     return "no images" if part["accuracy"] is None else f"{part['accuracy']:.4f} ({part['images']} images)"

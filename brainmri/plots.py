@@ -83,6 +83,11 @@ def near_duplicate_pairs(images, labels, classes, md5, hashes, path: Path, dista
         return save(fig, path, formats)
 
 
+def short(name: str) -> str:
+    """'meningioma_tumor' -> 'meningioma', 'no_tumor' -> 'no tumor': captions under small images."""
+    return name.replace("_", " ") if name.startswith("no_") else name.removesuffix("_tumor")
+
+
 def pretty(name: str) -> str:
     """'meningioma_tumor' -> 'Meningioma tumor' for axis labels."""
     return name.replace("_", " ").capitalize()
