@@ -76,3 +76,15 @@ def test_bad_input(run_copy, tmp_path, kaggle_dir, capsys):
 def test_single_model_with_an_external_folder(run_copy, kaggle_dir):
     assert evaluate.main([str(run_copy / "fold0" / "best.keras"), "--test-dir", str(kaggle_dir / "Testing")]) == 0
     assert (run_copy / "fold0" / "evaluation" / "external" / "report_fold0.md").is_file()
+
+
+def test_mirror_tta_averages_the_image_and_its_mirror():
+    from brainmri.evaluation import predict
+    from brainmri.models import build_classifier
+
+    model = build_classifier("small_cnn", 32, 4, weights="none")
+    images = np.random.default_rng(0).integers(0, 255, (5, 32, 32, 3)).astype(np.uint8)
+    plain = predict(model, images, 4)
+    mirrored = predict(model, images[:, :, ::-1].copy(), 4)
+    assert np.allclose(predict(model, images, 4, tta=True), (plain + mirrored) / 2, atol=1e-6)
+    assert not np.allclose(plain, mirrored, atol=1e-4)  # the mirror really is a different input
