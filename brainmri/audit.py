@@ -28,10 +28,6 @@ def hash_images(images: np.ndarray) -> np.ndarray:
     return np.array([phash(im) for im in images], dtype=np.uint64)
 
 
-def hamming(a: np.uint64, b: np.ndarray) -> np.ndarray:
-    return np.array([bin(int(a) ^ int(x)).count("1") for x in np.atleast_1d(b)])
-
-
 class _UnionFind:
     def __init__(self, n: int):
         self.parent = list(range(n))

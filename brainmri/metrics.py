@@ -9,9 +9,6 @@ import keras
 import numpy as np
 from keras import ops
 
-SUMMARY_METRICS = ("loss", "accuracy", "precision", "recall", "f1")
-
-
 @keras.saving.register_keras_serializable(package="brainmri")
 class MacroMetric(keras.metrics.Metric):
     """Macro-averaged precision, recall or F1 over classes, from a running confusion matrix.
