@@ -92,7 +92,6 @@ def main(argv=None) -> int:
     args = parse_args(argv)
     from brainmri import evaluation
     from brainmri import runs
-    from brainmri.runs import setup_logging
 
     target = Path(args.target)
     run_dir, cfg, classes, model_paths, notes = open_target(target)
@@ -104,15 +103,16 @@ def main(argv=None) -> int:
     for k, m in loaded.items():
         if m.output_shape[-1] != len(classes):
             raise UserError(f"model of fold {k} has {m.output_shape[-1]} outputs but the run has {len(classes)} classes")
+    runs.setup_logging()
+    test_sets = run_test_sets(run_dir, cfg, classes, loaded, args)  # input errors surface before any output
     out = runs.new_folder((run_dir or target.parent) / "evaluation")
-    setup_logging()
     for note in notes:
         log.warning(note)
     notes = notes + ([f"evaluated on folds {sorted(loaded)} only"] if notes else [])
     formats = ("png", "pdf") if args.pdf else ("png",)
     batch = cfg.batch_size if cfg else 32
     sections = []
-    for name, paths, labels, images, flags in run_test_sets(run_dir, cfg, classes, loaded, args):
+    for name, paths, labels, images, flags in test_sets:
         preds = [evaluation.Predictions(f"fold{k}", paths, labels, evaluation.predict(m, images, batch, args.tta))
                  for k, m in loaded.items()]
         summary = evaluation.evaluate_test_set(name, out / name, preds, flags, images, classes, formats)

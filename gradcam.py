@@ -123,18 +123,20 @@ def main(argv=None) -> int:
     args = parse_args(argv)
     import numpy as np
 
-    from brainmri import cam, plots
-    from brainmri import runs
-    from brainmri.runs import setup_logging
+    from tqdm import tqdm
 
-    setup_logging()
+    from brainmri import cam, plots, runs
+
+    runs.setup_logging()
     model, classes, run, cfg = open_model(Path(args.target), args.fold)
+    if args.class_name and args.class_name not in classes:
+        raise UserError(f"--class {args.class_name}: not one of {', '.join(classes)}")
+    if args.score and not (cfg and cfg.synthetic):  # checked before any work, so no half-finished folder
+        raise UserError("--score needs lesion masks: use a run trained on the synthetic data (configs/demo.yaml)")
     cm = cam.prepare(model, args.layer)
     fn = cam.make_cam_fn(cm, args.method)
     size = model.input_shape[1]
     paths, images, truth, root = select_images(args, run, cfg, classes, size)
-    if args.class_name and args.class_name not in classes:
-        raise UserError(f"--class {args.class_name}: not one of {', '.join(classes)}")
     wanted = np.full(len(images), classes.index(args.class_name)) if args.class_name else None
     out = runs.new_folder((run or Path(args.target).parent) / "gradcam")
     log.info("%s at layer %s on %d images -> %s", args.method, cm.layer, len(images), out)
@@ -144,7 +146,7 @@ def main(argv=None) -> int:
     scores = {"method": args.method, "layer": cm.layer, "images": len(images)}
     if args.misclassified:  # also the map of the true class, beside the predicted one
         true_heats = cam.upsample(cam.compute_maps(fn, images, truth, args.batch_size)[0], size)
-    for i, path in enumerate(paths):
+    for i, path in enumerate(tqdm(paths, desc="panels", unit="img", disable=None)):
         panels, titles = [heats[i]], [f"{classes[pred[i]] if wanted is None else args.class_name} (p {probs[i].max():.2f})"]
         if args.misclassified:
             panels, titles = [true_heats[i], heats[i]], [f"true {classes[truth[i]]}", f"predicted {classes[pred[i]]}"]
@@ -171,8 +173,6 @@ def localization(images, heats, truth, pred, paths, classes, root, cfg, cell: fl
     from brainmri.data import decode
     from brainmri.synthetic import mask_path
 
-    if not (cfg and cfg.synthetic):
-        raise UserError("--score needs lesion masks: use a run trained on the synthetic data (configs/demo.yaml)")
     size = images.shape[1]
     import cv2
 

@@ -66,6 +66,7 @@ def test_bad_input(run_copy, tmp_path, kaggle_dir, capsys):
     shutil.copytree(kaggle_dir / "Testing" / "no_tumor", odd / "astrocytoma")
     _fails([str(run_copy), "--test-dir", str(odd)], "classes ['astrocytoma']", capsys)
     _fails([str(tmp_path)], "neither a run folder", capsys)
+    assert not list(run_copy.glob("evaluation*"))  # no half-written evaluation folder was left behind
     (run_copy / "classes.json").write_text(json.dumps(["a", "b", "c"]))
     _fails([str(run_copy)], "has 4 outputs but the run has 3 classes", capsys)
     for k in (0, 1):

@@ -48,3 +48,6 @@ def test_bad_input(run_copy, tmp_path, capsys):
     _fails([str(run_copy), str(tmp_path / "missing.png")], "not found", capsys)
     _fails([str(run_copy), "--class", "astrocytoma"], "--class astrocytoma", capsys)
     _fails([str(tmp_path)], "is not a run folder", capsys)
+    (run_copy / "config.yaml").write_text((run_copy / "config.yaml").read_text().replace("synthetic: true", "synthetic: false"))
+    _fails([str(run_copy), "--score"], "--score needs lesion masks", capsys)
+    assert not (run_copy / "gradcam").exists()  # every failure above came before any output
