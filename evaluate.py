@@ -38,12 +38,10 @@ def open_target(target: Path):
     """(run folder or None, config or None, classes, {fold: model path}, notes)."""
     from brainmri.config import load_config
     from brainmri.evaluation import find_fold_models
+    from brainmri.runs import classes_of_model
 
     if target.is_file() and target.suffix == ".keras":
-        for folder in (target.parent, target.parent.parent):
-            if (folder / "classes.json").is_file():
-                return None, None, json.loads((folder / "classes.json").read_text()), {0: target}, []
-        raise UserError(f"no classes.json beside {target} or in its parent folder: cannot name its classes")
+        return None, None, classes_of_model(target)[0], {0: target}, []
     if not (target / "config.yaml").is_file():
         raise UserError(f"{target} is neither a run folder (no config.yaml) nor a .keras model")
     models, notes = find_fold_models(target)

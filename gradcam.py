@@ -47,16 +47,13 @@ def open_model(target: Path, fold: int):
     """(model, classes, run folder or None, config or None)."""
     from brainmri.config import load_config
     from brainmri.models import load_model
+    from brainmri.runs import classes_of_model
 
     if target.suffix == ".keras":
         if not target.is_file():
             raise UserError(f"model file not found: {target}")
-        for folder in (target.parent, target.parent.parent):
-            if (folder / "classes.json").is_file():
-                run = folder if (folder / "config.yaml").is_file() else None
-                return (load_model(target, compile=False), json.loads((folder / "classes.json").read_text()), run,
-                        load_config(run / "config.yaml") if run else None)
-        raise UserError(f"no classes.json beside {target} or in its parent folder")
+        classes, run = classes_of_model(target)
+        return load_model(target, compile=False), classes, run, load_config(run / "config.yaml") if run else None
     model_path = target / f"fold{fold}" / "best.keras"
     if not (target / "config.yaml").is_file() or not model_path.is_file():
         raise UserError(f"{target} is not a run folder with a trained fold {fold} ({model_path} missing)")
@@ -197,19 +194,23 @@ def faithfulness(model, images, heats, pred, maps_shape, out: Path) -> dict:
     import numpy as np
     import tensorflow as tf
 
-    from brainmri import cam
+    from brainmri import cam, plots
 
-    forward = tf.function(lambda x: model(x, training=False), reduce_retracing=True)
-    fr, curve = cam.deletion_scores(lambda x: forward(x).numpy(), images, heats, pred)
+    compiled = tf.function(lambda x: model(x, training=False), reduce_retracing=True)
+
+    def forward(x):
+        return compiled(x).numpy()
+
+    fr, curve = cam.deletion_scores(forward, images, heats, pred)
     # the baseline: random maps at the map's own resolution, upsampled the same way, so both orders delete
     # compact regions (scattered single pixels would wreck any prediction and flatter the maps)
     random_maps = cam.upsample(np.random.default_rng(0).random(maps_shape).astype(np.float32), heats.shape[1])
-    _, random_curve = cam.deletion_scores(lambda x: forward(x).numpy(), images, random_maps, pred)
-    from brainmri import plots
-
-    plots.deletion_curves(fr, {"Grad-CAM order": curve, "random order": random_curve}, out / "deletion")
+    _, random_curve = cam.deletion_scores(forward, images, random_maps, pred)
+    cam_area, random_area = cam.area(fr, curve), cam.area(fr, random_curve)
+    plots.deletion_curves(fr, {"Grad-CAM order": (curve, cam_area), "random order": (random_curve, random_area)},
+                          out / "deletion")
     return {"fractions": fr.tolist(), "cam_curve": curve.tolist(), "random_curve": random_curve.tolist(),
-            "cam_area": cam.area(fr, curve), "random_area": cam.area(fr, random_curve)}
+            "cam_area": cam_area, "random_area": random_area}
 
 
 if __name__ == "__main__":

@@ -203,13 +203,12 @@ def cam_panel(image, heats: list, titles: list[str], path: Path, formats=FORMATS
         return save(fig, path, formats)
 
 
-def deletion_curves(fractions, curves: dict, path: Path, formats=FORMATS) -> list[Path]:
-    """Class probability as pixels are deleted in each order; the area under each is in the legend."""
+def deletion_curves(fractions, curves: dict[str, tuple], path: Path, formats=FORMATS) -> list[Path]:
+    """Class probability as pixels are deleted in each order: {name: (curve, area)}, area in the legend."""
     styles = ["-", "--", ":"]
     with plt.rc_context(STYLE):
         fig, ax = plt.subplots(figsize=(5, 3.8))
-        for (name, curve), ls in zip(curves.items(), styles):
-            a = float(np.sum((curve[1:] + curve[:-1]) / 2 * np.diff(fractions)))
+        for (name, (curve, a)), ls in zip(curves.items(), styles):
             ax.plot(fractions, curve, ls, color="black", label=f"{name} (area {a:.3f})")
         ax.set(xlabel="Fraction of pixels deleted", ylabel="Probability of the predicted class",
                title="Deletion curve (lower area: more faithful)", ylim=(0, 1.02))

@@ -49,6 +49,15 @@ def open_run_dir(cfg: Config, run_dir: str | Path) -> Path:
     return path
 
 
+def classes_of_model(model_path: Path) -> tuple[list[str], Path | None]:
+    """The class names of a saved .keras model (classes.json beside it or one folder up) and its run folder."""
+    for folder in (model_path.parent, model_path.parent.parent):
+        if (folder / "classes.json").is_file():
+            run = folder if (folder / "config.yaml").is_file() else None
+            return json.loads((folder / "classes.json").read_text()), run
+    raise UserError(f"no classes.json beside {model_path} or in its parent folder: cannot name its classes")
+
+
 def write_atomic(path: Path, text: str) -> None:
     """Write via a temporary file and rename, so readers never see half a file."""
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
