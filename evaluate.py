@@ -51,7 +51,7 @@ def open_target(target: Path):
 
 
 def run_test_sets(run_dir, cfg, classes, loaded, args):
-    """(name, paths, labels, images, near-duplicate flags) for each test set asked for."""
+    """(name, paths, labels, images, near-duplicate flags, planes) for each test set asked for."""
     import numpy as np
 
     from brainmri import evaluation
@@ -68,8 +68,10 @@ def run_test_sets(run_dir, cfg, classes, loaded, args):
         test = np.isin(train_ds.paths, [p for p, r in zip(splits["paths"], splits["roles"][:, 0]) if r == "test"])
         idx = np.flatnonzero(test)
         paths = [train_ds.paths[i] for i in idx]
+        plane_of = dict(zip(splits["paths"], splits["planes"]))
         sets.append(("test", paths, train_ds.labels[idx], train_ds.images[idx],
-                     evaluation.duplicate_flags_from_splits(splits, paths, sorted(loaded))))
+                     evaluation.duplicate_flags_from_splits(splits, paths, sorted(loaded)),
+                     [plane_of[p] for p in paths]))
     if args.test_dir:
         ext = load_dataset(args.test_dir, size)
         evaluation.check_classes(classes, ext.classes, args.test_dir)
@@ -81,7 +83,15 @@ def run_test_sets(run_dir, cfg, classes, loaded, args):
                                                         hash_images(ext.images), ext.md5, cfg.hash_distance)
         else:
             flags = np.zeros(len(labels), bool)
-        sets.append(("external", ext.paths, labels, ext.images, flags))
+        planes_csv = Path(args.test_dir) / "planes.csv"
+        if planes_csv.is_file():
+            from brainmri.planes import read_planes
+
+            known = read_planes(planes_csv)
+            planes = [known.get(p, "") for p in ext.paths]
+        else:
+            planes = [""] * len(ext.paths)
+        sets.append(("external", ext.paths, labels, ext.images, flags, planes))
     return sets
 
 
@@ -110,15 +120,18 @@ def main(argv=None) -> int:
     formats = ("png", "pdf") if args.pdf else ("png",)
     batch = cfg.batch_size if cfg else 32
     sections = []
-    for name, paths, labels, images, flags in test_sets:
+    for name, paths, labels, images, flags, planes in test_sets:
         preds = [evaluation.Predictions(f"fold{k}", paths, labels, evaluation.predict(m, images, batch, args.tta))
                  for k, m in loaded.items()]
-        summary = evaluation.evaluate_test_set(name, out / name, preds, flags, images, classes, formats)
+        summary = evaluation.evaluate_test_set(name, out / name, preds, flags, images, classes, formats, planes)
         sections.append({**summary, "folder": name})
         log.info("%s: %s accuracy %.4f (95%% CI %.4f-%.4f), mean of folds %.4f; with a near-duplicate in training "
                  "%s, without %s", name, summary["model"], summary["accuracy"], *summary["accuracy_ci95"],
                  summary["mean_fold_accuracy"], evaluation.format_accuracy(summary["with_near_duplicate_in_training"]),
                  evaluation.format_accuracy(summary["without_near_duplicate_in_training"]))
+        if summary["per_plane"]:
+            log.info("%s per plane: %s", name, ", ".join(f"{pl} {evaluation.format_accuracy(v)}"
+                                                         for pl, v in summary["per_plane"].items()))
     label_errors = write_label_errors(run_dir, cfg, classes, out, formats) if run_dir else None
     report = evaluation.write_report_md(out, run_dir, sections, label_errors, notes)
     log.info("report: %s", report)

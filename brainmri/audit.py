@@ -77,6 +77,18 @@ def group_images(hashes: np.ndarray, md5: list[str], distance: int) -> np.ndarra
     return np.array([renumber[r] for r in roots], np.int64)
 
 
+def group_with_sources(hashes: np.ndarray, md5: list[str], distance: int, sources: np.ndarray) -> np.ndarray:
+    """Groups of the original images (sources == -1) as group_images makes them, untouched by any copies;
+    each augmented copy joins its source's group (a copy whose source is missing gets a group of its own)."""
+    orig = np.flatnonzero(sources == -1)
+    groups = np.empty(len(hashes), np.int64)
+    groups[orig] = group_images(hashes[orig], [md5[i] for i in orig], distance)
+    copies = np.flatnonzero(sources != -1)
+    groups[copies] = np.where(sources[copies] >= 0, groups[np.maximum(sources[copies], 0)],
+                              groups[orig].max(initial=-1) + 1 + np.arange(len(copies)))
+    return groups
+
+
 def size_shortcut_score(ds: Dataset, seed: int = 0) -> dict:
     """How well the original image size alone predicts the class (5-fold CV), against the majority class."""
     from sklearn.ensemble import RandomForestClassifier

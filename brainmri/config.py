@@ -35,7 +35,17 @@ class Config:
     batch_size: int = 32
     lr_factor: float = 0.3  # ReduceLROnPlateau on val_accuracy, as in the study
     lr_patience: int = 2
-    protocol: str = "holdout"  # holdout: merged data, 90/10 split | testing_folder: Training vs Testing
+    # on-the-fly augmentation of training batches (Keras preprocessing layers; 0 / none = off)
+    augment_rotation: float = 0.0  # degrees, drawn in [-r, r]
+    augment_shift: float = 0.0  # fraction of the image side, in x and y
+    augment_zoom: float = 0.0  # fraction, drawn in [-z, z]
+    augment_flip: str = "none"  # none | horizontal | vertical | both
+    augment_contrast: float = 0.0  # fraction, drawn in [-c, c]
+    class_weight: str = "none"  # none | balanced: loss weights inversely proportional to class counts
+    protocol: str = "holdout"  # holdout: merged, 90/10 | testing_folder: Training vs Testing | planes: see below
+    planes_file: str = ""  # path,plane CSV; empty: <data folder>/planes.csv when it exists
+    train_planes: tuple = ("axial",)  # protocol planes: train (CV) on these planes ...
+    test_planes: tuple = ("sagittal", "coronal")  # ... and test on these (the study's axial-only experiment)
     test_fraction: float = 0.1
     folds: int = 5
     split: str = "group"  # group: near-duplicate-aware | random: the study's plain split
@@ -55,7 +65,9 @@ class Config:
 
 CHOICES = {
     "optimizer": ("adam", "sgd"),
-    "protocol": ("holdout", "testing_folder"),
+    "protocol": ("holdout", "testing_folder", "planes"),
+    "augment_flip": ("none", "horizontal", "vertical", "both"),
+    "class_weight": ("none", "balanced"),
     "split": ("group", "random"),
     "mixed_precision": ("auto", "on", "off"),
     "jit_compile": ("auto", "on", "off"),
@@ -82,6 +94,16 @@ def validate(cfg: Config) -> None:
         raise UserError(f"config key 'test_fraction' must be in (0, 0.5), got {cfg.test_fraction}")
     if not 0.0 <= cfg.dropout < 1.0:
         raise UserError(f"config key 'dropout' must be in [0, 1), got {cfg.dropout}")
+    for key in ("augment_rotation", "augment_shift", "augment_zoom", "augment_contrast"):
+        if not 0.0 <= getattr(cfg, key) <= (180.0 if key == "augment_rotation" else 1.0):
+            raise UserError(f"config key '{key}' is out of range: {getattr(cfg, key)}")
+    if cfg.protocol == "planes":
+        from .planes import PLANES
+
+        bad = sorted(set(cfg.train_planes + cfg.test_planes) - set(PLANES))
+        if bad or not cfg.train_planes or not cfg.test_planes or set(cfg.train_planes) & set(cfg.test_planes):
+            raise UserError(f"config keys 'train_planes' and 'test_planes' must be disjoint, non-empty lists of "
+                            f"{', '.join(PLANES)}; got {list(cfg.train_planes)} and {list(cfg.test_planes)}")
     if not 0 <= cfg.hash_distance <= 16:
         raise UserError(f"config key 'hash_distance' must be in [0, 16], got {cfg.hash_distance}")
 

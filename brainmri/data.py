@@ -39,6 +39,13 @@ class Dataset:
     skipped: list[tuple[str, str]] = field(default_factory=list)  # (path, reason)
 
 
+def take(ds: Dataset, idx: np.ndarray) -> Dataset:
+    """The images `idx` of a dataset, as a dataset."""
+    return Dataset(images=ds.images[idx], labels=ds.labels[idx], paths=[ds.paths[i] for i in idx],
+                   subsets=[ds.subsets[i] for i in idx], classes=ds.classes, root=ds.root,
+                   original_sizes=ds.original_sizes[idx], md5=[ds.md5[i] for i in idx], skipped=ds.skipped)
+
+
 def find_images(root: str | Path, classes: tuple[str, ...] = ()) -> tuple[list[tuple[str, str, str]], tuple]:
     """List (relative path, class, subset) in either layout; check the class folders agree."""
     root = Path(root)
@@ -167,8 +174,9 @@ def _from_cache(path: Path, root: Path, classes: tuple) -> Dataset:
 
 
 def make_tf_dataset(images: np.ndarray, labels: np.ndarray | None, num_classes: int, batch_size: int,
-                    shuffle: bool = False, seed: int = 0):
-    """uint8 images -> float32 batches (one-hot labels), shuffled per epoch if asked, prefetched."""
+                    shuffle: bool = False, seed: int = 0, augment=None):
+    """uint8 images -> float32 batches (one-hot labels), shuffled per epoch if asked, augmented per batch by
+    the `augment` layers if given (training batches only), prefetched."""
     import tensorflow as tf
 
     tensors = images if labels is None else (images, np.eye(num_classes, dtype=np.float32)[labels])
@@ -177,4 +185,27 @@ def make_tf_dataset(images: np.ndarray, labels: np.ndarray | None, num_classes: 
         ds = ds.shuffle(len(images), seed=seed, reshuffle_each_iteration=True)
     ds = ds.batch(batch_size)
     cast = (lambda x: tf.cast(x, tf.float32)) if labels is None else (lambda x, y: (tf.cast(x, tf.float32), y))
-    return ds.map(cast, num_parallel_calls=tf.data.AUTOTUNE).prefetch(tf.data.AUTOTUNE)
+    ds = ds.map(cast, num_parallel_calls=tf.data.AUTOTUNE)
+    if augment is not None:
+        ds = ds.map(lambda x, y: (augment(x, training=True), y), num_parallel_calls=tf.data.AUTOTUNE)
+    return ds.prefetch(tf.data.AUTOTUNE)
+
+
+def augmentation_layers(rotation: float = 0, shift: float = 0, zoom: float = 0, flip: str = "none",
+                        contrast: float = 0, seed: int = 0):
+    """Keras preprocessing layers for on-the-fly augmentation (None when all are off). Rotation in degrees,
+    shift and zoom as fractions of the side; empty space is filled black, like the MRI background."""
+    import keras
+
+    steps = []
+    if flip != "none":
+        steps.append(keras.layers.RandomFlip("horizontal_and_vertical" if flip == "both" else flip, seed=seed))
+    if rotation:
+        steps.append(keras.layers.RandomRotation(rotation / 360.0, fill_mode="constant", seed=seed + 1))
+    if shift:
+        steps.append(keras.layers.RandomTranslation(shift, shift, fill_mode="constant", seed=seed + 2))
+    if zoom:
+        steps.append(keras.layers.RandomZoom(zoom, fill_mode="constant", seed=seed + 3))
+    if contrast:
+        steps.append(keras.layers.RandomContrast(contrast, value_range=(0, 255), seed=seed + 4))
+    return keras.Sequential(steps, name="augmentation") if steps else None

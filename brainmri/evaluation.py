@@ -182,8 +182,15 @@ def duplicate_flags_external(train_hashes, train_md5, test_hashes, test_md5, dis
     return flags
 
 
+def per_plane_accuracy(correct: np.ndarray, planes) -> dict:
+    """Accuracy per slice plane, for the images whose plane is known ({} when none is)."""
+    planes = np.asarray(planes if planes is not None else [""] * len(correct))
+    return {pl: {"images": int((planes == pl).sum()), "accuracy": float(correct[planes == pl].mean())}
+            for pl in ("axial", "sagittal", "coronal") if (planes == pl).any()}
+
+
 def evaluate_test_set(name: str, folder: Path, fold_preds: list[Predictions], has_duplicate: np.ndarray,
-                      images: np.ndarray, classes, formats) -> dict:
+                      images: np.ndarray, classes, formats, planes=None) -> dict:
     """Reports, figures and headline numbers for one test set; returns what report.md shows."""
     from . import plots
 
@@ -216,7 +223,7 @@ def evaluate_test_set(name: str, folder: Path, fold_preds: list[Predictions], ha
                                                    "accuracy": float(correct[has_duplicate].mean()) if has_duplicate.any() else None},
                "without_near_duplicate_in_training": {"images": int((~has_duplicate).sum()),
                                                       "accuracy": float(correct[~has_duplicate].mean()) if (~has_duplicate).any() else None},
-               "misclassified": int(len(wrong))}
+               "per_plane": per_plane_accuracy(correct, planes), "misclassified": int(len(wrong))}
     (folder / "summary.json").write_text(json.dumps(summary, indent=2))
     return summary
 
@@ -257,7 +264,8 @@ def write_report_md(out: Path, run_dir: Path | None, sections: list[dict], label
                   f"| mean accuracy of the {len(s['folds'])} fold models | {s['mean_fold_accuracy']:.4f} |",
                   f"| expected calibration error | {s['ece']:.4f} |",
                   f"| accuracy, images with a near-duplicate in training | {format_accuracy(dup)} |",
-                  f"| accuracy, images without | {format_accuracy(clean)} |", "",
+                  f"| accuracy, images without | {format_accuracy(clean)} |",
+                  *(f"| accuracy, {pl} slices | {format_accuracy(v)} |" for pl, v in s.get("per_plane", {}).items()), "",
                   (folder / f"report_{s['model']}.md").read_text(), "",
                   f"Per-fold reports: {', '.join(f'[{n}](' + s['folder'] + f'/report_{n}.md)' for n in s['folds'])}; "
                   f"every prediction: [predictions.csv]({s['folder']}/predictions.csv); "

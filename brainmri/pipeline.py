@@ -15,7 +15,10 @@ from . import audit as audit_mod
 from . import plots
 from . import splits
 from .config import Config
-from .data import Dataset, load_dataset
+from .augment import read_manifest, source_of
+from .data import Dataset, load_dataset, take
+from .errors import UserError
+from .planes import PLANES
 from .runs import write_atomic
 from .synthetic import write_synthetic
 
@@ -50,25 +53,53 @@ def check_inputs(cfg: Config) -> None:
     from .data import find_images
 
     find_images(data_root(cfg), cfg.classes)  # first: it needs no TensorFlow, so the message comes at once
+    if cfg.planes_file and not Path(cfg.planes_file).is_file():
+        raise UserError(f"config key 'planes_file': file not found: {cfg.planes_file}")
     from .models import check_backbone
 
     check_backbone(cfg.backbone, cfg.weights)
+
+
+def planes_of(cfg: Config, paths: list[str]) -> list[str] | None:
+    """Each image's plane from the planes file ("" where it has none), or None without a planes file."""
+    from .planes import read_planes
+
+    path = Path(cfg.planes_file) if cfg.planes_file else data_root(cfg) / "planes.csv"
+    if not path.is_file():
+        if cfg.planes_file or cfg.protocol == "planes":
+            raise UserError(f"planes file not found: {path} (write one with: python augment.py DATA "
+                            "--estimate-planes planes.csv, then set planes_file)")
+        return None
+    known = read_planes(path)
+    planes = [known.get(p, "") for p in paths]
+    log.info("planes from %s: %s; %d images without a plane", path,
+             ", ".join(f"{pl} {planes.count(pl)}" for pl in PLANES), planes.count(""))
+    return planes
 
 
 def prepare(cfg: Config, run_dir: Path) -> Prepared:
     """Load, hash, group, audit and split; write audit, splits and data summary into the run folder."""
     ds = load_dataset(data_root(cfg), cfg.image_size, cfg.classes, cfg.cache_dir)
     hashes = audit_mod.hash_images(ds.images)
-    groups = audit_mod.group_images(hashes, ds.md5, cfg.hash_distance)
-    report = audit_mod.audit(ds, groups)
-    plots.near_duplicate_pairs(ds.images, ds.labels, ds.classes, ds.md5, hashes,
+    sources = source_of(ds.paths, read_manifest(data_root(cfg)))
+    copies = np.flatnonzero(sources != -1)
+    if len(copies):
+        log.info("manifest.csv: %d augmented copies; each joins its source's group and is trained on only "
+                 "where its source is", len(copies))
+    groups = audit_mod.group_with_sources(hashes, ds.md5, cfg.hash_distance, sources)
+    orig = np.flatnonzero(sources == -1)  # the audit describes the data as collected, without the copies
+    report = audit_mod.audit(take(ds, orig), groups[orig])
+    if len(copies):
+        report["augmented_copies"] = int(len(copies))
+    plots.near_duplicate_pairs(ds.images[orig], ds.labels[orig], ds.classes, [ds.md5[i] for i in orig], hashes[orig],
                                run_dir / "figures" / "near_duplicate_pairs", formats=cfg.figure_formats)
     log.info(audit_mod.format_audit(report))
     write_atomic(run_dir / "audit.json", json.dumps(report, indent=2))
+    planes = planes_of(cfg, ds.paths)
     roles = splits.make_roles(ds.labels, groups, ds.subsets, cfg.protocol, cfg.folds, cfg.test_fraction,
-                              cfg.split == "group", cfg.seed)
+                              cfg.split == "group", cfg.seed, planes, cfg.train_planes, cfg.test_planes, sources)
     named = [ds.classes[i] for i in ds.labels]
-    splits.write_splits(run_dir / "splits.csv", ds.paths, named, ds.subsets, groups, roles)
+    splits.write_splits(run_dir / "splits.csv", ds.paths, named, ds.subsets, groups, roles, planes)
     write_atomic(run_dir / "classes.json", json.dumps(list(ds.classes)))
     _write_data_summary(run_dir, ds, roles, named)
     return Prepared(ds, groups, roles, report)

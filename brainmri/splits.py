@@ -47,27 +47,57 @@ def kfold(labels: np.ndarray, groups: np.ndarray, folds: int, by_group: bool, se
 
 
 def make_roles(labels, groups, subsets, protocol: str, folds: int, test_fraction: float, by_group: bool,
-               seed: int) -> np.ndarray:
-    """See _make_roles; scikit-learn's complaints about too little data become one-line errors."""
+               seed: int, planes=None, train_planes=(), test_planes=(), sources=None) -> np.ndarray:
+    """Roles of the original images (see _make_roles); an augmented copy (sources[i] = its source's index,
+    -2 if the source is missing, -1 for originals) is trained on exactly where its source is, and is
+    excluded everywhere else: never validated or tested on, never a leak. The originals' split is the one
+    the dataset would get without the copies. scikit-learn's complaints become one-line errors."""
+    n = len(labels)
+    sources = np.full(n, -1) if sources is None else np.asarray(sources)
+    orig = sources == -1
+    planes = None if planes is None else np.asarray(planes)[orig]
     try:
-        return _make_roles(labels, groups, subsets, protocol, folds, test_fraction, by_group, seed)
+        inner = _make_roles(np.asarray(labels)[orig], _renumber(np.asarray(groups)[orig]), np.asarray(subsets)[orig],
+                            protocol, folds, test_fraction, by_group, seed, planes, train_planes, test_planes)
     except ValueError as err:
         raise UserError(f"cannot split this data ({protocol}, {folds} folds): {str(err).splitlines()[0]}") from None
+    roles = np.full((n, folds), EXCLUDED, dtype=object)
+    roles[orig] = inner
+    for i in np.flatnonzero(sources >= 0):
+        roles[i] = np.where(roles[sources[i]] == TRAIN, TRAIN, EXCLUDED)
+    return roles
+
+
+def _renumber(groups: np.ndarray) -> np.ndarray:
+    """Group ids by first appearance, so the same images get the same split whatever else is in the folder."""
+    first = {}
+    return np.array([first.setdefault(g, len(first)) for g in groups], np.int64)
 
 
 def _make_roles(labels, groups, subsets, protocol: str, folds: int, test_fraction: float, by_group: bool,
-                seed: int) -> np.ndarray:
+                seed: int, planes=None, train_planes=(), test_planes=()) -> np.ndarray:
     """Role of every image in every fold: an (N, folds) array of train / val / test / excluded.
 
     protocol "holdout": the study's merged data with a stratified 90/10 test split.
     protocol "testing_folder": the dataset's own Testing folder is the test set; with by_group,
     Training images whose near-duplicate group reaches into Testing are excluded, so that no test
     image is seen in training.
+    protocol "planes": test on the images of `test_planes`, cross-validate on those of `train_planes`
+    (excluding, with by_group, their near-duplicates of test images); other images are excluded.
     """
     labels, groups, subsets = np.asarray(labels), np.asarray(groups), np.asarray(subsets)
     if protocol == "holdout":
         is_test = holdout(labels, groups, test_fraction, by_group, seed)
         usable = ~is_test
+    elif protocol == "planes":
+        planes = np.asarray(planes if planes is not None else [""] * len(labels))
+        is_test = np.isin(planes, list(test_planes))
+        usable = np.isin(planes, list(train_planes))
+        if not is_test.any() or not usable.any():
+            raise UserError(f"protocol 'planes': no image of planes {list(test_planes if not is_test.any() else train_planes)} "
+                            "in the planes file")
+        if by_group:
+            usable &= ~np.isin(groups, groups[is_test])
     else:
         if "Testing" not in set(subsets):
             raise UserError("protocol 'testing_folder' needs the Kaggle layout with a Testing/ folder")
@@ -85,14 +115,15 @@ def _make_roles(labels, groups, subsets, protocol: str, folds: int, test_fractio
     return roles
 
 
-def write_splits(path: Path, paths, labels_named, subsets, groups, roles: np.ndarray) -> None:
-    """splits.csv: one row per image with its group and its role in every fold (fold jobs rewrite it
-    with the same content, so it is written to a temporary file and renamed)."""
+def write_splits(path: Path, paths, labels_named, subsets, groups, roles: np.ndarray, planes=None) -> None:
+    """splits.csv: one row per image with its group, plane (if known) and its role in every fold (fold jobs
+    rewrite it with the same content, so it is written to a temporary file and renamed)."""
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    planes = planes if planes is not None else [""] * len(paths)
     with open(tmp, "w", newline="") as f:
         w = csv.writer(f)
-        w.writerow(["path", "label", "subset", "group", *[f"fold{k}" for k in range(roles.shape[1])]])
-        for row in zip(paths, labels_named, subsets, groups, *roles.T):
+        w.writerow(["path", "label", "subset", "group", "plane", *[f"fold{k}" for k in range(roles.shape[1])]])
+        for row in zip(paths, labels_named, subsets, groups, planes, *roles.T):
             w.writerow(row)
     tmp.replace(path)
 
@@ -106,6 +137,7 @@ def read_splits(path: Path) -> dict:
     folds = sorted((k for k in rows[0] if k.startswith("fold")), key=lambda k: int(k[4:]))
     return {"paths": [r["path"] for r in rows], "labels": [r["label"] for r in rows],
             "subsets": [r["subset"] for r in rows], "groups": np.array([int(r["group"]) for r in rows]),
+            "planes": [r.get("plane", "") for r in rows],
             "roles": np.array([[r[k] for k in folds] for r in rows], dtype=object)}
 
 

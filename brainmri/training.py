@@ -15,7 +15,7 @@ import numpy as np
 
 from . import models
 from .config import Config
-from .data import Dataset, make_tf_dataset
+from .data import Dataset, augmentation_layers, make_tf_dataset
 from .metrics import best_epoch_row, macro_metrics, summarise_folds, write_summary
 from .runs import environment, write_atomic
 from .splits import TEST, TRAIN, VAL
@@ -82,6 +82,18 @@ def _callbacks(cfg: Config, fold_dir: Path, history: list[dict]) -> list:
     ]
 
 
+def class_weights(labels: np.ndarray, num_classes: int) -> dict[int, float]:
+    """scikit-learn's "balanced" weights, n / (classes x count), for the classes present in training."""
+    from sklearn.utils.class_weight import compute_class_weight
+
+    present = np.unique(labels)
+    weights = compute_class_weight("balanced", classes=present, y=labels)
+    out = {c: 1.0 for c in range(num_classes)}
+    out.update({int(c): float(w) for c, w in zip(present, weights)})
+    log.info("class weights: %s", {k: round(v, 3) for k, v in out.items()})
+    return out
+
+
 def write_predictions(path: Path, ds: Dataset, idx: np.ndarray, probs: np.ndarray) -> None:
     with open(path, "w", newline="") as f:
         w = csv.writer(f)
@@ -117,13 +129,17 @@ def train_fold(cfg: Config, ds: Dataset, roles: np.ndarray, fold: int, run_dir: 
     scope = settings["strategy"].scope() if settings["strategy"] else contextlib.nullcontext()
     with scope:
         model, history = _model_for_fold(cfg, fold_dir, n, settings)
-    train_data = make_tf_dataset(ds.images[tr], ds.labels[tr], n, cfg.batch_size, shuffle=True, seed=cfg.seed + fold)
+    augment = augmentation_layers(cfg.augment_rotation, cfg.augment_shift, cfg.augment_zoom, cfg.augment_flip,
+                                  cfg.augment_contrast, seed=cfg.seed + fold)
+    train_data = make_tf_dataset(ds.images[tr], ds.labels[tr], n, cfg.batch_size, shuffle=True, seed=cfg.seed + fold,
+                                 augment=augment)
     val_data = make_tf_dataset(ds.images[va], ds.labels[va], n, cfg.batch_size)
     log.info("fold %d: %d train, %d val, %d test images; %d epochs", fold, len(tr), len(va), len(te), cfg.epochs)
     start = time.perf_counter()
     if len(history) < cfg.epochs:
         model.fit(train_data, validation_data=val_data, epochs=cfg.epochs, initial_epoch=len(history),
                   callbacks=_callbacks(cfg, fold_dir, history), shuffle=False,  # tf.data shuffles
+                  class_weight=class_weights(ds.labels[tr], n) if cfg.class_weight == "balanced" else None,
                   verbose=1 if sys.stdout.isatty() else 2)
     fit_seconds = time.perf_counter() - start
     best = models.load_model(fold_dir / "best.keras", compile=False)

@@ -1,0 +1,273 @@
+"""Offline class balancing: a new dataset folder with the originals, added images and augmented copies,
+and a manifest.csv that ties every copy to its source (train.py keeps a copy in its source's group).
+
+A transform is a mapping of these keys, each a number or a [low, high] range drawn per copy:
+  shift_x, shift_y  fraction of the image side (0.2 = the study's 30 px at 150 px; +x right, +y down)
+  rotation          degrees, counter-clockwise
+  zoom              scale factor (1 = unchanged, 1.1 = 10% closer)
+  brightness        intensity factor (1 = unchanged)
+  flip              none | horizontal | vertical
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import logging
+import os
+import shutil
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import cv2
+import numpy as np
+from tqdm import tqdm
+
+from .data import IMAGE_EXTENSIONS, decode, find_images
+from .errors import UserError
+
+log = logging.getLogger("brainmri")
+
+NUMERIC_KEYS = ("shift_x", "shift_y", "rotation", "zoom", "brightness")
+FLIPS = ("none", "horizontal", "vertical")
+STUDY_TRANSFORMS = ({"shift_x": 0.2, "rotation": 45}, {"shift_y": -0.2, "rotation": 225})  # 30 px of 150
+MANIFEST_FIELDS = ("path", "class", "kind", "source", "transform")
+
+
+def check_transforms(transforms, where: str) -> list[dict]:
+    """Validate a transform list (from YAML); a wrong key or value names itself and `where`."""
+    if not isinstance(transforms, list) or not transforms or not all(isinstance(t, dict) for t in transforms):
+        raise UserError(f"{where}: transforms must be a non-empty list of mappings, e.g. [{{rotation: 45}}]")
+    for i, t in enumerate(transforms):
+        for key, value in t.items():
+            if key == "flip":
+                if value not in FLIPS:
+                    raise UserError(f"{where}: transform {i} key 'flip' takes {', '.join(FLIPS)}, got {value!r}")
+            elif key not in NUMERIC_KEYS:
+                raise UserError(f"{where}: transform {i} has unknown key '{key}' "
+                                f"(known: {', '.join(NUMERIC_KEYS + ('flip',))})")
+            elif not (_is_number(value) or (isinstance(value, list) and len(value) == 2
+                                            and all(_is_number(v) for v in value) and value[0] <= value[1])):
+                raise UserError(f"{where}: transform {i} key '{key}' must be a number or [low, high], got {value!r}")
+            elif key in ("zoom", "brightness") and min(np.atleast_1d(value)) <= 0:
+                raise UserError(f"{where}: transform {i} key '{key}' must be positive, got {value!r}")
+    return transforms
+
+
+def _is_number(v) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool)
+
+
+def is_random(transform: dict) -> bool:
+    return any(isinstance(v, list) for v in transform.values())
+
+
+def draw(transform: dict, rng: np.random.Generator) -> dict:
+    """A concrete transform: every [low, high] range replaced by a value drawn from it."""
+    out = {}
+    for key, value in sorted(transform.items()):
+        out[key] = round(float(rng.uniform(*value)), 4) if isinstance(value, list) else value
+    return out
+
+
+def apply_transform(image: np.ndarray, t: dict) -> np.ndarray:
+    """Flip, then rotate and zoom about the centre and shift (black fill, like the MRI background), then scale
+    the intensity."""
+    h, w = image.shape[:2]
+    flip = t.get("flip", "none")
+    if flip != "none":
+        image = cv2.flip(image, 1 if flip == "horizontal" else 0)
+    m = cv2.getRotationMatrix2D((w / 2, h / 2), float(t.get("rotation", 0)), float(t.get("zoom", 1)))
+    m[0, 2] += float(t.get("shift_x", 0)) * w
+    m[1, 2] += float(t.get("shift_y", 0)) * h
+    out = cv2.warpAffine(image, m, (w, h), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT, borderValue=0)
+    if t.get("brightness", 1) != 1:
+        out = np.clip(out.astype(np.float32) * float(t["brightness"]), 0, 255).astype(np.uint8)
+    return out
+
+
+def plan_copies(n_sources: int, transforms: list[dict], n_copies: int, seed: int) -> list[tuple[int, int, dict]]:
+    """(source index, transform index, concrete transform) for each copy: every source gets the first
+    transform before any gets the second, in a seeded order, so the copies spread over all sources."""
+    capacity = n_sources * len(transforms)
+    if n_copies > capacity and not any(is_random(t) for t in transforms):
+        raise UserError(f"{n_copies} copies needed but {n_sources} sources x {len(transforms)} fixed transforms "
+                        f"give only {capacity} different ones: add transforms, or give ranges such as rotation: [-20, 20]")
+    rng = np.random.default_rng(seed)
+    order = rng.permutation(n_sources)
+    plan = []
+    for k in range(n_copies):
+        t_idx = (k // n_sources) % len(transforms)
+        plan.append((int(order[k % n_sources]), t_idx, draw(transforms[t_idx], rng)))
+    return plan
+
+
+@dataclass
+class BalanceResult:
+    out: Path
+    before: dict[str, int]
+    after: dict[str, int]
+    added: int
+    augmented: int
+    skipped: list[tuple[str, str]] = field(default_factory=list)
+
+
+def list_images(folder: Path) -> list[Path]:
+    """Image files under `folder`, any depth and extension case, sorted."""
+    if not folder.is_dir():
+        raise UserError(f"folder not found: {folder}")
+    files = sorted(p for p in folder.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS
+                   and not p.name.startswith("."))
+    if not files:
+        raise UserError(f"no images in {folder}")
+    return files
+
+
+def _readable(path: Path, skipped: list) -> np.ndarray | None:
+    try:
+        return decode(path)
+    except (ValueError, cv2.error) as err:
+        log.warning("skipped %s: %s", path, err)
+        skipped.append((str(path), str(err)))
+        return None
+
+
+def balance(data: Path, out: Path, cls: str, target: int, transforms: list[dict], seed: int = 0,
+            add: Path | None = None, link: bool = False, force: bool = False) -> BalanceResult:
+    """Write `out`: a copy of `data` whose class `cls` is brought to `target` images by the images of `add`
+    and augmented copies of the class's training images. `data` is only read."""
+    data, out = Path(data), Path(out)
+    items, classes = find_images(data)
+    if cls not in classes:
+        raise UserError(f"class '{cls}' not found in {data} (classes: {', '.join(classes)})")
+    if out.exists() and not force:
+        raise UserError(f"output folder {out} exists: choose another, or pass --force to replace it")
+    if out.resolve() == data.resolve() or data.resolve() in out.resolve().parents:
+        raise UserError(f"output folder {out} must be outside the input folder {data}")
+    before = {c: sum(1 for _, label, _ in items if label == c) for c in classes}
+    train_subset = "Training" if any(s == "Training" for _, _, s in items) else ""
+    skipped: list[tuple[str, str]] = []
+    added = [(p, img) for p in (list_images(add) if add else []) if (img := _readable(p, skipped)) is not None]
+    have = before[cls] + len(added)
+    if target < have:
+        raise UserError(f"target {target} is lower than the {have} images class '{cls}' already has"
+                        + (" with the added ones" if added else ""))
+    sources = [(rel, img) for rel, label, subset in tqdm(items, desc=f"read {cls}", unit="img", disable=None)
+               if label == cls and subset == train_subset and (img := _readable(data / rel, skipped)) is not None]
+    dest = Path(train_subset) / cls
+    sources += [((dest / _added_name(p)).as_posix(), img) for p, img in added]
+    if not sources and target > have:
+        raise UserError(f"class '{cls}' has no readable training image to augment")
+    plan = plan_copies(len(sources), transforms, target - have, seed)
+
+    tmp = out.with_name(out.name + ".partial")  # renamed at the end: a crash leaves no half dataset as `out`
+    shutil.rmtree(tmp, ignore_errors=True)
+    rows = []
+    for rel, label, _ in tqdm(items, desc="copy originals", unit="img", disable=None):
+        _copy(data / rel, tmp / rel, link)
+        rows.append({"path": rel, "class": label, "kind": "original", "source": "", "transform": ""})
+    for p, _ in added:
+        rel = (dest / _added_name(p)).as_posix()
+        _copy(p, tmp / rel, link)
+        rows.append({"path": rel, "class": cls, "kind": "added", "source": str(p), "transform": ""})
+    for k, (s_idx, t_idx, t) in enumerate(tqdm(plan, desc=f"augment {cls}", unit="img", disable=None)):
+        src_rel, img = sources[s_idx]
+        rel = (dest / f"aug{k:05d}_t{t_idx}_{Path(src_rel).stem}.png").as_posix()
+        (tmp / rel).parent.mkdir(parents=True, exist_ok=True)
+        cv2.imwrite(str(tmp / rel), cv2.cvtColor(apply_transform(img, t), cv2.COLOR_RGB2BGR))
+        rows.append({"path": rel, "class": cls, "kind": "augmented", "source": src_rel,
+                     "transform": json.dumps(t, sort_keys=True)})
+    write_manifest(tmp / "manifest.csv", rows)
+    _carry_planes(data, tmp, rows)
+    after = {c: before[c] + (len(added) + len(plan) if c == cls else 0) for c in classes}
+    summary = {"input": str(data), "class": cls, "target": target, "seed": seed, "transforms": transforms,
+               "before": before, "after": after, "added": len(added), "augmented": len(plan),
+               "skipped": [list(s) for s in skipped]}
+    (tmp / "augment_summary.json").write_text(json.dumps(summary, indent=2))
+    contact_sheet(tmp, rows, tmp / "contact_sheet.png")
+    if out.exists():
+        shutil.rmtree(out)
+    tmp.rename(out)
+    return BalanceResult(out, before, after, len(added), len(plan), skipped)
+
+
+def _added_name(path: Path) -> str:
+    return "added_" + path.name.replace(" ", "_")
+
+
+def _copy(src: Path, dst: Path, link: bool) -> None:
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    if link:
+        try:
+            os.link(src, dst)
+            return
+        except OSError:  # another file system: fall back to a copy
+            pass
+    shutil.copyfile(src, dst)
+
+
+def write_manifest(path: Path, rows: list[dict]) -> None:
+    with open(path, "w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=MANIFEST_FIELDS)
+        w.writeheader()
+        w.writerows(rows)
+
+
+def read_manifest(root: Path) -> dict[str, dict]:
+    """manifest.csv of an augmented dataset folder, by path ({} when the folder has none)."""
+    path = Path(root) / "manifest.csv"
+    if not path.is_file():
+        return {}
+    with open(path, newline="") as f:
+        rows = list(csv.DictReader(f))
+    if rows and not set(MANIFEST_FIELDS) <= set(rows[0]):
+        raise UserError(f"{path} lacks columns {sorted(set(MANIFEST_FIELDS) - set(rows[0]))}")
+    return {r["path"]: r for r in rows}
+
+
+def source_of(paths: list[str], manifest: dict[str, dict]) -> np.ndarray:
+    """Index of each augmented copy's source image: -1 for an image that is not a copy, -2 for a copy
+    whose source is not in `paths` (it was skipped, say)."""
+    index = {p: i for i, p in enumerate(paths)}
+    sources = np.full(len(paths), -1)
+    for p, row in manifest.items():
+        if row["kind"] == "augmented" and p in index:
+            sources[index[p]] = index.get(row["source"], -2)
+    return sources
+
+
+def _carry_planes(data: Path, out: Path, rows: list[dict]) -> None:
+    """planes.csv of the input, extended: a copy has its source's plane, an added image an estimated one."""
+    from .planes import plane_features, predict_planes, read_planes, write_planes
+
+    if not (data / "planes.csv").is_file():
+        return
+    known = read_planes(data / "planes.csv")
+    added = [r for r in rows if r["kind"] == "added"]
+    if added:
+        feats = np.stack([plane_features(decode(out / r["path"])) for r in added])
+        known.update(zip((r["path"] for r in added), predict_planes(feats)[0]))
+    planes = [(r["path"], known.get(r["source"] if r["kind"] == "augmented" else r["path"], "")) for r in rows]
+    write_planes(out / "planes.csv", [(p, pl) for p, pl in planes if pl])
+
+
+def contact_sheet(root: Path, rows: list[dict], path: Path, n: int = 16, side: int = 128) -> Path | None:
+    """Up to n augmented images, each right of its source, 4 pairs a row, with the transform written under."""
+    copies = [r for r in rows if r["kind"] == "augmented"]
+    if not copies:
+        return None
+    pick = [copies[int(i)] for i in np.linspace(0, len(copies) - 1, min(n, len(copies))).round()]
+    tiles = []
+    for r in pick:
+        src = cv2.resize(cv2.imread(str(root / r["source"])), (side, side), interpolation=cv2.INTER_AREA)
+        aug = cv2.resize(cv2.imread(str(root / r["path"])), (side, side), interpolation=cv2.INTER_AREA)
+        text = ", ".join(f"{k} {v}" for k, v in json.loads(r["transform"]).items())
+        caption = np.zeros((18, 2 * side, 3), np.uint8)
+        cv2.putText(caption, text[:40], (3, 13), cv2.FONT_HERSHEY_SIMPLEX, 0.38, (255, 255, 255), 1, cv2.LINE_AA)
+        pair = np.vstack([np.hstack([src, aug]), caption])
+        tiles.append(cv2.copyMakeBorder(pair, 2, 2, 2, 2, cv2.BORDER_CONSTANT, value=(90, 90, 90)))
+    while len(tiles) % 4:
+        tiles.append(np.zeros_like(tiles[0]))
+    sheet = np.vstack([np.hstack(tiles[i:i + 4]) for i in range(0, len(tiles), 4)])
+    cv2.imwrite(str(path), sheet)
+    return path

@@ -1,0 +1,172 @@
+"""augment.py and its package module: offline balancing, the manifest, no leak through copies, bad input."""
+
+import csv
+import hashlib
+import json
+import shutil
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+import augment
+from brainmri import augment as aug
+from brainmri.config import load_config
+from brainmri.errors import UserError
+from brainmri.pipeline import prepare
+
+
+def tree_digest(root: Path) -> str:
+    """One checksum over every file's relative path and bytes."""
+    h = hashlib.sha256()
+    for p in sorted(root.rglob("*")):
+        if p.is_file():
+            h.update(p.relative_to(root).as_posix().encode())
+            h.update(p.read_bytes())
+    return h.hexdigest()
+
+
+def _balance(data, out, *extra):
+    return augment.main([str(data), "--out", str(out), "--class", "no_tumor", "--target", "30", *extra])
+
+
+def test_balances_the_class_and_leaves_the_input_alone(kaggle_dir, tmp_path):
+    before = tree_digest(kaggle_dir)
+    assert _balance(kaggle_dir, tmp_path / "bal") == 0
+    assert tree_digest(kaggle_dir) == before
+    out = tmp_path / "bal"
+    summary = json.loads((out / "augment_summary.json").read_text())
+    assert summary["before"]["no_tumor"] == 17 and summary["after"]["no_tumor"] == 30
+    assert summary["after"]["glioma_tumor"] == summary["before"]["glioma_tumor"]
+    assert len(list((out / "Training" / "no_tumor").glob("aug*.png"))) == 13
+    with open(out / "manifest.csv") as f:
+        rows = list(csv.DictReader(f))
+    copies = [r for r in rows if r["kind"] == "augmented"]
+    assert len(copies) == 13 and all((out / r["source"]).is_file() for r in copies)
+    assert all(r["source"].startswith("Training/no_tumor/") for r in copies)  # never a Testing image
+    assert {json.dumps(t, sort_keys=True) for t in aug.STUDY_TRANSFORMS} >= {r["transform"] for r in copies}
+    originals = [r["path"] for r in rows if r["kind"] == "original"]
+    assert all((out / p).read_bytes() == (kaggle_dir / p).read_bytes() for p in originals)
+    planes = dict(csv.reader(open(out / "planes.csv")))
+    src_planes = dict(csv.reader(open(kaggle_dir / "planes.csv")))
+    assert all(planes[r["path"]] == src_planes[r["source"]] for r in copies)
+    assert (out / "contact_sheet.png").is_file()
+
+
+def test_same_seed_same_bytes_and_no_overwrite(kaggle_dir, tmp_path, capsys):
+    assert _balance(kaggle_dir, tmp_path / "a") == 0
+    assert _balance(kaggle_dir, tmp_path / "b") == 0
+    assert tree_digest(tmp_path / "a") == tree_digest(tmp_path / "b")
+    assert _balance(kaggle_dir, tmp_path / "a", "--seed", "1") == 2
+    assert "exists" in capsys.readouterr().err
+    assert _balance(kaggle_dir, tmp_path / "a", "--seed", "1", "--force") == 0
+    assert tree_digest(tmp_path / "a") != tree_digest(tmp_path / "b")
+
+
+def test_add_merges_extra_images(kaggle_dir, tmp_path):
+    extra = tmp_path / "new slices"
+    extra.mkdir()
+    img = cv2.imread(str(next((kaggle_dir / "Training" / "glioma_tumor").glob("*.png"))))
+    cv2.imwrite(str(extra / "Sag 1.JPG"), img)
+    cv2.imwrite(str(extra / "cor 2.png"), img)
+    assert _balance(kaggle_dir, tmp_path / "bal", "--add", str(extra)) == 0
+    rows = list(csv.DictReader(open(tmp_path / "bal" / "manifest.csv")))
+    added = [r for r in rows if r["kind"] == "added"]
+    assert len(added) == 2 and all((tmp_path / "bal" / r["path"]).is_file() for r in added)
+    assert sum(r["kind"] == "augmented" for r in rows) == 11  # 17 + 2 added + 11 copies = 30
+
+
+@pytest.mark.parametrize("extra, message", [
+    (["--class", "no_such_class"], "class 'no_such_class' not found"),
+    (["--target", "5"], "target 5 is lower than the 17 images"),
+    (["--transforms", "BAD"], "unknown key 'shear'"),
+    (["--transforms", "NOTLIST"], "transforms must be a non-empty list"),
+])
+def test_bad_input_is_one_line_and_exit_2(kaggle_dir, tmp_path, capsys, extra, message):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("transforms:\n  - {rotation: 10, shear: 0.2}\n")
+    notlist = tmp_path / "notlist.yaml"
+    notlist.write_text("transforms: {rotation: 10}\n")
+    extra = [str(bad) if e == "BAD" else str(notlist) if e == "NOTLIST" else e for e in extra]
+    argv = [str(kaggle_dir), "--out", str(tmp_path / "o"), "--class", "no_tumor", "--target", "30", *extra]
+    assert augment.main(argv) == 2
+    err = capsys.readouterr().err
+    assert message in err and err.count("\n") == 1
+    assert not (tmp_path / "o").exists()
+
+
+def test_unreadable_source_is_a_counted_skip(data_copy, tmp_path, capsys):
+    (data_copy / "Training" / "no_tumor" / "broken.png").write_bytes(b"not an image")
+    assert _balance(data_copy, tmp_path / "bal") == 0
+    summary = json.loads((tmp_path / "bal" / "augment_summary.json").read_text())
+    assert len(summary["skipped"]) == 1 and "broken.png" in summary["skipped"][0][0]
+    rows = list(csv.DictReader(open(tmp_path / "bal" / "manifest.csv")))
+    assert not any(r["source"].endswith("broken.png") for r in rows)
+
+
+def test_transforms_do_what_they_say():
+    img = np.zeros((40, 40, 3), np.uint8)
+    img[10, 20] = 255
+    shifted = aug.apply_transform(img, {"shift_x": 0.25})
+    assert shifted[10, 30].max() == 255
+    down = aug.apply_transform(img, {"shift_y": 0.25})
+    assert down[20, 20].max() == 255
+    flipped = aug.apply_transform(img, {"flip": "horizontal"})
+    assert flipped[10, 19].max() == 255
+    turned = aug.apply_transform(img, {"rotation": 90})  # counter-clockwise: top centre goes to left centre
+    assert np.unravel_index(turned[..., 0].argmax(), (40, 40)) == (20, 10)
+    brighter = aug.apply_transform(np.full((8, 8, 3), 100, np.uint8), {"brightness": 1.5})
+    assert brighter.max() == 150
+
+
+def test_plan_spreads_copies_and_refuses_impossible_targets():
+    plan = aug.plan_copies(5, [{"rotation": 10}, {"rotation": 20}], 7, seed=0)
+    assert sorted(s for s, t, _ in plan[:5]) == [0, 1, 2, 3, 4] and all(t == 0 for _, t, _ in plan[:5])
+    assert all(t == 1 for _, t, _ in plan[5:])
+    assert plan == aug.plan_copies(5, [{"rotation": 10}, {"rotation": 20}], 7, seed=0)
+    with pytest.raises(UserError, match="give only 10 different"):
+        aug.plan_copies(5, [{"rotation": 10}, {"rotation": 20}], 11, seed=0)
+    drawn = aug.plan_copies(2, [{"rotation": [-20, 20]}], 6, seed=0)
+    assert len({c["rotation"] for _, _, c in drawn}) == 6 and all(-20 <= c["rotation"] <= 20 for _, _, c in drawn)
+
+
+def _leaks(run: Path, manifest_rows) -> int:
+    """Augmented copies trained on in a fold where their source is validated or tested."""
+    rows = {r["path"]: r for r in csv.DictReader(open(run / "splits.csv"))}
+    folds = [k for k in next(iter(rows.values())) if k.startswith("fold")]
+    return sum(rows[c["path"]][k] == "train" and rows[c["source"]][k] in ("val", "test")
+               for c in manifest_rows for k in folds)
+
+
+def test_no_copy_of_a_held_out_image_is_trained_on(kaggle_dir, tmp_path):
+    """With the manifest, copies follow their source; without it (the same folder) they leak."""
+    out = tmp_path / "bal"
+    assert augment.main([str(kaggle_dir), "--out", str(out), "--class", "no_tumor", "--target", "45"]) == 0
+    copies = [r for r in csv.DictReader(open(out / "manifest.csv")) if r["kind"] == "augmented"]
+    cfg = load_config(None, [f"data_dir={out}", "image_size=32", f"cache_dir={tmp_path / 'c'}", "folds=3"])
+    (tmp_path / "with").mkdir()
+    prepared = prepare(cfg, tmp_path / "with")
+    assert _leaks(tmp_path / "with", copies) == 0
+    is_copy = np.isin(prepared.ds.paths, [c["path"] for c in copies])
+    assert not np.isin(prepared.roles[is_copy], ["val", "test"]).any()
+
+    plain = tmp_path / "plain"
+    shutil.copytree(out, plain)
+    (plain / "manifest.csv").unlink()
+    (tmp_path / "without").mkdir()
+    prepare(load_config(None, [f"data_dir={plain}", "image_size=32", f"cache_dir={tmp_path / 'c'}", "folds=3"]),
+            tmp_path / "without")
+    assert _leaks(tmp_path / "without", copies) > 0
+
+
+def test_copies_do_not_change_the_originals_split(kaggle_dir, tmp_path):
+    out = tmp_path / "bal"
+    assert _balance(kaggle_dir, out) == 0
+    common = ["image_size=32", f"cache_dir={tmp_path / 'c'}", "folds=3"]
+    for name, data in (("orig", kaggle_dir), ("bal", out)):
+        (tmp_path / name / "run").mkdir(parents=True)
+        prepare(load_config(None, [f"data_dir={data}", *common]), tmp_path / name / "run")
+    orig = {r["path"]: r for r in csv.DictReader(open(tmp_path / "orig" / "run" / "splits.csv"))}
+    bal = {r["path"]: r for r in csv.DictReader(open(tmp_path / "bal" / "run" / "splits.csv"))}
+    assert all(bal[p]["fold0"] == r["fold0"] and bal[p]["fold2"] == r["fold2"] for p, r in orig.items())
