@@ -56,14 +56,17 @@ def run_test_sets(run_dir, cfg, classes, loaded, args):
 
     from brainmri import evaluation
     from brainmri.audit import hash_images
-    from brainmri.data import load_dataset
+    from brainmri.data import BINARY_CLASSES, load_dataset, negative_class_of, to_binary
     from brainmri.pipeline import data_root
     from brainmri.splits import read_splits
 
     size = next(iter(loaded.values())).input_shape[1]
+    binary = list(classes) == list(BINARY_CLASSES)
     sets, train_ds = [], None
     if run_dir is not None:
         train_ds = load_dataset(data_root(cfg), cfg.image_size, cfg.classes, cfg.cache_dir)
+        if binary:
+            train_ds = to_binary(train_ds, negative_class_of(train_ds.classes, cfg.negative_class))
         splits = read_splits(run_dir / "splits.csv")
         test = np.isin(train_ds.paths, [p for p, r in zip(splits["paths"], splits["roles"][:, 0]) if r == "test"])
         idx = np.flatnonzero(test)
@@ -74,6 +77,8 @@ def run_test_sets(run_dir, cfg, classes, loaded, args):
                      [plane_of[p] for p in paths]))
     if args.test_dir:
         ext = load_dataset(args.test_dir, size)
+        if binary:  # any two folders, such as yes/ and no/
+            ext = to_binary(ext, negative_class_of(ext.classes))
         evaluation.check_classes(classes, ext.classes, args.test_dir)
         labels = np.array([classes.index(ext.classes[y]) for y in ext.labels])
         if train_ds is not None:
@@ -105,12 +110,12 @@ def main(argv=None) -> int:
     run_dir, cfg, classes, model_paths, notes = open_target(target)
     if run_dir is None and not args.test_dir:
         raise UserError("a single .keras model needs --test-dir")
-    from brainmri.models import load_model
+    from brainmri.models import load_model, output_classes
 
     loaded = {k: load_model(p, compile=False) for k, p in sorted(model_paths.items())}
     for k, m in loaded.items():
-        if m.output_shape[-1] != len(classes):
-            raise UserError(f"model of fold {k} has {m.output_shape[-1]} outputs but the run has {len(classes)} classes")
+        if output_classes(m) != len(classes):
+            raise UserError(f"model of fold {k} tells {output_classes(m)} classes apart but the run has {len(classes)}")
     runs.setup_logging()
     test_sets = run_test_sets(run_dir, cfg, classes, loaded, args)  # input errors surface before any output
     out = runs.new_folder((run_dir or target.parent) / "evaluation")

@@ -73,10 +73,7 @@ def main(argv=None) -> int:
     prepared = pipeline.prepare(cfg, run)
     if args.audit_only:
         return 0
-    settings = training.device_settings(cfg)
-    for fold in [args.fold] if args.fold is not None else range(cfg.folds):
-        training.train_fold(cfg, prepared.ds, prepared.roles, fold, run, settings)
-    training.aggregate(run, cfg)
+    training.run_folds(cfg, prepared.ds, prepared.roles, run, None if args.fold is None else [args.fold])
     return 0
 
 

@@ -146,7 +146,7 @@ def make_cam_fn(cam: CamModel, method: str = "gradcam"):
                 classes = tf.where(classes < 0, tf.cast(logits[:, 0] > 0, tf.int32), classes)
                 sign = tf.where(classes == 1, 1.0, -1.0)
                 score = tf.reduce_sum(logits[:, 0] * sign)
-                probs = tf.sigmoid(logits)
+                probs = tf.concat([tf.sigmoid(-logits), tf.sigmoid(logits)], axis=1)  # as two classes
             else:
                 classes = tf.where(classes < 0, tf.argmax(logits, -1, output_type=tf.int32), classes)
                 score = tf.reduce_sum(tf.gather(logits, classes, batch_dims=1))

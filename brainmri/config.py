@@ -27,7 +27,12 @@ class Config:
     backbone: str = "efficientnetb0"
     weights: str = "imagenet"  # imagenet | none | path to a local weights file
     dropout: float = 0.5
-    train_backbone: bool = True  # the study trains every layer (4,012,672 trainable params)
+    train_backbone: bool = True  # the study trains every layer (4,012,672 trainable params); false: head only
+    unfreeze: str = "all"  # which backbone layers train: all | top:N | from:LAYER (BatchNorm then stays frozen)
+    fine_tune_epochs: int = 0  # >0: `epochs` with the backbone frozen (head only), then this many with
+    fine_tune_learning_rate: float = 1e-4  # the `unfreeze` part trainable at this rate, BatchNorm frozen
+    task: str = "multiclass"  # multiclass: the classes | binary: tumor (any other class) vs negative_class
+    negative_class: str = "auto"  # binary task: the "no tumor" folder; auto: no_tumor, no, normal, ...
     optimizer: str = "adam"  # adam | sgd
     learning_rate: float = 0.001
     momentum: float = 0.9  # sgd only
@@ -68,6 +73,7 @@ CHOICES = {
     "protocol": ("holdout", "testing_folder", "planes"),
     "augment_flip": ("none", "horizontal", "vertical", "both"),
     "class_weight": ("none", "balanced"),
+    "task": ("multiclass", "binary"),
     "split": ("group", "random"),
     "mixed_precision": ("auto", "on", "off"),
     "jit_compile": ("auto", "on", "off"),
@@ -104,8 +110,17 @@ def validate(cfg: Config) -> None:
         if bad or not cfg.train_planes or not cfg.test_planes or set(cfg.train_planes) & set(cfg.test_planes):
             raise UserError(f"config keys 'train_planes' and 'test_planes' must be disjoint, non-empty lists of "
                             f"{', '.join(PLANES)}; got {list(cfg.train_planes)} and {list(cfg.test_planes)}")
+    if cfg.fine_tune_epochs < 0:
+        raise UserError(f"config key 'fine_tune_epochs' must be at least 0, got {cfg.fine_tune_epochs}")
+    check_unfreeze(cfg.unfreeze)
     if not 0 <= cfg.hash_distance <= 16:
         raise UserError(f"config key 'hash_distance' must be in [0, 16], got {cfg.hash_distance}")
+
+
+def check_unfreeze(unfreeze: str) -> None:
+    kind, _, arg = unfreeze.partition(":")
+    if not (unfreeze == "all" or (kind == "top" and arg.isdigit() and int(arg) > 0) or (kind == "from" and arg)):
+        raise UserError(f"config key 'unfreeze' takes all, top:N or from:LAYER_NAME, got {unfreeze!r}")
 
 
 def _field_types() -> dict:

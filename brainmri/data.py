@@ -46,6 +46,33 @@ def take(ds: Dataset, idx: np.ndarray) -> Dataset:
                    original_sizes=ds.original_sizes[idx], md5=[ds.md5[i] for i in idx], skipped=ds.skipped)
 
 
+BINARY_CLASSES = ("no_tumor", "tumor")
+NEGATIVE_NAMES = ("no_tumor", "no", "notumor", "no tumor", "normal", "healthy")
+
+
+def negative_class_of(classes, configured: str = "auto") -> str:
+    """The "no tumor" class among folder names: the configured one, or a usual name (no, no_tumor, ...)."""
+    if configured != "auto":
+        if configured not in classes:
+            raise UserError(f"negative class '{configured}' is not among the classes {list(classes)}")
+        return configured
+    found = [c for c in classes if c.lower() in NEGATIVE_NAMES]
+    if len(found) != 1:
+        raise UserError(f"cannot tell which of {list(classes)} means 'no tumor': name it no/no_tumor, or set "
+                        "negative_class")
+    return found[0]
+
+
+def to_binary(ds: Dataset, negative: str) -> Dataset:
+    """Tumor (every class but `negative`) = 1 vs no tumor = 0, with classes ("no_tumor", "tumor")."""
+    if len(ds.classes) < 2:
+        raise UserError(f"the binary task needs a tumor and a no-tumor class; {ds.root} has only {list(ds.classes)}")
+    neg = ds.classes.index(negative)
+    return Dataset(images=ds.images, labels=(ds.labels != neg).astype(np.int32), paths=ds.paths, subsets=ds.subsets,
+                   classes=BINARY_CLASSES, root=ds.root, original_sizes=ds.original_sizes, md5=ds.md5,
+                   skipped=ds.skipped)
+
+
 def find_images(root: str | Path, classes: tuple[str, ...] = ()) -> tuple[list[tuple[str, str, str]], tuple]:
     """List (relative path, class, subset) in either layout; check the class folders agree."""
     root = Path(root)
@@ -179,7 +206,9 @@ def make_tf_dataset(images: np.ndarray, labels: np.ndarray | None, num_classes: 
     the `augment` layers if given (training batches only), prefetched."""
     import tensorflow as tf
 
-    tensors = images if labels is None else (images, np.eye(num_classes, dtype=np.float32)[labels])
+    if labels is not None:  # one-hot, or one 0/1 column for a single sigmoid output (num_classes 1)
+        targets = labels.astype(np.float32)[:, None] if num_classes == 1 else np.eye(num_classes, dtype=np.float32)[labels]
+    tensors = images if labels is None else (images, targets)
     ds = tf.data.Dataset.from_tensor_slices(tensors)
     if shuffle:
         ds = ds.shuffle(len(images), seed=seed, reshuffle_each_iteration=True)

@@ -130,7 +130,9 @@ def predict(model, images: np.ndarray, batch_size: int, tta: bool = False) -> np
     if tta:
         mirrored = np.ascontiguousarray(images[:, :, ::-1])
         probs = (probs + model.predict(make_tf_dataset(mirrored, None, 1, batch_size), verbose=0)) / 2
-    return probs.astype(np.float64)
+    from .models import class_probabilities
+
+    return class_probabilities(probs)
 
 
 def write_predictions(path: Path, preds: list[Predictions], classes, has_duplicate: np.ndarray) -> None:

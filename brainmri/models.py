@@ -12,8 +12,10 @@ from pathlib import Path
 from typing import Callable
 
 import keras
+import numpy as np
 from keras import layers, ops
 
+from .config import check_unfreeze
 from .errors import UserError
 
 IMAGENET_MEAN_BGR = (103.939, 116.779, 123.68)
@@ -54,12 +56,16 @@ class Backbone:
     pretrained: bool  # whether weights: imagenet makes sense
 
 
+# Adding a backbone is one entry: a builder taking raw 0-255 input (EfficientNet and EfficientNetV2 rescale
+# inside; others need their preprocessing as a layer, as VGG16 has) and whether ImageNet weights exist.
 BACKBONES = {
     "efficientnetb0": Backbone(lambda s, w: keras.applications.EfficientNetB0(include_top=False, weights=w, input_shape=s), True),
     "efficientnetb2": Backbone(lambda s, w: keras.applications.EfficientNetB2(include_top=False, weights=w, input_shape=s), True),
+    "efficientnetv2b0": Backbone(lambda s, w: keras.applications.EfficientNetV2B0(include_top=False, weights=w, input_shape=s), True),
     "vgg16": Backbone(_vgg16, True),
     "small_cnn": Backbone(_small_cnn, False),
 }
+HEAD_LAYERS = ("gap", "head_dropout", "predictions")
 
 
 def resolve_weights(weights: str):
@@ -95,14 +101,64 @@ def build_backbone(name: str, image_size: int, weights: str) -> keras.Model:
 
 
 def build_classifier(name: str, image_size: int, num_classes: int, weights: str = "imagenet",
-                     dropout: float = 0.5, train_backbone: bool = True) -> keras.Model:
-    """The study's model: backbone (no top) -> GlobalAveragePooling2D -> Dropout -> Dense softmax."""
+                     dropout: float = 0.5, train_backbone: bool = True, unfreeze: str = "all",
+                     binary: bool = False) -> keras.Model:
+    """The study's model: backbone (no top) -> GlobalAveragePooling2D -> Dropout -> Dense softmax
+    (or one sigmoid unit, `binary`, for tumor vs no tumor)."""
     backbone = build_backbone(name, image_size, weights)
-    backbone.trainable = train_backbone
     x = layers.GlobalAveragePooling2D(name="gap")(backbone.output)
     x = layers.Dropout(dropout, name="head_dropout")(x)
-    outputs = layers.Dense(num_classes, activation="softmax", dtype="float32", name="predictions")(x)
-    return keras.Model(backbone.input, outputs, name=f"{name}_classifier")
+    outputs = layers.Dense(1 if binary else num_classes, activation="sigmoid" if binary else "softmax",
+                           dtype="float32", name="predictions")(x)
+    model = keras.Model(backbone.input, outputs, name=f"{name}_classifier")
+    set_trainable(model, train_backbone, unfreeze)
+    return model
+
+
+def _body_layers(model: keras.Model) -> list:
+    """The backbone's layers in order (nested models opened), without the head."""
+    out = []
+    for layer in model.layers:
+        if isinstance(layer, keras.Model):
+            out += _body_layers(layer)
+        elif layer.name not in HEAD_LAYERS and type(layer).__name__ != "InputLayer":
+            out.append(layer)
+    return out
+
+
+def set_trainable(model: keras.Model, train_backbone: bool, unfreeze: str = "all", freeze_bn: bool | None = None) -> None:
+    """Which backbone layers train: none (train_backbone false: the head alone), all (the study), the top N
+    layers ("top:N") or every layer from a named one on ("from:block5_conv1"). With a partial unfreeze,
+    or when fine-tuning, BatchNormalization stays frozen, as Keras' fine-tuning guide advises."""
+    check_unfreeze(unfreeze)
+    freeze_bn = unfreeze != "all" if freeze_bn is None else freeze_bn
+    model.trainable = True
+    body = _body_layers(model)
+    kind, _, arg = unfreeze.partition(":")
+    if not train_backbone:
+        start = len(body)
+    elif kind == "top":
+        start = max(0, len(body) - int(arg))
+    elif kind == "from":
+        names = [layer.name for layer in body]
+        if arg not in names:
+            raise UserError(f"unfreeze: layer '{arg}' is not in the backbone (its last layers: {', '.join(names[-6:])})")
+        start = names.index(arg)
+    else:
+        start = 0
+    for i, layer in enumerate(body):
+        layer.trainable = i >= start and not (freeze_bn and isinstance(layer, layers.BatchNormalization))
+
+
+def class_probabilities(outputs: np.ndarray) -> np.ndarray:
+    """(N, C) probabilities; one sigmoid output p becomes the two columns [1 - p, p] (negative, positive)."""
+    outputs = np.asarray(outputs, np.float64)
+    return np.concatenate([1 - outputs, outputs], axis=1) if outputs.shape[1] == 1 else outputs
+
+
+def output_classes(model: keras.Model) -> int:
+    """How many classes a model tells apart (a single sigmoid unit: two)."""
+    return max(2, model.output_shape[-1])
 
 
 def make_optimizer(name: str, learning_rate: float, momentum: float = 0.9):

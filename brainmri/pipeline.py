@@ -16,7 +16,7 @@ from . import plots
 from . import splits
 from .config import Config
 from .augment import read_manifest, source_of
-from .data import Dataset, load_dataset, take
+from .data import Dataset, load_dataset, negative_class_of, take, to_binary
 from .errors import UserError
 from .planes import PLANES
 from .runs import write_atomic
@@ -80,6 +80,8 @@ def planes_of(cfg: Config, paths: list[str]) -> list[str] | None:
 def prepare(cfg: Config, run_dir: Path) -> Prepared:
     """Load, hash, group, audit and split; write audit, splits and data summary into the run folder."""
     ds = load_dataset(data_root(cfg), cfg.image_size, cfg.classes, cfg.cache_dir)
+    if cfg.task == "binary":
+        ds = to_binary(ds, negative_class_of(ds.classes, cfg.negative_class))
     hashes = audit_mod.hash_images(ds.images)
     sources = source_of(ds.paths, read_manifest(data_root(cfg)))
     copies = np.flatnonzero(sources != -1)

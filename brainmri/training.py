@@ -41,11 +41,32 @@ def device_settings(cfg: Config) -> dict:
 
 
 def compile_model(cfg: Config, num_classes: int, jit_compile) -> keras.Model:
+    """The configured classifier, compiled. With fine_tune_epochs the backbone starts frozen (head only)."""
+    binary = cfg.task == "binary"
     model = models.build_classifier(cfg.backbone, cfg.image_size, num_classes, cfg.weights, cfg.dropout,
-                                    cfg.train_backbone)
-    model.compile(optimizer=models.make_optimizer(cfg.optimizer, cfg.learning_rate, cfg.momentum),
-                  loss="categorical_crossentropy", metrics=macro_metrics(num_classes), jit_compile=jit_compile)
+                                    cfg.train_backbone and not cfg.fine_tune_epochs, cfg.unfreeze, binary=binary)
+    _compile(model, cfg, cfg.learning_rate, num_classes, jit_compile)
     return model
+
+
+def _compile(model, cfg: Config, learning_rate: float, num_classes: int, jit_compile) -> None:
+    if cfg.task == "binary":
+        loss, metrics = "binary_crossentropy", ["accuracy", keras.metrics.AUC(name="auc"),
+                                                keras.metrics.Precision(name="precision"),
+                                                keras.metrics.Recall(name="recall")]
+    else:
+        loss, metrics = "categorical_crossentropy", macro_metrics(num_classes)
+    model.compile(optimizer=models.make_optimizer(cfg.optimizer, learning_rate, cfg.momentum), loss=loss,
+                  metrics=metrics, jit_compile=jit_compile)
+
+
+def start_fine_tuning(model, cfg: Config, num_classes: int, jit_compile) -> None:
+    """Phase two of the fine-tuning schedule: unfreeze the `unfreeze` part (BatchNorm frozen), lower rate."""
+    models.set_trainable(model, True, cfg.unfreeze, freeze_bn=True)
+    _compile(model, cfg, cfg.fine_tune_learning_rate, num_classes, jit_compile)
+    n = models.count_params(model)
+    log.info("fine-tuning: %s trainable parameters (unfreeze %s, BatchNorm frozen), learning rate %g",
+             f"{n['trainable']:,}", cfg.unfreeze, cfg.fine_tune_learning_rate)
 
 
 def read_history(path: Path) -> list[dict]:
@@ -125,39 +146,56 @@ def train_fold(cfg: Config, ds: Dataset, roles: np.ndarray, fold: int, run_dir: 
     keras.utils.set_random_seed(cfg.seed + fold)
     role = roles[:, fold]
     tr, va, te = (np.flatnonzero(role == r) for r in (TRAIN, VAL, TEST))
-    n = len(ds.classes)
-    scope = settings["strategy"].scope() if settings["strategy"] else contextlib.nullcontext()
-    with scope:
+    n = 1 if cfg.task == "binary" else len(ds.classes)  # outputs: one sigmoid unit, or one per class
+    def scope():
+        return settings["strategy"].scope() if settings["strategy"] else contextlib.nullcontext()
+
+    with scope():
         model, history = _model_for_fold(cfg, fold_dir, n, settings)
     augment = augmentation_layers(cfg.augment_rotation, cfg.augment_shift, cfg.augment_zoom, cfg.augment_flip,
                                   cfg.augment_contrast, seed=cfg.seed + fold)
     train_data = make_tf_dataset(ds.images[tr], ds.labels[tr], n, cfg.batch_size, shuffle=True, seed=cfg.seed + fold,
                                  augment=augment)
     val_data = make_tf_dataset(ds.images[va], ds.labels[va], n, cfg.batch_size)
-    log.info("fold %d: %d train, %d val, %d test images; %d epochs", fold, len(tr), len(va), len(te), cfg.epochs)
-    start = time.perf_counter()
-    if len(history) < cfg.epochs:
-        model.fit(train_data, validation_data=val_data, epochs=cfg.epochs, initial_epoch=len(history),
-                  callbacks=_callbacks(cfg, fold_dir, history), shuffle=False,  # tf.data shuffles
-                  class_weight=class_weights(ds.labels[tr], n) if cfg.class_weight == "balanced" else None,
-                  verbose=1 if sys.stdout.isatty() else 2)
+    total = cfg.epochs + cfg.fine_tune_epochs
+    log.info("fold %d: %d train, %d val, %d test images; %d epochs", fold, len(tr), len(va), len(te), total)
+    weights = class_weights(ds.labels[tr], len(ds.classes)) if cfg.class_weight == "balanced" else None
+    start, epochs_run = time.perf_counter(), total - len(history)
+    for phase_end in (cfg.epochs, total):
+        if cfg.fine_tune_epochs and phase_end == total and len(history) <= cfg.epochs:
+            with scope():
+                start_fine_tuning(model, cfg, n, settings["jit_compile"])  # (a resumed phase two is already set)
+        if len(history) < phase_end:
+            model.fit(train_data, validation_data=val_data, epochs=phase_end, initial_epoch=len(history),
+                      callbacks=_callbacks(cfg, fold_dir, history), shuffle=False,  # tf.data shuffles
+                      class_weight=weights, verbose=1 if sys.stdout.isatty() else 2)
+            history = read_history(fold_dir / "history.csv")
     fit_seconds = time.perf_counter() - start
     best = models.load_model(fold_dir / "best.keras", compile=False)
     row = best_epoch_row(read_history(fold_dir / "history.csv"))
     result = {"fold": fold, "epoch": row["epoch"] + 1, **{k: v for k, v in row.items() if k.startswith("val_")},
-              "fit_seconds": round(fit_seconds, 2)}
+              "fit_seconds": round(fit_seconds, 2), "epochs_run": epochs_run}
     for name, idx in (("val", va), ("test", te)):
         if len(idx):
-            probs = best.predict(make_tf_dataset(ds.images[idx], None, n, cfg.batch_size), verbose=0)
+            probs = models.class_probabilities(best.predict(make_tf_dataset(ds.images[idx], None, n, cfg.batch_size),
+                                                            verbose=0))
             write_predictions(fold_dir / f"{name}_predictions.csv", ds, idx, probs)
             if name == "test":
-                result.update(score(ds.labels[idx], probs, n, "test"))
+                result.update(score(ds.labels[idx], probs, len(ds.classes), "test"))
     (fold_dir / "last.keras").unlink(missing_ok=True)  # the best model is what is kept
     write_atomic(fold_dir / "env.json", json.dumps(environment(), indent=2))
     write_atomic(done, json.dumps(result, indent=2))
     log.info("fold %d: best epoch %d, val_accuracy %.4f, test_accuracy %s", fold, result["epoch"],
              result["val_accuracy"], f"{result.get('test_accuracy', float('nan')):.4f}")
     return result
+
+
+def run_folds(cfg: Config, ds: Dataset, roles: np.ndarray, run_dir: Path, folds=None) -> dict | None:
+    """Train the given folds (default all; finished ones are skipped), then the CV summary."""
+    settings = device_settings(cfg)
+    for fold in range(cfg.folds) if folds is None else folds:
+        train_fold(cfg, ds, roles, fold, run_dir, settings)
+    return aggregate(run_dir, cfg)
 
 
 def finished_folds(run_dir: Path) -> dict[int, dict]:

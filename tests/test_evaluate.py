@@ -68,7 +68,7 @@ def test_bad_input(run_copy, tmp_path, kaggle_dir, capsys):
     _fails([str(tmp_path)], "neither a run folder", capsys)
     assert not list(run_copy.glob("evaluation*"))  # no half-written evaluation folder was left behind
     (run_copy / "classes.json").write_text(json.dumps(["a", "b", "c"]))
-    _fails([str(run_copy)], "has 4 outputs but the run has 3 classes", capsys)
+    _fails([str(run_copy)], "tells 4 classes apart but the run has 3", capsys)
     for k in (0, 1):
         (run_copy / f"fold{k}" / "done.json").unlink()
     _fails([str(run_copy)], "has no finished fold", capsys)
