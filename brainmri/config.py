@@ -22,6 +22,7 @@ class Config:
     data_dir: str = "data"  # Kaggle layout (Training/, Testing/) or flat class folders
     synthetic: bool = False  # generate the synthetic MRI-like demo set instead of reading data_dir
     synthetic_per_class: int = 150  # images per class per plane group for the demo set
+    subset_fraction: float = 1.0  # <1: a stratified, seeded share of the images (quick checks, scaling)
     classes: tuple = STUDY_CLASSES  # fixed class order; empty means "the folders' names, sorted"
     image_size: int = 150  # the study's 150x150 input
     backbone: str = "efficientnetb0"
@@ -98,6 +99,8 @@ def validate(cfg: Config) -> None:
         raise UserError(f"config key 'folds' must be at least 2, got {cfg.folds}")
     if not 0.0 < cfg.test_fraction < 0.5:
         raise UserError(f"config key 'test_fraction' must be in (0, 0.5), got {cfg.test_fraction}")
+    if not 0.0 < cfg.subset_fraction <= 1.0:
+        raise UserError(f"config key 'subset_fraction' must be in (0, 1], got {cfg.subset_fraction}")
     if not 0.0 <= cfg.dropout < 1.0:
         raise UserError(f"config key 'dropout' must be in [0, 1), got {cfg.dropout}")
     for key in ("augment_rotation", "augment_shift", "augment_zoom", "augment_contrast"):

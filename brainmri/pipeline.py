@@ -77,11 +77,22 @@ def planes_of(cfg: Config, paths: list[str]) -> list[str] | None:
     return planes
 
 
+def stratified_share(labels: np.ndarray, fraction: float, seed: int) -> np.ndarray:
+    """Sorted indices of a seeded, class-stratified share of the images."""
+    from sklearn.model_selection import train_test_split
+
+    keep, _ = train_test_split(np.arange(len(labels)), train_size=fraction, stratify=labels, random_state=seed)
+    return np.sort(keep)
+
+
 def prepare(cfg: Config, run_dir: Path) -> Prepared:
     """Load, hash, group, audit and split; write audit, splits and data summary into the run folder."""
     ds = load_dataset(data_root(cfg), cfg.image_size, cfg.classes, cfg.cache_dir)
     if cfg.task == "binary":
         ds = to_binary(ds, negative_class_of(ds.classes, cfg.negative_class))
+    if cfg.subset_fraction < 1:
+        ds = take(ds, stratified_share(ds.labels, cfg.subset_fraction, cfg.seed))
+        log.info("subset_fraction %g: %d images kept", cfg.subset_fraction, len(ds.paths))
     hashes = audit_mod.hash_images(ds.images)
     sources = source_of(ds.paths, read_manifest(data_root(cfg)))
     copies = np.flatnonzero(sources != -1)

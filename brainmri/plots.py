@@ -214,3 +214,39 @@ def deletion_curves(fractions, curves: dict[str, tuple], path: Path, formats=FOR
                title="Deletion curve (lower area: more faithful)", ylim=(0, 1.02))
         ax.legend()
         return save(fig, path, formats)
+
+
+def comparison(rows: list[dict], curves: dict[str, np.ndarray], folder: Path, formats=FORMATS) -> list[Path]:
+    """Three figures of a comparison: validation accuracy vs epoch (mean of folds) per variant, accuracy with
+    fold std as error bars (and test accuracy), and accuracy against trainable parameters."""
+    out = []
+    names = [r["variant"] for r in rows]
+    with plt.rc_context(STYLE):
+        fig, ax = plt.subplots(figsize=(6.5, 4))
+        for name, curve in curves.items():
+            ax.plot(range(1, len(curve) + 1), curve, marker="o", ms=3, label=name)
+        ax.set(title="Validation accuracy (mean of folds)", xlabel="Epoch", ylabel="Accuracy")
+        ax.legend()
+        out += save(fig, folder / "accuracy_vs_epoch", formats)
+
+        fig, ax = plt.subplots(figsize=(max(5, 1.2 * len(rows)), 4))
+        x = np.arange(len(rows))
+        ax.bar(x, [r["val_accuracy_mean"] for r in rows], yerr=[r["val_accuracy_std"] for r in rows], capsize=4,
+               color="0.7", edgecolor="black", label="validation (mean ± std over folds)")
+        ax.plot(x, [r["test_accuracy_mean"] for r in rows], "kD", label="test (mean of folds)")
+        ax.set_xticks(x, names, rotation=20, ha="right")
+        ax.set(title="Accuracy by variant", ylabel="Accuracy", ylim=(0, 1))
+        ax.legend(loc="lower right")
+        out += save(fig, folder / "accuracy_bars", formats)
+
+        fig, ax = plt.subplots(figsize=(6, 4))
+        for r in rows:
+            ax.errorbar(r["params_trainable"], r["val_accuracy_mean"], yerr=r["val_accuracy_std"], fmt="o", capsize=3,
+                        color="black")
+            ax.annotate(r["variant"], (r["params_trainable"], r["val_accuracy_mean"]), textcoords="offset points",
+                        xytext=(5, 5), fontsize=9)
+        ax.set_xscale("log")
+        ax.set(title="Validation accuracy vs trainable parameters", xlabel="Trainable parameters (log)",
+               ylabel="Accuracy")
+        out += save(fig, folder / "accuracy_vs_parameters", formats)
+    return out

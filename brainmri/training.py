@@ -129,6 +129,7 @@ def score(labels: np.ndarray, probs: np.ndarray, num_classes: int, prefix: str) 
     from sklearn.metrics import accuracy_score, log_loss, precision_recall_fscore_support
 
     pred = probs.argmax(1)
+    probs = probs / probs.sum(1, keepdims=True)  # float32 softmax sums to 1 only within rounding
     p, r, f, _ = precision_recall_fscore_support(labels, pred, average="macro", zero_division=0)
     return {f"{prefix}_loss": float(log_loss(labels, probs, labels=list(range(num_classes)))),
             f"{prefix}_accuracy": float(accuracy_score(labels, pred)), f"{prefix}_precision": float(p),

@@ -1,0 +1,205 @@
+"""Side-by-side comparison of runs (backbones, optimizers, remedies) trained on the same folds: one table,
+paired fold-by-fold tests against a reference, and figures."""
+
+from __future__ import annotations
+
+import csv
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+
+from .config import Config, load_config, merge, parse_overrides, read_yaml
+from .errors import UserError
+from .splits import read_splits
+
+PLAN_KEYS = {"base", "set", "reference", "variants"}
+
+
+def load_plan(path: str | Path, overrides: list[str] | None = None) -> tuple[dict[str, Config], str]:
+    """A comparison plan: a base config, settings for all, and named variants; returns their configs and
+    the reference variant. Command-line overrides apply to every variant, below the variant's own settings
+    (which are what the comparison is about)."""
+    plan = read_yaml(path)
+    unknown = sorted(set(plan) - PLAN_KEYS)
+    if unknown:
+        raise UserError(f"unknown key(s) {unknown} in {path} (known: {', '.join(sorted(PLAN_KEYS))})")
+    variants = plan.get("variants")
+    if not isinstance(variants, dict) or not variants or not all(isinstance(v, dict) for v in variants.values()):
+        raise UserError(f"{path}: 'variants' must map names to config settings, e.g. b0: {{backbone: efficientnetb0}}")
+    base = merge(load_config(plan.get("base")), plan.get("set") or {}, f"{path}: set")
+    configs = {}
+    for name, settings in variants.items():
+        cfg = merge(base, parse_overrides(overrides), "command-line overrides")
+        cfg = merge(cfg, settings, f"{path}: variants.{name}")
+        configs[name] = merge(cfg, {"experiment": str(name)}, "")
+    reference = plan.get("reference", next(iter(variants)))
+    if reference not in configs:
+        raise UserError(f"{path}: reference '{reference}' is not one of the variants ({', '.join(configs)})")
+    return configs, reference
+
+
+def _read_csv(path: Path) -> list[dict]:
+    with open(path, newline="") as f:
+        return list(csv.DictReader(f))
+
+
+def per_class_recall(rows: list[dict], classes: list[str]) -> dict[str, float]:
+    true = np.array([r["true"] for r in rows])
+    pred = np.array([r["pred"] for r in rows])
+    return {c: float((pred[true == c] == c).mean()) if (true == c).any() else float("nan") for c in classes}
+
+
+def inference_ms(model, images: np.ndarray, repeats: int = 5) -> float:
+    """Milliseconds per image of the compiled forward pass on one batch, median of `repeats` after a warm-up."""
+    import tensorflow as tf
+
+    forward = tf.function(lambda x: model(x, training=False))
+    x = tf.constant(images.astype(np.float32))
+    forward(x).numpy()
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        forward(x).numpy()
+        times.append(time.perf_counter() - start)
+    return 1000 * float(np.median(times)) / len(images)
+
+
+def run_row(name: str, run_dir: Path, batch: int = 32) -> tuple[dict, dict[int, float]]:
+    """The table row of one finished run, and its validation accuracy per fold."""
+    from .models import count_params, load_model
+
+    summary_path = run_dir / "cv_summary.json"
+    if not summary_path.is_file():
+        raise UserError(f"{run_dir} has no cv_summary.json: no fold of '{name}' finished")
+    summary = json.loads(summary_path.read_text())
+    classes = json.loads((run_dir / "classes.json").read_text())
+    folds = summary["folds"]
+    done = [json.loads((run_dir / f"fold{k}" / "done.json").read_text()) for k in folds]
+    model_path = run_dir / f"fold{folds[0]}" / "best.keras"
+    model = load_model(model_path, compile=False)
+    params = count_params(model)
+    size = model.input_shape[1]
+    rng = np.random.default_rng(0)
+    ms = inference_ms(model, rng.integers(0, 256, (batch, size, size, 3)).astype(np.uint8))
+    epochs = sum(d.get("epochs_run", d["epoch"]) for d in done)
+    val_rows = [r for k in folds for r in _read_csv(run_dir / f"fold{k}" / "val_predictions.csv")]
+    test_files = [run_dir / f"fold{k}" / "test_predictions.csv" for k in folds]
+    test_recall = [per_class_recall(_read_csv(f), classes) for f in test_files if f.is_file()]
+    cfg = load_config(run_dir / "config.yaml")
+    row = {"variant": name, "backbone": cfg.backbone, "image_size": cfg.image_size, "folds": len(folds),
+           "params_total": params["total"], "params_trainable": params["trainable"],
+           "val_accuracy_mean": summary["mean"]["val_accuracy"], "val_accuracy_std": summary["std"]["val_accuracy"],
+           "val_f1_mean": summary["mean"].get("val_f1", float("nan")),
+           "val_f1_std": summary["std"].get("val_f1", float("nan")),
+           "test_accuracy_mean": summary["mean"].get("test_accuracy", float("nan")),
+           "seconds_per_epoch": sum(d["fit_seconds"] for d in done) / max(epochs, 1),
+           "inference_ms_per_image": ms, "model_mb": model_path.stat().st_size / 2**20, "run": str(run_dir)}
+    row.update({f"val_recall_{c}": v for c, v in per_class_recall(val_rows, classes).items()})
+    if test_recall:
+        row.update({f"test_recall_{c}": float(np.mean([r[c] for r in test_recall])) for c in classes})
+    return row, {int(k): float(summary["per_fold"][str(k)]["val_accuracy"]) for k in folds}
+
+
+def same_folds(reference_run: Path, run: Path) -> bool:
+    """Whether every image the two runs share has the same role in every fold."""
+    a, b = read_splits(reference_run / "splits.csv"), read_splits(run / "splits.csv")
+    if a["roles"].shape[1] != b["roles"].shape[1]:
+        return False
+    index = {p: i for i, p in enumerate(b["paths"])}
+    common = [(i, index[p]) for i, p in enumerate(a["paths"]) if p in index]
+    if not common:
+        return False
+    ia, ib = map(list, zip(*common))
+    return bool((a["roles"][ia] == b["roles"][ib]).all())
+
+
+def paired_test(acc: dict[int, float], ref: dict[int, float], val_over_train: float) -> dict:
+    """Fold-by-fold difference against the reference: the plain paired t-test, and Nadeau & Bengio's
+    corrected resampled t-test (folds share training images, so the plain test is too confident)."""
+    from scipy import stats
+
+    folds = sorted(set(acc) & set(ref))
+    d = np.array([acc[k] - ref[k] for k in folds])
+    out = {"folds": len(folds), "mean_difference": float(d.mean()) if len(d) else float("nan"),
+           "differences": d.tolist(), "p_paired_t": float("nan"), "p_corrected_t": float("nan")}
+    if len(d) < 2 or d.std(ddof=1) == 0:
+        return out
+    k, var = len(d), d.var(ddof=1)
+    out["p_paired_t"] = float(stats.ttest_rel([acc[f] for f in folds], [ref[f] for f in folds]).pvalue)
+    t = d.mean() / np.sqrt((1 / k + val_over_train) * var)
+    out["p_corrected_t"] = float(2 * stats.t.sf(abs(t), k - 1))
+    return out
+
+
+def val_over_train(run: Path) -> float:
+    rows = [r for r in _read_csv(run / "data_summary.csv") if r["fold"] == "0"]
+    n = {r["role"]: int(r["total"]) for r in rows}
+    return n.get("val", 0) / max(n.get("train", 1), 1)
+
+
+def compare_runs(runs: dict[str, Path], reference: str, out: Path, formats=("png",)) -> list[dict]:
+    """comparison.{csv,json,md} and figures in `out` for finished runs; returns the rows."""
+    from . import plots
+    from .training import read_history
+
+    rows, accs = [], {}
+    for name, run in runs.items():
+        row, accs[name] = run_row(name, run)
+        row["same_folds_as_reference"] = same_folds(runs[reference], run)
+        rows.append(row)
+    ratio = val_over_train(runs[reference])
+    for row in rows:
+        if row["variant"] != reference:
+            row["vs_reference"] = paired_test(accs[row["variant"]], accs[reference], ratio)
+    write_table(rows, reference, out)
+    curves = {}
+    for name, run in runs.items():
+        histories = [read_history(p) for p in sorted(run.glob("fold*/history.csv"))]
+        length = min(len(h) for h in histories)
+        curves[name] = np.mean([[r["val_accuracy"] for r in h[:length]] for h in histories], axis=0)
+    plots.comparison(rows, curves, out / "figures", formats)
+    return rows
+
+
+def write_table(rows: list[dict], reference: str, out: Path) -> None:
+    (out / "comparison.json").write_text(json.dumps({"reference": reference, "rows": rows}, indent=2))
+    keys = [k for k in rows[0] if k != "vs_reference"]
+    with open(out / "comparison.csv", "w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=keys + ["diff_vs_reference", "p_corrected_t"], extrasaction="ignore")
+        w.writeheader()
+        for r in rows:
+            vs = r.get("vs_reference", {})
+            w.writerow({**r, "diff_vs_reference": vs.get("mean_difference", ""), "p_corrected_t": vs.get("p_corrected_t", "")})
+    (out / "comparison.md").write_text(table_markdown(rows, reference))
+
+
+def table_markdown(rows: list[dict], reference: str) -> str:
+    recall_keys = [k for k in rows[0] if k.startswith("val_recall_")]
+    lines = ["| variant | params (trainable) | val accuracy | val macro F1 | test accuracy | "
+             + " | ".join(f"val recall {k[11:]}" for k in recall_keys)
+             + " | s/epoch | ms/image | MB | vs " + reference + " (p, corrected) | same folds |",
+             "|---" * (10 + len(recall_keys)) + "|"]
+    for r in rows:
+        vs = r.get("vs_reference")
+        diff = "reference" if vs is None else f"{vs['mean_difference']:+.4f} (p {_p(vs['p_corrected_t'])})"
+        lines.append(
+            f"| {r['variant']} | {r['params_total']:,} ({r['params_trainable']:,}) | "
+            f"{r['val_accuracy_mean']:.4f} ± {r['val_accuracy_std']:.4f} | {_num(r['val_f1_mean'])} | "
+            f"{_num(r['test_accuracy_mean'])} | " + " | ".join(_num(r[k]) for k in recall_keys)
+            + f" | {r['seconds_per_epoch']:.1f} | {r['inference_ms_per_image']:.2f} | {r['model_mb']:.1f} | {diff} | "
+            f"{'yes' if r['same_folds_as_reference'] else 'NO'} |")
+    k = rows[0]["folds"]
+    lines += ["", f"Mean ± std over {k} folds. The paired test compares fold by fold with the reference; with "
+              f"{k} folds it decides little: a p-value above 0.05 means 'not shown', not 'equal', and the "
+              "corrected test (Nadeau & Bengio) allows for the folds sharing training images."]
+    return "\n".join(lines) + "\n"
+
+
+def _num(v) -> str:
+    return "" if v is None or (isinstance(v, float) and np.isnan(v)) else f"{v:.4f}"
+
+
+def _p(v) -> str:
+    return "n/a" if v is None or np.isnan(v) else f"{v:.3f}"
