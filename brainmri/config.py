@@ -49,6 +49,7 @@ class Config:
     augment_contrast: float = 0.0  # fraction, drawn in [-c, c]
     class_weight: str = "none"  # none | balanced: loss weights inversely proportional to class counts
     protocol: str = "holdout"  # holdout: merged, 90/10 | testing_folder: Training vs Testing | planes: see below
+    #                            | all: every image in the CV, no test split (test on an external folder)
     planes_file: str = ""  # path,plane CSV; empty: <data folder>/planes.csv when it exists
     train_planes: tuple = ("axial",)  # protocol planes: train (CV) on these planes ...
     test_planes: tuple = ("sagittal", "coronal")  # ... and test on these (the study's axial-only experiment)
@@ -71,7 +72,7 @@ class Config:
 
 CHOICES = {
     "optimizer": ("adam", "sgd"),
-    "protocol": ("holdout", "testing_folder", "planes"),
+    "protocol": ("holdout", "testing_folder", "planes", "all"),
     "augment_flip": ("none", "horizontal", "vertical", "both"),
     "class_weight": ("none", "balanced"),
     "task": ("multiclass", "binary"),

@@ -250,3 +250,22 @@ def comparison(rows: list[dict], curves: dict[str, np.ndarray], folder: Path, fo
                ylabel="Accuracy")
         out += save(fig, folder / "accuracy_vs_parameters", formats)
     return out
+
+
+def binary_roc(labels, p_tumor, threshold: float, path: Path, title: str, formats=FORMATS) -> list[Path]:
+    """ROC curve of P(tumor) with the operating point of the validation-chosen threshold."""
+    from sklearn.metrics import roc_auc_score, roc_curve
+
+    fpr, tpr, _ = roc_curve(labels, p_tumor)
+    pred = np.asarray(p_tumor) >= threshold
+    labels = np.asarray(labels)
+    sens, spec = pred[labels == 1].mean(), (~pred[labels == 0]).mean()
+    with plt.rc_context(STYLE):
+        fig, ax = plt.subplots(figsize=(4.8, 4.5))
+        ax.plot(fpr, tpr, color="black", label=f"AUC {roc_auc_score(labels, p_tumor):.3f}")
+        ax.plot([0, 1], [0, 1], ":", color="0.5")
+        ax.plot(1 - spec, sens, "o", color="black", mfc="white", ms=8,
+                label=f"threshold {threshold:.2f}: sens {sens:.2f}, spec {spec:.2f}")
+        ax.set(title=title, xlabel="1 - specificity", ylabel="Sensitivity", xlim=(0, 1), ylim=(0, 1.02))
+        ax.legend(loc="lower right")
+        return save(fig, path, formats)

@@ -89,6 +89,9 @@ def _make_roles(labels, groups, subsets, protocol: str, folds: int, test_fractio
     if protocol == "holdout":
         is_test = holdout(labels, groups, test_fraction, by_group, seed)
         usable = ~is_test
+    elif protocol == "all":  # the test set is elsewhere (an external folder)
+        is_test = np.zeros(len(labels), bool)
+        usable = ~is_test
     elif protocol == "planes":
         planes = np.asarray(planes if planes is not None else [""] * len(labels))
         is_test = np.isin(planes, list(test_planes))

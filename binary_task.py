@@ -1,0 +1,146 @@
+"""Tumor (glioma + meningioma + pituitary) vs no tumor: one sigmoid unit, binary cross-entropy, class weights,
+the decision threshold chosen on validation data, sensitivity/specificity/AUC on the test images.
+
+    python binary_task.py split                          # (2) train and test on a split of the dataset
+    python binary_task.py split --set split=random       #     ... with the study's plain random split
+    python binary_task.py external --external-test DIR   # (1) train on the whole dataset, test on DIR (yes/ no/)
+    python binary_task.py external-only --external-test DIR   # (3) train and test on a split of DIR alone
+    python binary_task.py planes                         # (4) axial-only training, sagittal+coronal test
+                                                         #     (needs planes.csv: see augment.py --estimate-planes)
+
+Each task is a train.py run (configs/binary.yaml by default; --config and --set as in train.py) plus
+binary/report.md in its run folder, and Grad-CAM maps of the misclassified test images (gradcam/, by
+gradcam.py with fold 0's model).
+An external set is checked for copies of the training images first: accuracy is reported on all its
+images and on the clean ones.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+from brainmri.errors import UserError, cli_entry  # noqa: E402
+
+TASKS = {
+    "split": ["protocol=holdout"],
+    "external": ["protocol=all"],
+    "external-only": ["protocol=holdout", "classes=[]"],
+    "planes": ["protocol=planes"],
+}
+DEFAULT_CONFIG = "configs/binary.yaml"
+
+
+def parse_args(argv):
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("task", choices=list(TASKS))
+    p.add_argument("--external-test", metavar="DIR", help="external folder with a tumor and a no-tumor class folder")
+    p.add_argument("--config", default=DEFAULT_CONFIG)
+    p.add_argument("--set", nargs="+", default=[], metavar="KEY=VALUE", help="override config keys")
+    p.add_argument("--gradcam-limit", type=int, default=32, help="Grad-CAM maps of at most this many misclassified "
+                                                                   "test images (0: none)")
+    return p.parse_args(argv)
+
+
+def task_config(args):
+    from brainmri.config import load_config
+
+    if args.task in ("external", "external-only") and not args.external_test:
+        raise UserError(f"task '{args.task}' needs --external-test DIR (a folder with yes/ and no/ class folders)")
+    extra = list(TASKS[args.task]) + ["task=binary", f"experiment=binary-{args.task}"]
+    if args.task == "external-only":
+        extra.append(f"data_dir={args.external_test}")
+    return load_config(args.config, extra + args.set)
+
+
+def fold_models(run):
+    from brainmri.evaluation import find_fold_models
+    from brainmri.models import load_model
+
+    models, _ = find_fold_models(run)
+    return {k: load_model(p, compile=False) for k, p in sorted(models.items())}
+
+
+def own_test_set(run, prepared):
+    """The run's test images (roles 'test'), the fold ensemble's P(tumor), near-duplicate flags."""
+    import numpy as np
+
+    from brainmri.evaluation import duplicate_flags_from_splits, predict
+    from brainmri.splits import read_splits
+
+    idx = np.flatnonzero(prepared.roles[:, 0] == "test")
+    loaded = fold_models(run)
+    p = np.mean([predict(m, prepared.ds.images[idx], 32)[:, 1] for m in loaded.values()], axis=0)
+    paths = [prepared.ds.paths[i] for i in idx]
+    copies = duplicate_flags_from_splits(read_splits(run / "splits.csv"), paths, sorted(loaded))
+    root = prepared.ds.root
+    return paths, [root / q for q in paths], prepared.ds.labels[idx], p, copies
+
+
+def external_test_set(run, prepared, folder, cfg):
+    """The external images, the ensemble's P(tumor), and which are copies of images used in training."""
+    import numpy as np
+
+    from brainmri.audit import hash_images
+    from brainmri.binary import load_external
+    from brainmri.evaluation import duplicate_flags_external, predict
+
+    ext = load_external(folder, cfg.image_size, cfg.cache_dir)
+    trained = np.isin(prepared.roles, ["train"]).any(1)
+    copies = duplicate_flags_external(hash_images(prepared.ds.images[trained]),
+                                      [m for m, t in zip(prepared.ds.md5, trained) if t],
+                                      hash_images(ext.images), ext.md5, cfg.hash_distance)
+    loaded = fold_models(run)
+    p = np.mean([predict(m, ext.images, 32)[:, 1] for m in loaded.values()], axis=0)
+    return ext.paths, [Path(folder) / q for q in ext.paths], ext.labels, p, copies
+
+
+@cli_entry
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    cfg = task_config(args)
+    from brainmri import pipeline, runs
+
+    pipeline.check_inputs(cfg)
+    if args.task == "external":
+        from brainmri.binary import load_external
+
+        load_external(args.external_test, 32)  # its errors before any training (decoded again at full size)
+    from brainmri import training
+    from brainmri.binary import choose_threshold, validation_predictions, write_report
+
+    run = runs.start_run(cfg)
+    prepared = pipeline.prepare(cfg, run)
+    training.run_folds(cfg, prepared.ds, prepared.roles, run)
+    if args.task == "external":
+        paths, files, labels, p, copies = external_test_set(run, prepared, args.external_test, cfg)
+        name = f"external folder {args.external_test}"
+    else:
+        paths, files, labels, p, copies = own_test_set(run, prepared)
+        name = {"split": f"{cfg.test_fraction:.0%} hold-out ({cfg.split} split)",
+                "external-only": f"{cfg.test_fraction:.0%} hold-out of {cfg.data_dir} ({cfg.split} split)",
+                "planes": f"{'+'.join(cfg.test_planes)} slices (trained on {'+'.join(cfg.train_planes)})"}[args.task]
+    threshold = choose_threshold(*validation_predictions(run))
+    notes = [f"{cfg.backbone}, {cfg.image_size} px, weights {cfg.weights}, {cfg.epochs} epochs, {cfg.folds}-fold "
+             f"ensemble, class weights {cfg.class_weight}; threshold chosen on the out-of-fold validation predictions"]
+    summary = write_report(run / "binary", args.task, name, paths, labels, p, copies, threshold, notes)
+    m = summary["at_validation_threshold"]
+    runs.log.info("binary task %s on %s: AUC %s, accuracy %.4f, sensitivity %s, specificity %s at threshold %.3f; "
+                  "%d test images have a near-duplicate in training", args.task, name,
+                  "n/a" if m["auc"] is None else f"{m['auc']:.4f}", m["accuracy"], m["sensitivity"],
+                  m["specificity"], threshold, summary["near_duplicates_in_training"])
+    wrong = [str(files[i]) for i in range(len(labels)) if int(p[i] >= threshold) != labels[i]]
+    if wrong and args.gradcam_limit:
+        import gradcam
+
+        gradcam.main([str(run), *wrong[: args.gradcam_limit], "--limit", str(args.gradcam_limit)])
+    runs.log.info("report: %s", run / "binary" / "report.md")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
