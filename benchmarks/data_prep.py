@@ -4,7 +4,7 @@ OpenCV loop, and the second run served from the cache.
     python benchmarks/data_prep.py [--data DIR] [--size 150]
 
 Uses ../shared/datasets/brain-tumor-classification-mri when present, else a synthetic set it writes.
-Writes benchmarks/results/<host>-data_prep.json and prints a table.
+Prints the result as JSON (run_all.py collects it).
 """
 
 from __future__ import annotations
@@ -20,6 +20,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from common import emit  # noqa: E402
 import cv2  # noqa: E402
 import numpy as np  # noqa: E402
 
@@ -46,6 +47,7 @@ def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--data", default=str(REAL) if REAL.is_dir() else None)
     p.add_argument("--size", type=int, default=150)
+    p.add_argument("--json", help="also write the result here (run_all.py)")
     args = p.parse_args(argv)
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(args.data) if args.data else write_synthetic(Path(tmp) / "synthetic", per_class=200, size=256)
@@ -59,13 +61,13 @@ def main(argv=None) -> int:
     result = {"data": str(root), "images": len(ds.paths), "size": args.size,
               "seconds": {"plain_loop": t_plain, "decode_resize": t_load, "hash": t_hash, "group": t_group,
                           "ours_total": ours, "cached_reload": t_cached},
-              "ours_vs_plain": ours / t_plain, "memory_mb": {"float32_plain": plain.nbytes / 2**20,
+              "ours_vs_plain": ours / t_plain, "goal": "ours <= 1.5x plain loop, cached reload < 1 s",
+              "met": ours / t_plain <= 1.5 and t_cached < 1.0, "memory_mb": {"float32_plain": plain.nbytes / 2**20,
                                                             "uint8_ours": ds.images.nbytes / 2**20},
               "meta": {"host": platform.node(), "cpu_count": os.cpu_count(), "date": time.strftime("%Y-%m-%d"),
                        "opencv": cv2.__version__}}
-    print(json.dumps(result, indent=2))
-    out = Path(__file__).parent / "results" / f"{platform.node() or 'machine'}-data_prep.json"
-    out.write_text(json.dumps(result, indent=2))
+    result["benchmark"] = "data preparation"
+    emit(result, args.json)
     return 0
 
 

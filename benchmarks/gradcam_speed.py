@@ -4,7 +4,7 @@
     python benchmarks/gradcam_speed.py --models efficientnetb0:150 --reps 5
 
 Same model (random weights: speed does not depend on them), same 32 images, one process. Medians of
---reps repetitions after a warm-up. Writes benchmarks/results/<host>-gradcam.json and prints a table.
+--reps repetitions after a warm-up. Prints a line per model and the result as JSON.
 """
 
 from __future__ import annotations
@@ -20,6 +20,7 @@ from pathlib import Path
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from common import emit  # noqa: E402
 import keras  # noqa: E402
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
@@ -77,6 +78,7 @@ def main(argv=None) -> int:
     p.add_argument("--models", nargs="+", default=["efficientnetb0:150", "small_cnn:64"])
     p.add_argument("--batch", type=int, default=32)
     p.add_argument("--reps", type=int, default=5)
+    p.add_argument("--json", help="also write the result here (run_all.py)")
     args = p.parse_args(argv)
     results = []
     for spec in args.models:
@@ -90,9 +92,11 @@ def main(argv=None) -> int:
     meta = {"host": platform.node(), "machine": platform.machine(), "cpu_count": os.cpu_count(),
             "device": "GPU" if tf.config.list_physical_devices("GPU") else "CPU", "tensorflow": tf.__version__,
             "keras": keras.__version__, "date": time.strftime("%Y-%m-%d"), "reps": args.reps}
-    out = Path(__file__).parent / "results" / f"{platform.node() or 'machine'}-gradcam.json"
-    out.write_text(json.dumps({"meta": meta, "results": results}, indent=2))
-    print(f"written {out}")
+    main_model = results[0]
+    met = (main_model["batched_vs_eager"] >= 20 and main_model["batched_vs_compiled"] >= 2.5
+           and main_model["batched_vs_forward"] >= 0.8)
+    emit({"benchmark": "batched Grad-CAM", "meta": meta, "results": results,
+          "goal": ">= 20x eager loop, >= 2.5x compiled loop, >= 0.8 of forward (first model)", "met": met}, args.json)
     return 0
 
 

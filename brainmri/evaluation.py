@@ -125,14 +125,27 @@ def find_fold_models(run_dir: Path) -> tuple[dict[int, Path], list[str]]:
 def predict(model, images: np.ndarray, batch_size: int, tta: bool = False) -> np.ndarray:
     """Class probabilities; with tta, the mean over the image and its left-right mirror."""
     from .data import make_tf_dataset
-
-    probs = model.predict(make_tf_dataset(images, None, 1, batch_size), verbose=0)
-    if tta:
-        mirrored = np.ascontiguousarray(images[:, :, ::-1])
-        probs = (probs + model.predict(make_tf_dataset(mirrored, None, 1, batch_size), verbose=0)) / 2
     from .models import class_probabilities
 
+    forward = compiled_forward(model)
+    probs = forward(make_tf_dataset(images, None, 1, batch_size))
+    if tta:
+        mirrored = np.ascontiguousarray(images[:, :, ::-1])
+        probs = (probs + forward(make_tf_dataset(mirrored, None, 1, batch_size))) / 2
     return class_probabilities(probs)
+
+
+def compiled_forward(model):
+    """batches -> outputs through one compiled inference call per batch (model.predict adds a callback
+    loop and per-batch conversions that cost a small model half its speed; benchmarks/inference.py)."""
+    import keras
+
+    if keras.backend.backend() != "tensorflow":
+        return lambda batches: model.predict(batches, verbose=0)
+    import tensorflow as tf
+
+    step = tf.function(lambda x: model(x, training=False), reduce_retracing=True)
+    return lambda batches: np.concatenate([step(b).numpy() for b in batches])
 
 
 def write_predictions(path: Path, preds: list[Predictions], classes, has_duplicate: np.ndarray) -> None:

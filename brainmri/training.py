@@ -16,6 +16,7 @@ import numpy as np
 from . import models
 from .config import Config
 from .data import Dataset, augmentation_layers, make_tf_dataset
+from .evaluation import predict
 from .metrics import best_epoch_row, macro_metrics, summarise_folds, write_summary
 from .runs import environment, write_atomic
 from .splits import TEST, TRAIN, VAL
@@ -178,8 +179,7 @@ def train_fold(cfg: Config, ds: Dataset, roles: np.ndarray, fold: int, run_dir: 
               "fit_seconds": round(fit_seconds, 2), "epochs_run": epochs_run}
     for name, idx in (("val", va), ("test", te)):
         if len(idx):
-            probs = models.class_probabilities(best.predict(make_tf_dataset(ds.images[idx], None, n, cfg.batch_size),
-                                                            verbose=0))
+            probs = predict(best, ds.images[idx], cfg.batch_size)
             write_predictions(fold_dir / f"{name}_predictions.csv", ds, idx, probs)
             if name == "test":
                 result.update(score(ds.labels[idx], probs, len(ds.classes), "test"))

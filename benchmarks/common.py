@@ -1,0 +1,65 @@
+"""What every benchmark shares: the data it runs on, medians after a warm-up, the machine's description."""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import sys
+import time
+from pathlib import Path
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import numpy as np  # noqa: E402
+
+REAL = Path(__file__).resolve().parents[2] / "shared" / "datasets" / "brain-tumor-classification-mri"
+RESULTS = Path(__file__).resolve().parent / "results"
+
+
+def data_root(tmp: Path, per_class: int = 200) -> Path:
+    """The real dataset when present, else a synthetic one written into `tmp`."""
+    if REAL.is_dir():
+        return REAL
+    from brainmri.synthetic import write_synthetic
+
+    root = tmp / "synthetic"
+    if not root.is_dir():
+        write_synthetic(root, per_class=per_class, size=256)
+    return root
+
+
+def median_seconds(fn, reps: int, warmup: int = 1) -> tuple[float, list[float]]:
+    """Median and all times of `reps` calls after `warmup` untimed calls (tracing is not throughput)."""
+    for _ in range(warmup):
+        fn()
+    times = []
+    for _ in range(reps):
+        start = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - start)
+    return float(np.median(times)), times
+
+
+def meta() -> dict:
+    import keras
+
+    info = {"host": platform.node(), "cpu": platform.processor() or platform.machine(), "cpu_count": os.cpu_count(),
+            "python": platform.python_version(), "keras": keras.__version__, "backend": keras.backend.backend(),
+            "date": time.strftime("%Y-%m-%d")}
+    if keras.backend.backend() == "tensorflow":
+        import tensorflow as tf
+
+        info["tensorflow"] = tf.__version__
+        gpus = tf.config.list_physical_devices("GPU")
+        info["device"] = "GPU" if gpus else "CPU"
+    return info
+
+
+def emit(result: dict, json_path: str | None) -> None:
+    """Print the result, and write it where run_all.py asked."""
+    text = json.dumps(result, indent=2)
+    print(text)
+    if json_path:
+        Path(json_path).write_text(text)

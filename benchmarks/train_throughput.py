@@ -1,0 +1,61 @@
+"""Benchmark 1: training images/s of train.py's own input pipeline + fit, against the ceiling: the same
+compiled model stepping on one batch already in memory.
+
+    python benchmarks/train_throughput.py [--backbone efficientnetb0 --size 150 --batch 32 --steps 20]
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import tempfile
+from pathlib import Path
+
+from common import data_root, emit, median_seconds, meta
+
+
+def run(backbone: str, size: int, batch: int, steps: int, reps: int) -> dict:
+    import keras
+    import numpy as np
+    import tensorflow as tf
+
+    from brainmri.config import load_config
+    from brainmri.data import load_dataset, make_tf_dataset
+    from brainmri.training import compile_model
+
+    with tempfile.TemporaryDirectory() as tmp:
+        ds = load_dataset(data_root(Path(tmp)), size)
+    n = steps * batch
+    idx = np.random.default_rng(0).choice(len(ds.labels), n, replace=n > len(ds.labels))
+    images, labels = ds.images[idx], ds.labels[idx]
+    keras.utils.set_random_seed(0)
+    cfg = load_config(None, [f"backbone={backbone}", f"image_size={size}", "weights=none", f"batch_size={batch}"])
+    model = compile_model(cfg, 4, jit_compile=False)
+    pipeline = make_tf_dataset(images, labels, 4, batch, shuffle=True, seed=0)  # exactly what train_fold feeds
+    one = next(iter(pipeline))
+    ceiling = tf.data.Dataset.from_tensors(one).repeat(steps)  # one batch, already decoded, cast and in memory
+
+    t_pipe, all_pipe = median_seconds(lambda: model.fit(pipeline, epochs=1, verbose=0), reps)
+    t_ceil, all_ceil = median_seconds(lambda: model.fit(ceiling, epochs=1, verbose=0), reps)
+    return {"benchmark": "training throughput vs the model's ceiling", "backbone": backbone, "image_size": size,
+            "batch": batch, "steps": steps, "reps": reps,
+            "images_per_second": {"pipeline_fit": n / t_pipe, "ceiling_one_batch": n / t_ceil},
+            "seconds": {"pipeline_fit": all_pipe, "ceiling_one_batch": all_ceil},
+            "ratio": t_ceil / t_pipe, "goal": ">= 0.95", "met": t_ceil / t_pipe >= 0.95, "meta": meta()}
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--backbone", default="efficientnetb0")
+    p.add_argument("--size", type=int, default=150)
+    p.add_argument("--batch", type=int, default=32)
+    p.add_argument("--steps", type=int, default=20)
+    p.add_argument("--reps", type=int, default=3)
+    p.add_argument("--json")
+    a = p.parse_args(argv)
+    emit(run(a.backbone, a.size, a.batch, a.steps, a.reps), a.json)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
