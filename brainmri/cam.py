@@ -130,7 +130,10 @@ def _weights(grads, acts, method: str):
 
 
 def make_cam_fn(cam: CamModel, method: str = "gradcam"):
-    """A compiled function (images, class indices) -> (maps at feature resolution in [0, 1], probabilities)."""
+    """A compiled function (images, class indices) -> (maps at feature resolution in [0, 1], probabilities);
+    TensorFlow's GradientTape, or jax.grad when Keras runs on JAX."""
+    if keras.backend.backend() == "jax":
+        return make_cam_fn_jax(cam, method)
     import tensorflow as tf
 
     if method not in ("gradcam", "gradcam++"):
@@ -159,6 +162,41 @@ def make_cam_fn(cam: CamModel, method: str = "gradcam"):
     return run
 
 
+def make_cam_fn_jax(cam: CamModel, method: str = "gradcam"):
+    """The same batched computation with jax.grad and jax.jit (the features run outside the gradient)."""
+    import jax
+    import jax.numpy as jnp
+
+    if method not in ("gradcam", "gradcam++"):
+        raise UserError(f"unknown method '{method}' (known: gradcam, gradcam++)")
+
+    def score(acts, classes):
+        logits = jnp.asarray(cam.logits(acts), jnp.float32)
+        if cam.binary:
+            classes = jnp.where(classes < 0, (logits[:, 0] > 0).astype(jnp.int32), classes)
+            probs = jnp.concatenate([jax.nn.sigmoid(-logits), jax.nn.sigmoid(logits)], axis=1)
+            return jnp.sum(logits[:, 0] * jnp.where(classes == 1, 1.0, -1.0)), probs
+        classes = jnp.where(classes < 0, jnp.argmax(logits, -1).astype(jnp.int32), classes)
+        return jnp.sum(jnp.take_along_axis(logits, classes[:, None], axis=1)), jax.nn.softmax(logits)
+
+    @jax.jit
+    def run(images, classes):
+        acts = jnp.asarray(cam.features(images), jnp.float32)
+        grads, probs = jax.grad(score, has_aux=True)(acts, classes)
+        if method == "gradcam":
+            weights = grads.mean(axis=(1, 2))
+        else:
+            g2, g3 = grads ** 2, grads ** 3
+            denom = 2.0 * g2 + acts.sum(axis=(1, 2), keepdims=True) * g3
+            alpha = jnp.where(denom != 0, g2 / jnp.where(denom != 0, denom, 1.0), 0.0)
+            weights = (alpha * jax.nn.relu(grads)).sum(axis=(1, 2))
+        maps = jax.nn.relu(jnp.einsum("bhwc,bc->bhw", acts, weights))
+        peak = maps.max(axis=(1, 2), keepdims=True)
+        return jnp.where(peak > 0, maps / jnp.where(peak > 0, peak, 1.0), 0.0), probs
+
+    return lambda images, classes: tuple(np.asarray(v) for v in run(jnp.asarray(images), jnp.asarray(classes)))
+
+
 def compute_maps(cam_fn, images: np.ndarray, classes: np.ndarray | None, batch_size: int = 32,
                  progress: bool = False) -> tuple[np.ndarray, np.ndarray]:
     """Maps (N, h, w) and probabilities for uint8 images; classes None (or -1) means the predicted class."""
@@ -169,8 +207,8 @@ def compute_maps(cam_fn, images: np.ndarray, classes: np.ndarray | None, batch_s
         x = images[start:start + batch_size].astype(np.float32)
         c = np.full(len(x), -1, np.int32) if classes is None else np.asarray(classes[start:start + batch_size], np.int32)
         m, p = cam_fn(x, c)
-        maps.append(m.numpy())
-        probs.append(p.numpy())
+        maps.append(np.asarray(m))
+        probs.append(np.asarray(p))
     return np.concatenate(maps), np.concatenate(probs)
 
 

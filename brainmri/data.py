@@ -220,6 +220,19 @@ def make_tf_dataset(images: np.ndarray, labels: np.ndarray | None, num_classes: 
     return ds.prefetch(tf.data.AUTOTUNE)
 
 
+def make_batches(images: np.ndarray, labels: np.ndarray | None, num_classes: int, batch_size: int,
+                 shuffle: bool = False, seed: int = 0, augment=None):
+    """The training/inference input for the backend Keras runs on: tf.data with TensorFlow, otherwise
+    (JAX, PyTorch: a GPU box without TensorFlow) a keras.utils.PyDataset over the same uint8 array."""
+    import keras
+
+    if keras.backend.backend() == "tensorflow":
+        return make_tf_dataset(images, labels, num_classes, batch_size, shuffle, seed, augment)
+    from .batches import ArrayBatches
+
+    return ArrayBatches(images, labels, num_classes, batch_size, shuffle, seed, augment)
+
+
 def augmentation_layers(rotation: float = 0, shift: float = 0, zoom: float = 0, flip: str = "none",
                         contrast: float = 0, seed: int = 0):
     """Keras preprocessing layers for on-the-fly augmentation (None when all are off). Rotation in degrees,

@@ -124,14 +124,14 @@ def find_fold_models(run_dir: Path) -> tuple[dict[int, Path], list[str]]:
 
 def predict(model, images: np.ndarray, batch_size: int, tta: bool = False) -> np.ndarray:
     """Class probabilities; with tta, the mean over the image and its left-right mirror."""
-    from .data import make_tf_dataset
+    from .data import make_batches
     from .models import class_probabilities
 
     forward = compiled_forward(model)
-    probs = forward(make_tf_dataset(images, None, 1, batch_size))
+    probs = forward(make_batches(images, None, 1, batch_size))
     if tta:
         mirrored = np.ascontiguousarray(images[:, :, ::-1])
-        probs = (probs + forward(make_tf_dataset(mirrored, None, 1, batch_size))) / 2
+        probs = (probs + forward(make_batches(mirrored, None, 1, batch_size))) / 2
     return class_probabilities(probs)
 
 

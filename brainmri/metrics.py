@@ -39,7 +39,7 @@ class MacroMetric(keras.metrics.Metric):
         return ops.divide_no_nan(ops.sum(per_class * present), ops.sum(present))
 
     def reset_state(self):
-        self.matrix.assign(ops.zeros_like(self.matrix))
+        self.matrix.assign(ops.zeros(self.matrix.shape, dtype=self.dtype))  # zeros_like(Variable) fails on JAX
 
     def get_config(self):
         return {**super().get_config(), "num_classes": self.num_classes, "kind": self.kind}

@@ -15,7 +15,7 @@ import numpy as np
 
 from . import models
 from .config import Config
-from .data import Dataset, augmentation_layers, make_tf_dataset
+from .data import Dataset, augmentation_layers, make_batches
 from .evaluation import predict
 from .metrics import best_epoch_row, macro_metrics, summarise_folds, write_summary
 from .runs import environment, write_atomic
@@ -156,9 +156,9 @@ def train_fold(cfg: Config, ds: Dataset, roles: np.ndarray, fold: int, run_dir: 
         model, history = _model_for_fold(cfg, fold_dir, n, settings)
     augment = augmentation_layers(cfg.augment_rotation, cfg.augment_shift, cfg.augment_zoom, cfg.augment_flip,
                                   cfg.augment_contrast, seed=cfg.seed + fold)
-    train_data = make_tf_dataset(ds.images[tr], ds.labels[tr], n, cfg.batch_size, shuffle=True, seed=cfg.seed + fold,
+    train_data = make_batches(ds.images[tr], ds.labels[tr], n, cfg.batch_size, shuffle=True, seed=cfg.seed + fold,
                                  augment=augment)
-    val_data = make_tf_dataset(ds.images[va], ds.labels[va], n, cfg.batch_size)
+    val_data = make_batches(ds.images[va], ds.labels[va], n, cfg.batch_size)
     total = cfg.epochs + cfg.fine_tune_epochs
     log.info("fold %d: %d train, %d val, %d test images; %d epochs", fold, len(tr), len(va), len(te), total)
     weights = class_weights(ds.labels[tr], len(ds.classes)) if cfg.class_weight == "balanced" else None
