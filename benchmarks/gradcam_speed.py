@@ -20,7 +20,7 @@ from pathlib import Path
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from common import emit  # noqa: E402
+from common import emit, median_seconds as _median  # noqa: E402
 import keras  # noqa: E402
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
@@ -39,13 +39,7 @@ def keras_example_step(grad_model, image, class_index):
 
 
 def median_seconds(fn, reps: int) -> float:
-    fn()  # warm-up: tracing and compilation are not throughput
-    times = []
-    for _ in range(reps):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return float(np.median(times))
+    return _median(fn, reps)[0]
 
 
 def bench(name: str, size: int, batch: int, reps: int) -> dict:

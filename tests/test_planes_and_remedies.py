@@ -3,6 +3,7 @@ for imbalance (augmentation layers, class weights)."""
 
 import csv
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -82,7 +83,8 @@ def test_estimate_planes_writes_a_csv_outside_the_data(kaggle_dir, tmp_path, cap
 @pytest.mark.skipif(not REAL_DATA.is_dir(), reason="needs ../shared/datasets")
 def test_estimator_on_the_hand_checked_real_slices():
     """The shipped estimator against the hand labels it was not fitted on (sample "check")."""
-    rows = [r for r in csv.DictReader(open("data/planes_handchecked.csv")) if r["sample"] == "check"]
+    labels = Path(__file__).resolve().parents[1] / "data" / "planes_handchecked.csv"
+    rows = [r for r in csv.DictReader(open(labels)) if r["sample"] == "check"]
     assert {pl: sum(r["plane"] == pl for r in rows) >= 20 for pl in planes.PLANES} == dict.fromkeys(planes.PLANES, True)
     feats = np.stack([planes.plane_features(decode(REAL_DATA / r["path"])) for r in rows])
     pred, _ = planes.predict_planes(feats)
