@@ -71,7 +71,9 @@ def test_every_project_backbone_and_a_sigmoid_head():
     x = keras.layers.GlobalAveragePooling2D()(base.output)
     binary = keras.Model(base.input, keras.layers.Dense(1, activation="sigmoid")(x))
     maps, probs = cam.compute_maps(cam.make_cam_fn(cam.prepare(binary)), _images(3, 32), np.array([0, 1, 1]))
-    assert probs.shape == (3, 1) and maps.shape[0] == 3
+    assert probs.shape == (3, 2) and maps.shape[0] == 3  # a sigmoid as two classes: [no tumor, tumor]
+    p_tumor = binary.predict(_images(3, 32).astype("float32"), verbose=0)[:, 0]
+    assert np.allclose(probs[:, 1], p_tumor, atol=1e-5) and np.allclose(probs.sum(1), 1, atol=1e-5)
 
 
 def test_layer_errors_list_the_candidates():
