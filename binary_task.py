@@ -137,7 +137,8 @@ def main(argv=None) -> int:
     if wrong and args.gradcam_limit:
         import gradcam
 
-        gradcam.main([str(run), *wrong[: args.gradcam_limit], "--limit", str(args.gradcam_limit)])
+        gradcam.main([str(run), *wrong[: args.gradcam_limit], "--limit", str(args.gradcam_limit), "--class", "tumor",
+                      "--threshold", str(threshold)])  # the evidence for "tumor", captioned at our threshold
     runs.log.info("report: %s", run / "binary" / "report.md")
     return 0
 

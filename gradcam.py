@@ -40,6 +40,8 @@ def parse_args(argv):
     p.add_argument("--deletion", action="store_true", help="deletion-curve faithfulness against a random map")
     p.add_argument("--limit", type=int, default=64, help="at most this many images (default 64; 0 = all)")
     p.add_argument("--batch-size", type=int, default=32)
+    p.add_argument("--threshold", type=float, help="tumor-vs-no-tumor models: call 'tumor' at P(tumor) >= this "
+                                                    "(binary_task.py passes the one chosen on validation)")
     return p.parse_args(argv)
 
 
@@ -126,6 +128,8 @@ def main(argv=None) -> int:
 
     runs.setup_logging()
     model, classes, run, cfg = open_model(Path(args.target), args.fold)
+    if args.threshold is not None and model.output_shape[-1] != 1:
+        raise UserError("--threshold is for a model with one sigmoid output (binary_task.py)")
     if args.class_name and args.class_name not in classes:
         raise UserError(f"--class {args.class_name}: not one of {', '.join(classes)}")
     if args.score and not (cfg and cfg.synthetic):  # checked before any work, so no half-finished folder
@@ -138,18 +142,19 @@ def main(argv=None) -> int:
     out = runs.new_folder((run or Path(args.target).parent) / "gradcam")
     log.info("%s at layer %s on %d images -> %s", args.method, cm.layer, len(images), out)
     maps, probs = cam.compute_maps(fn, images, wanted, args.batch_size, progress=True)
-    pred = probs.argmax(1)
+    pred = probs.argmax(1) if args.threshold is None else (probs[:, 1] >= args.threshold).astype(int)
     heats = cam.upsample(maps, size)
     scores = {"method": args.method, "layer": cm.layer, "images": len(images)}
     if args.misclassified:  # also the map of the true class, beside the predicted one
         true_heats = cam.upsample(cam.compute_maps(fn, images, truth, args.batch_size)[0], size)
     for i, path in enumerate(tqdm(paths, desc="panels", unit="img", disable=None)):
-        panels, titles = [heats[i]], [f"{classes[pred[i]] if wanted is None else args.class_name} (p {probs[i].max():.2f})"]
+        shown = pred[i] if wanted is None else wanted[i]
+        panels, titles = [heats[i]], [f"{classes[shown]} (p {probs[i, shown]:.2f})"]
         if args.misclassified:
             panels, titles = [true_heats[i], heats[i]], [f"true {classes[truth[i]]}", f"predicted {classes[pred[i]]}"]
         plots.cam_panel(images[i], panels, titles, out / "images" / f"{i:04d}_{Path(path).stem}")
     grid = [plots.overlay(im, h) for im, h in zip(images[:36], heats[:36])]
-    captions = [f"{'true ' + plots.short(classes[t]) + chr(10) if t >= 0 else ''}pred {plots.short(classes[p])} {pr.max():.2f}"
+    captions = [f"{'true ' + plots.short(classes[t]) + chr(10) if t >= 0 else ''}pred {plots.short(classes[p])} {pr[p]:.2f}"
                 for t, p, pr in zip(truth[:36], pred[:36], probs[:36])]
     plots.image_gallery(grid, captions, out / "grid", f"{args.method} ({cm.layer})")
     if args.score:

@@ -105,7 +105,8 @@ def report_markdown(task: str, test_name: str, at_threshold: dict, at_half: dict
     lines = [f"# Binary task: {task}", "", *(f"> {n}" for n in notes), "", f"## Test set: {test_name}", "",
              "| | value |", "|---|---|", *(f"| {a} | {b} |" for a, b in rows), "",
              "![ROC](figures/roc.png)", "", "Every prediction: [test_predictions.csv](test_predictions.csv); "
-             "misclassified: [misclassified.csv](misclassified.csv); their Grad-CAM maps (fold 0's model): `../gradcam/`.", ""]
+             "misclassified: [misclassified.csv](misclassified.csv); Grad-CAM maps of the evidence for 'tumor' in "
+             "the misclassified images (fold 0's model, captions at this threshold): `../gradcam/`.", ""]
     return "\n".join(lines)
 
 

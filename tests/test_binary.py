@@ -63,6 +63,8 @@ def test_split_task_with_a_sigmoid_head(kaggle_dir, tmp_path):
     summary = json.loads((run / "binary" / "binary_summary.json").read_text())
     assert summary["at_validation_threshold"]["images"] == sum(
         r["fold0"] == "test" for r in csv.DictReader(open(run / "splits.csv")))
+    wrong = list(csv.DictReader(open(run / "binary" / "misclassified.csv")))
+    assert not wrong or (run / "gradcam" / "grid.png").is_file()  # maps of the misclassified, via gradcam.py
 
 
 def test_external_only_task_on_a_yes_no_folder(yes_no, tmp_path):
@@ -87,6 +89,13 @@ def test_bad_external_input(kaggle_dir, yes_no, tmp_path, capsys, case, message)
     assert binary_task.main(argv) == 2
     assert message in capsys.readouterr().err
     assert not (tmp_path / "out").exists()
+
+
+def test_gradcam_threshold_needs_a_sigmoid_model(trained_run, capsys):
+    import gradcam
+
+    assert gradcam.main([str(trained_run), "--threshold", "0.3"]) == 2
+    assert "one sigmoid output" in capsys.readouterr().err
 
 
 def test_threshold_is_youden_on_validation(tmp_path):
