@@ -23,11 +23,11 @@ HERE = Path(__file__).resolve().parent
 
 # number -> (script, full arguments, quick arguments)
 BENCHMARKS = {
-    1: ("train_throughput.py", [], ["--backbone", "small_cnn", "--size", "64", "--steps", "4", "--reps", "1"]),
+    1: ("train_throughput.py", ["--steps", "10"], ["--backbone", "small_cnn", "--size", "64", "--steps", "4", "--reps", "1"]),
     2: ("study_way.py", [], ["--size", "48"]),
     3: ("data_prep.py", [], ["--size", "48"]),
     4: ("cv_overhead.py", [], ["--set", "epochs=1", "folds=2", "synthetic_per_class=16", "image_size=32"]),
-    5: ("gradcam_speed.py", [], ["--models", "small_cnn:64", "--reps", "1"]),
+    5: ("gradcam_speed.py", ["--reps", "3"], ["--models", "small_cnn:64", "--reps", "1"]),
     6: ("inference.py", [], ["--backbone", "small_cnn", "--size", "64", "--images", "64", "--reps", "1"]),
     7: ("scaling.py", [], ["--size", "48"]),
 }
