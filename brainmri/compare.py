@@ -68,7 +68,7 @@ def inference_ms(model, images: np.ndarray, repeats: int = 5) -> float:
 
 def run_row(name: str, run_dir: Path, batch: int = 32) -> tuple[dict, dict[int, float]]:
     """The table row of one finished run, and its validation accuracy per fold."""
-    from .models import count_params, load_model
+    from .models import count_params, load_model, set_trainable
 
     summary_path = run_dir / "cv_summary.json"
     if not summary_path.is_file():
@@ -79,6 +79,9 @@ def run_row(name: str, run_dir: Path, batch: int = 32) -> tuple[dict, dict[int, 
     done = [json.loads((run_dir / f"fold{k}" / "done.json").read_text()) for k in folds]
     model_path = run_dir / f"fold{folds[0]}" / "best.keras"
     model = load_model(model_path, compile=False)
+    cfg = load_config(run_dir / "config.yaml")
+    if cfg.fine_tune_epochs:  # the best checkpoint may be from the frozen first phase: count the final phase's
+        set_trainable(model, True, cfg.unfreeze, freeze_bn=True)
     params = count_params(model)
     size = model.input_shape[1]
     rng = np.random.default_rng(0)
@@ -87,7 +90,6 @@ def run_row(name: str, run_dir: Path, batch: int = 32) -> tuple[dict, dict[int, 
     val_rows = [r for k in folds for r in _read_csv(run_dir / f"fold{k}" / "val_predictions.csv")]
     test_files = [run_dir / f"fold{k}" / "test_predictions.csv" for k in folds]
     test_recall = [per_class_recall(_read_csv(f), classes) for f in test_files if f.is_file()]
-    cfg = load_config(run_dir / "config.yaml")
     row = {"variant": name, "backbone": cfg.backbone, "image_size": cfg.image_size, "folds": len(folds),
            "params_total": params["total"], "params_trainable": params["trainable"],
            "val_accuracy_mean": summary["mean"]["val_accuracy"], "val_accuracy_std": summary["std"]["val_accuracy"],
