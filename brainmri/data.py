@@ -208,13 +208,17 @@ def make_tf_dataset(images: np.ndarray, labels: np.ndarray | None, num_classes: 
 
     if labels is not None:  # one-hot, or one 0/1 column for a single sigmoid output (num_classes 1)
         targets = labels.astype(np.float32)[:, None] if num_classes == 1 else np.eye(num_classes, dtype=np.float32)[labels]
-    tensors = images if labels is None else (images, targets)
-    ds = tf.data.Dataset.from_tensor_slices(tensors)
+        targets = tf.convert_to_tensor(targets)
+    pixels = tf.convert_to_tensor(images)  # uint8, held once; each batch is gathered from it by index
+    ds = tf.data.Dataset.range(len(images))  # shuffling indices, not images: no per-image copies
     if shuffle:
         ds = ds.shuffle(len(images), seed=seed, reshuffle_each_iteration=True)
-    ds = ds.batch(batch_size)
-    cast = (lambda x: tf.cast(x, tf.float32)) if labels is None else (lambda x, y: (tf.cast(x, tf.float32), y))
-    ds = ds.map(cast, num_parallel_calls=tf.data.AUTOTUNE)
+
+    def gather(idx):
+        x = tf.cast(tf.gather(pixels, idx), tf.float32)
+        return x if labels is None else (x, tf.gather(targets, idx))
+
+    ds = ds.batch(batch_size).map(gather, num_parallel_calls=tf.data.AUTOTUNE)
     if augment is not None:
         ds = ds.map(lambda x, y: (augment(x, training=True), y), num_parallel_calls=tf.data.AUTOTUNE)
     return ds.prefetch(tf.data.AUTOTUNE)

@@ -142,10 +142,12 @@ def compiled_forward(model):
 
     if keras.backend.backend() != "tensorflow":
         return lambda batches: model.predict(batches, verbose=0)
-    import tensorflow as tf
+    if getattr(model, "_brainmri_forward", None) is None:  # traced once per model, not once per call
+        import tensorflow as tf
 
-    step = tf.function(lambda x: model(x, training=False), reduce_retracing=True)
-    return lambda batches: np.concatenate([step(b).numpy() for b in batches])
+        step = tf.function(lambda x: model(x, training=False), reduce_retracing=True)
+        model._brainmri_forward = lambda batches: np.concatenate([step(b).numpy() for b in batches])
+    return model._brainmri_forward
 
 
 def write_predictions(path: Path, preds: list[Predictions], classes, has_duplicate: np.ndarray) -> None:
