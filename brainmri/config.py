@@ -116,6 +116,8 @@ def validate(cfg: Config) -> None:
                             f"{', '.join(PLANES)}; got {list(cfg.train_planes)} and {list(cfg.test_planes)}")
     if cfg.fine_tune_epochs < 0:
         raise UserError(f"config key 'fine_tune_epochs' must be at least 0, got {cfg.fine_tune_epochs}")
+    if cfg.fine_tune_epochs and not cfg.train_backbone:
+        raise UserError("config key 'fine_tune_epochs' unfreezes the backbone: it needs train_backbone: true")
     check_unfreeze(cfg.unfreeze)
     if not 0 <= cfg.hash_distance <= 16:
         raise UserError(f"config key 'hash_distance' must be in [0, 16], got {cfg.hash_distance}")

@@ -53,3 +53,10 @@ def test_override_syntax():
     assert parse_overrides(["weights=/a/b.h5", "epochs=2"]) == {"weights": "/a/b.h5", "epochs": 2}
     with pytest.raises(UserError, match="key=value"):
         parse_overrides(["epochs"])
+
+
+def test_fine_tuning_needs_a_trainable_backbone():
+    with pytest.raises(UserError, match="fine_tune_epochs"):
+        load_config(None, ["fine_tune_epochs=2", "train_backbone=false"])
+    with pytest.raises(UserError, match="unfreeze"):
+        load_config(None, ["unfreeze=half"])
