@@ -85,15 +85,12 @@ def external_test_set(run, prepared, folder, cfg):
     """The external images, the ensemble's P(tumor), and which are copies of images used in training."""
     import numpy as np
 
-    from brainmri.audit import hash_images
     from brainmri.binary import load_external
     from brainmri.evaluation import duplicate_flags_external, predict
 
     ext = load_external(folder, cfg.image_size, cfg.cache_dir)
     trained = np.isin(prepared.roles, ["train"]).any(1)
-    copies = duplicate_flags_external(hash_images(prepared.ds.images[trained]),
-                                      [m for m, t in zip(prepared.ds.md5, trained) if t],
-                                      hash_images(ext.images), ext.md5, cfg.hash_distance)
+    copies = duplicate_flags_external(prepared.ds, trained, ext, cfg.hash_distance)
     loaded = fold_models(run)
     p = np.mean([predict(m, ext.images, 32)[:, 1] for m in loaded.values()], axis=0)
     return ext.paths, [Path(folder) / q for q in ext.paths], ext.labels, p, copies

@@ -55,7 +55,6 @@ def run_test_sets(run_dir, cfg, classes, loaded, args):
     import numpy as np
 
     from brainmri import evaluation
-    from brainmri.audit import hash_images
     from brainmri.data import BINARY_CLASSES, load_dataset, negative_class_of, to_binary
     from brainmri.pipeline import data_root
     from brainmri.splits import read_splits
@@ -83,9 +82,7 @@ def run_test_sets(run_dir, cfg, classes, loaded, args):
         labels = np.array([classes.index(ext.classes[y]) for y in ext.labels])
         if train_ds is not None:
             trained = np.isin(train_ds.paths, [p for p, r in zip(splits["paths"], splits["roles"]) if "train" in r])
-            flags = evaluation.duplicate_flags_external(hash_images(train_ds.images[trained]),
-                                                        [m for m, t in zip(train_ds.md5, trained) if t],
-                                                        hash_images(ext.images), ext.md5, cfg.hash_distance)
+            flags = evaluation.duplicate_flags_external(train_ds, trained, ext, cfg.hash_distance)
         else:
             flags = np.zeros(len(labels), bool)
         planes_csv = Path(args.test_dir) / "planes.csv"

@@ -6,6 +6,8 @@ from __future__ import annotations
 import keras
 import numpy as np
 
+from .data import training_targets
+
 
 class ArrayBatches(keras.utils.PyDataset):
     """uint8 images -> float32 batches (one-hot, or one 0/1 column when num_classes is 1), reshuffled every
@@ -15,8 +17,7 @@ class ArrayBatches(keras.utils.PyDataset):
         super().__init__()
         self.images, self.labels, self.batch_size, self.augment = images, labels, batch_size, augment
         if labels is not None:
-            self.targets = (labels.astype(np.float32)[:, None] if num_classes == 1
-                            else np.eye(num_classes, dtype=np.float32)[labels])
+            self.targets = training_targets(labels, num_classes)
         self.rng, self.shuffle = np.random.default_rng(seed), shuffle
         self.order = self.rng.permutation(len(images)) if shuffle else np.arange(len(images))
 

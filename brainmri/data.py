@@ -200,15 +200,21 @@ def _from_cache(path: Path, root: Path, classes: tuple) -> Dataset:
                    skipped=[tuple(r) for r in z["skipped"].tolist()])
 
 
+def training_targets(labels: np.ndarray, num_classes: int) -> np.ndarray:
+    """One-hot rows, or one 0/1 column for a single sigmoid output (num_classes 1)."""
+    if num_classes == 1:
+        return labels.astype(np.float32)[:, None]
+    return np.eye(num_classes, dtype=np.float32)[labels]
+
+
 def make_tf_dataset(images: np.ndarray, labels: np.ndarray | None, num_classes: int, batch_size: int,
                     shuffle: bool = False, seed: int = 0, augment=None):
     """uint8 images -> float32 batches (one-hot labels), shuffled per epoch if asked, augmented per batch by
     the `augment` layers if given (training batches only), prefetched."""
     import tensorflow as tf
 
-    if labels is not None:  # one-hot, or one 0/1 column for a single sigmoid output (num_classes 1)
-        targets = labels.astype(np.float32)[:, None] if num_classes == 1 else np.eye(num_classes, dtype=np.float32)[labels]
-        targets = tf.convert_to_tensor(targets)
+    if labels is not None:
+        targets = tf.convert_to_tensor(training_targets(labels, num_classes))
     pixels = tf.convert_to_tensor(images)  # uint8, held once; each batch is gathered from it by index
     ds = tf.data.Dataset.range(len(images))  # shuffling indices, not images: no per-image copies
     if shuffle:

@@ -12,6 +12,7 @@ import numpy as np
 from sklearn.metrics import accuracy_score, classification_report, f1_score
 
 from .errors import UserError
+from .planes import PLANES
 
 
 @dataclass
@@ -187,11 +188,13 @@ def duplicate_flags_from_splits(splits: dict, test_paths: list[str], folds: list
     return np.array([group_of[p] in train_groups for p in test_paths])
 
 
-def duplicate_flags_external(train_hashes, train_md5, test_hashes, test_md5, distance: int) -> np.ndarray:
-    """Whether each external image is a copy or near-duplicate (pHash) of a training image."""
-    from .audit import near_duplicate_pairs
+def duplicate_flags_external(train_ds, trained: np.ndarray, ext_ds, distance: int) -> np.ndarray:
+    """Whether each image of `ext_ds` is a copy or near-duplicate (pHash) of an image of `train_ds` that was
+    trained on (`trained`: a mask over train_ds)."""
+    from .audit import hash_images, near_duplicate_pairs
 
-    n, known = len(train_hashes), set(train_md5)
+    train_hashes, test_hashes = hash_images(train_ds.images[trained]), hash_images(ext_ds.images)
+    n, known, test_md5 = len(train_hashes), {m for m, t in zip(train_ds.md5, trained) if t}, ext_ds.md5
     flags = np.array([m in known for m in test_md5])
     for i, j in near_duplicate_pairs(np.concatenate([train_hashes, test_hashes]), distance):
         if i < n <= j:
@@ -203,7 +206,7 @@ def per_plane_accuracy(correct: np.ndarray, planes) -> dict:
     """Accuracy per slice plane, for the images whose plane is known ({} when none is)."""
     planes = np.asarray(planes if planes is not None else [""] * len(correct))
     return {pl: {"images": int((planes == pl).sum()), "accuracy": float(correct[planes == pl].mean())}
-            for pl in ("axial", "sagittal", "coronal") if (planes == pl).any()}
+            for pl in PLANES if (planes == pl).any()}
 
 
 def evaluate_test_set(name: str, folder: Path, fold_preds: list[Predictions], has_duplicate: np.ndarray,
