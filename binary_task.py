@@ -86,11 +86,12 @@ def external_test_set(run, prepared, folder, cfg):
     import numpy as np
 
     from brainmri.binary import load_external
+    from brainmri.duplicates import Detector
     from brainmri.evaluation import duplicate_flags_external, predict
 
     ext = load_external(folder, cfg.image_size, cfg.cache_dir)
     trained = np.isin(prepared.roles, ["train"]).any(1)
-    copies = duplicate_flags_external(prepared.ds, trained, ext, cfg.hash_distance)
+    copies = duplicate_flags_external(prepared.ds, trained, ext, Detector.of(cfg))
     loaded = fold_models(run)
     p = np.mean([predict(m, ext.images, 32)[:, 1] for m in loaded.values()], axis=0)
     return ext.paths, [Path(folder) / q for q in ext.paths], ext.labels, p, copies

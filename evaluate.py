@@ -56,6 +56,7 @@ def run_test_sets(run_dir, cfg, classes, loaded, args):
 
     from brainmri import evaluation
     from brainmri.data import BINARY_CLASSES, load_dataset, negative_class_of, to_binary
+    from brainmri.duplicates import Detector
     from brainmri.pipeline import data_root
     from brainmri.splits import read_splits
 
@@ -82,7 +83,7 @@ def run_test_sets(run_dir, cfg, classes, loaded, args):
         labels = np.array([classes.index(ext.classes[y]) for y in ext.labels])
         if train_ds is not None:
             trained = np.isin(train_ds.paths, [p for p, r in zip(splits["paths"], splits["roles"]) if "train" in r])
-            flags = evaluation.duplicate_flags_external(train_ds, trained, ext, cfg.hash_distance)
+            flags = evaluation.duplicate_flags_external(train_ds, trained, ext, Detector.of(cfg))
         else:
             flags = np.zeros(len(labels), bool)
         planes_csv = Path(args.test_dir) / "planes.csv"

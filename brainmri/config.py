@@ -56,7 +56,9 @@ class Config:
     test_fraction: float = 0.1
     folds: int = 5
     split: str = "group"  # group: near-duplicate-aware | random: the study's plain split
-    hash_distance: int = 4  # max pHash Hamming distance (of 64 bits) for near-duplicates; README says why 4
+    near_duplicate_method: str = "robust"  # robust: canonical slices + verified correlation | phash: the old one
+    near_duplicate_threshold: float = 0.72  # robust: verified score for "same or adjacent slice" (pair benchmark)
+    hash_distance: int = 4  # phash only: max Hamming distance (of 64 bits)
     seed: int = 42
     mixed_precision: str = "auto"  # auto (on with a GPU) | on | off
     jit_compile: str = "auto"  # auto (on with a GPU) | on | off
@@ -77,6 +79,7 @@ CHOICES = {
     "class_weight": ("none", "balanced"),
     "task": ("multiclass", "binary"),
     "split": ("group", "random"),
+    "near_duplicate_method": ("robust", "phash"),
     "mixed_precision": ("auto", "on", "off"),
     "jit_compile": ("auto", "on", "off"),
 }
@@ -119,6 +122,8 @@ def validate(cfg: Config) -> None:
     if cfg.fine_tune_epochs and not cfg.train_backbone:
         raise UserError("config key 'fine_tune_epochs' unfreezes the backbone: it needs train_backbone: true")
     check_unfreeze(cfg.unfreeze)
+    if not 0.0 < cfg.near_duplicate_threshold <= 1.0:
+        raise UserError(f"config key 'near_duplicate_threshold' must be in (0, 1], got {cfg.near_duplicate_threshold}")
     if not 0 <= cfg.hash_distance <= 16:
         raise UserError(f"config key 'hash_distance' must be in [0, 16], got {cfg.hash_distance}")
 

@@ -188,18 +188,13 @@ def duplicate_flags_from_splits(splits: dict, test_paths: list[str], folds: list
     return np.array([group_of[p] in train_groups for p in test_paths])
 
 
-def duplicate_flags_external(train_ds, trained: np.ndarray, ext_ds, distance: int) -> np.ndarray:
-    """Whether each image of `ext_ds` is a copy or near-duplicate (pHash) of an image of `train_ds` that was
-    trained on (`trained`: a mask over train_ds)."""
-    from .audit import hash_images, near_duplicate_pairs
+def duplicate_flags_external(train_ds, trained: np.ndarray, ext_ds, detector) -> np.ndarray:
+    """Whether each image of `ext_ds` is a copy or near-duplicate of an image of `train_ds` that was trained on
+    (`trained`: a mask over train_ds; `detector`: the run's duplicates.Detector)."""
+    from .data import take
+    from .duplicates import copies_in
 
-    train_hashes, test_hashes = hash_images(train_ds.images[trained]), hash_images(ext_ds.images)
-    n, known, test_md5 = len(train_hashes), {m for m, t in zip(train_ds.md5, trained) if t}, ext_ds.md5
-    flags = np.array([m in known for m in test_md5])
-    for i, j in near_duplicate_pairs(np.concatenate([train_hashes, test_hashes]), distance):
-        if i < n <= j:
-            flags[j - n] = True
-    return flags
+    return copies_in(take(train_ds, np.flatnonzero(trained)), ext_ds, detector)
 
 
 def per_plane_accuracy(correct: np.ndarray, planes) -> dict:

@@ -6,6 +6,7 @@ import csv
 import json
 import logging
 import shutil
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -17,6 +18,7 @@ from . import splits
 from .config import Config
 from .augment import read_manifest, source_of
 from .data import Dataset, load_dataset, negative_class_of, take, to_binary
+from .duplicates import Detector, group_images, group_with_sources
 from .errors import UserError
 from .planes import PLANES
 from .runs import write_atomic
@@ -93,19 +95,24 @@ def prepare(cfg: Config, run_dir: Path) -> Prepared:
     if cfg.subset_fraction < 1:
         ds = take(ds, stratified_share(ds.labels, cfg.subset_fraction, cfg.seed))
         log.info("subset_fraction %g: %d images kept", cfg.subset_fraction, len(ds.paths))
-    hashes = audit_mod.hash_images(ds.images)
     sources = source_of(ds.paths, read_manifest(data_root(cfg)))
     copies = np.flatnonzero(sources != -1)
     if len(copies):
         log.info("manifest.csv: %d augmented copies; each joins its source's group and is trained on only "
                  "where its source is", len(copies))
-    groups = audit_mod.group_with_sources(hashes, ds.md5, cfg.hash_distance, sources)
-    orig = np.flatnonzero(sources == -1)  # the audit describes the data as collected, without the copies
-    report = audit_mod.audit(take(ds, orig), groups[orig])
+    originals = take(ds, np.flatnonzero(sources == -1))  # the audit describes the data as collected
+    detector = Detector.of(cfg)
+    start = time.perf_counter()
+    orig_groups, pairs, scores = group_images(originals, detector)
+    log.info("near-duplicates (%s): %d pairs in %.1f s", detector.method, len(pairs), time.perf_counter() - start)
+    groups = group_with_sources(orig_groups, sources)
+    report = audit_mod.audit(originals, orig_groups, pairs, scores, detector)
     if len(copies):
         report["augmented_copies"] = int(len(copies))
-    plots.near_duplicate_pairs(ds.images[orig], ds.labels[orig], ds.classes, [ds.md5[i] for i in orig], hashes[orig],
-                               run_dir / "figures" / "near_duplicate_pairs", formats=cfg.figure_formats)
+    figures = run_dir / "figures"
+    plots.near_duplicate_examples(originals, pairs, scores, figures / "near_duplicate_pairs", cfg.figure_formats)
+    if report["label_conflicts"]:
+        plots.label_conflicts(originals, report["label_conflicts"], figures / "label_conflicts", cfg.figure_formats)
     log.info(audit_mod.format_audit(report))
     write_atomic(run_dir / "audit.json", json.dumps(report, indent=2))
     planes = planes_of(cfg, ds.paths)

@@ -53,33 +53,48 @@ def _curve_panel(ax, histories, key, title) -> None:
     ax.legend()
 
 
-def near_duplicate_pairs(images, labels, classes, md5, hashes, path: Path, distances=(0, 2, 4, 6, 8),
-                         per_row: int = 5, seed: int = 0, formats=FORMATS) -> list[Path]:
-    """Sampled image pairs at each pHash distance: the evidence for choosing hash_distance."""
-    from .audit import near_duplicate_pairs as find_pairs
-
-    by_distance = {d: [] for d in distances}
-    for i, j in sorted(find_pairs(hashes, max(distances))):
-        d = bin(int(hashes[i]) ^ int(hashes[j])).count("1")
-        if d in by_distance and md5[i] != md5[j]:  # byte-identical copies need no looking at
-            by_distance[d].append((i, j))
+def near_duplicate_examples(ds, pairs: np.ndarray, scores: np.ndarray, path: Path, per_row: int = 4, seed: int = 0,
+                            formats=FORMATS) -> list[Path]:
+    """Sampled near-duplicate pairs per band of verified score (byte-identical ones left out): what the
+    threshold joins, to check by eye."""
+    bands = [(0.95, 1.01), (0.9, 0.95), (0.8, 0.9), (float(scores.min(initial=0)), 0.8)]
+    distinct = np.array([ds.md5[i] != ds.md5[j] for i, j in pairs], bool)
     rng = np.random.default_rng(seed)
     with plt.rc_context(STYLE):
-        fig, axes = plt.subplots(len(distances), per_row, figsize=(2.4 * per_row, 1.45 * len(distances)),
-                                 squeeze=False)
-        for row, d in zip(axes, distances):
-            pairs = by_distance[d]
-            picks = rng.choice(len(pairs), min(per_row, len(pairs)), replace=False) if pairs else []
+        fig, axes = plt.subplots(len(bands), per_row, figsize=(2.6 * per_row, 1.6 * len(bands)), squeeze=False)
+        for row, (lo, hi) in zip(axes, bands):
+            members = np.flatnonzero(distinct & (scores >= lo) & (scores < hi))
+            picks = rng.choice(members, min(per_row, len(members)), replace=False) if len(members) else []
             for ax, k in zip(row, list(picks) + [None] * per_row):
                 ax.axis("off")
                 if k is None:
                     continue
                 i, j = pairs[k]
-                ax.imshow(np.hstack([images[i], images[j]]), cmap="gray")
-                ax.set_title(f"d={d}: {classes[labels[i]][:6]} / {classes[labels[j]][:6]}", fontsize=8)
-            row[0].text(-0.05, 0.5, f"distance {d}\n{len(pairs)} pairs", transform=row[0].transAxes,
+                ax.imshow(np.hstack([ds.images[i], ds.images[j]]), cmap="gray")
+                ax.set_title(f"{scores[k]:.2f}: {short(ds.classes[ds.labels[i]])} / {short(ds.classes[ds.labels[j]])}",
+                             fontsize=8)
+            row[0].text(-0.05, 0.5, f"score {lo:.2f}-{min(hi, 1):.2f}\n{len(members)} pairs", transform=row[0].transAxes,
                         ha="right", va="center", fontsize=9)
-        fig.suptitle("Near-duplicate candidates by pHash Hamming distance (not byte-identical)")
+        fig.suptitle("Near-duplicate pairs by verified similarity (byte-identical copies left out)")
+        return save(fig, path, formats)
+
+
+def label_conflicts(ds, rows: list[dict], path: Path, limit: int = 24, formats=FORMATS) -> list[Path]:
+    """Each same-slice pair with two labels side by side, paths and labels under it: confirm in seconds."""
+    index = {p: i for i, p in enumerate(ds.paths)}
+    shown = rows[:limit]
+    cols = 2
+    nrows = (len(shown) + cols - 1) // cols
+    with plt.rc_context(STYLE):
+        fig, axes = plt.subplots(nrows, cols, figsize=(6.3 * cols / 2 * 1.6, 2.9 * nrows), squeeze=False)
+        for ax in axes.flat:
+            ax.axis("off")
+        for ax, r in zip(axes.flat, shown):
+            ax.imshow(np.hstack([ds.images[index[r["a"]]], ds.images[index[r["b"]]]]), cmap="gray")
+            ax.set_title(f"{pretty(r['label_a'])}  |  {pretty(r['label_b'])}\n{r['a']}\n{r['b']}\n"
+                         f"{r['evidence']}, score {r['score']:.2f}", fontsize=7)
+        more = f" ({len(shown)} of {len(rows)} shown; all in audit.json)" if len(rows) > len(shown) else ""
+        fig.suptitle(f"Label conflicts: the same slice filed under two classes{more}")
         return save(fig, path, formats)
 
 

@@ -2,7 +2,8 @@ import cv2
 import numpy as np
 import pytest
 
-from brainmri.audit import audit, group_images, hash_images, near_duplicate_pairs, phash
+from brainmri.audit import audit
+from brainmri.duplicates import group_images, groups_from_pairs, hash_images, phash, phash_pairs
 from brainmri.data import load_dataset
 from brainmri.errors import UserError
 from brainmri.splits import EXCLUDED, TEST, TRAIN, VAL, holdout, kfold, make_roles
@@ -36,14 +37,14 @@ def test_band_search_finds_exactly_the_brute_force_pairs():
     for d in (0, 3, 6):
         brute = {(i, j) for i in range(len(hashes)) for j in range(i + 1, len(hashes))
                  if _distance(hashes[i], hashes[j]) <= d}
-        assert near_duplicate_pairs(hashes, d) == brute
+        assert set(map(tuple, phash_pairs(hashes, d).tolist())) == brute
 
 
 def test_groups_join_exact_and_near_copies_transitively():
     h = np.array([0b0, 0b11, 0b1111, 2**40 - 1], np.uint64)  # 0-1 at 2 bits, 1-2 at 2 bits
-    groups = group_images(h, ["a", "b", "c", "a"], distance=2)
+    groups = groups_from_pairs(4, phash_pairs(h, 2), ["a", "b", "c", "a"])
     assert groups[0] == groups[1] == groups[2] == groups[3]  # 3 joins 0 by identical MD5
-    assert len(set(group_images(h, ["a", "b", "c", "d"], distance=1))) == 4
+    assert len(set(groups_from_pairs(4, phash_pairs(h, 1), ["a", "b", "c", "d"]))) == 4
 
 
 def test_audit_finds_copies_conflicts_and_testing_leaks(data_copy):
@@ -51,10 +52,10 @@ def test_audit_finds_copies_conflicts_and_testing_leaks(data_copy):
     (data_copy / "Testing" / "glioma_tumor" / "leak.png").write_bytes(src.read_bytes())
     (data_copy / "Training" / "no_tumor" / "mislabeled.png").write_bytes(src.read_bytes())
     ds = load_dataset(data_copy, 48)
-    groups = group_images(hash_images(ds.images), ds.md5, 4)
-    report = audit(ds, groups)
+    groups, pairs, scores = group_images(ds)
+    report = audit(ds, groups, pairs, scores)
     assert report["exact_duplicate_sets"] >= 1 and report["images_in_exact_duplicate_sets"] >= 3
-    conflict_paths = {p for group in report["label_conflicts"] for p, _ in group}
+    conflict_paths = {p for row in report["label_conflicts"] for p in (row["a"], row["b"])}
     assert "Training/no_tumor/mislabeled.png" in conflict_paths
     assert report["testing_with_near_duplicate_in_training"]["glioma_tumor"].startswith("1/")
     assert 0 <= report["shortcut"]["size_only_accuracy"] <= 1

@@ -1,0 +1,300 @@
+"""Near-duplicate detection that survives what this dataset does to its copies: re-cropping, rescaling,
+re-compression, small shifts, contrast changes and burned-in text.
+
+Each image is reduced once to a *canonical slice*: grey, cropped to the head's bounding box (text and
+thin marks removed first), padded to a square, resized to CANON px and histogram-equalised (so gamma and
+contrast changes do not matter). Pairs are then found in two steps, with no all-pairs Python loop:
+
+1. retrieval: every canonical slice, and zoomed-in versions of it (a re-cropped copy is a zoomed-in
+   view of its source), becomes a 16x16 z-scored vector; one matrix product per chunk gives the cosine
+   similarity of every image with every other, and each image keeps its K best candidates.
+2. verification: each candidate pair is scored by the best normalised cross-correlation of the two
+   CANON px slices over a few zooms and shifts (OpenCV's matchTemplate), in both directions.
+
+A pair whose verified score reaches `threshold` is a near-duplicate; groups are its connected components
+(with exact copies, equal MD5, always joined). data/near_duplicate_pairs.csv is the hand-labelled pair
+benchmark the default threshold was chosen on (tools/near_duplicate_benchmark.py measures it).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+from scipy.sparse import coo_matrix
+from scipy.sparse.csgraph import connected_components
+
+CANON = 48  # side of the canonical slice (px): enough to tell an adjacent slice from another patient's
+THUMB = 16  # side of the retrieval vectors
+ZOOMS = (1.0, 0.9, 0.8, 0.7)  # retrieval: share of the source a re-cropped copy may keep (per side)
+VERIFY_ZOOMS = (1.0, 0.95, 0.9, 0.85, 0.8, 0.75, 0.7)  # verification: the same range, finer
+BAND_SIGMA = 6.0  # verification compares structure: the slice minus its blur at this sigma (px of CANON)
+CANDIDATES = 6  # retrieval keeps this many nearest images per image
+MIN_RETRIEVAL = 0.6  # cosine similarity below which a candidate is not verified at all
+SAME_OR_ADJACENT = 0.72  # verified score from which a pair is the same or an adjacent slice (benchmark)
+SAME_SLICE = 0.9  # verified score from which a pair is the same slice (label conflicts are listed from here)
+WORK_SIDE = 256  # images are reduced to this longer side first (speed; a 48 px slice needs no more)
+BOX_SIDE = 96  # the head is found on an image of this longer side (speed: the box needs no detail)
+
+
+def head_box(grey: np.ndarray) -> tuple[int, int, int, int]:
+    """(y0, y1, x0, x1) of the head: bright regions after thin strokes (text, markers, rulers) are opened away."""
+    blurred = cv2.GaussianBlur(grey, (3, 3), 0)
+    level = max(12.0, 0.12 * float(np.percentile(blurred, 99)))
+    mask = (blurred > level).astype(np.uint8)
+    side = max(3, int(round(min(grey.shape) / 30)) | 1)
+    mask = cv2.morphologyEx(mask, cv2.MORPH_OPEN, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (side, side)))
+    n, _, stats, _ = cv2.connectedComponentsWithStats(mask, connectivity=8)
+    if n < 2:
+        return 0, grey.shape[0], 0, grey.shape[1]
+    areas = stats[1:, cv2.CC_STAT_AREA]
+    keep = stats[1:][areas >= 0.05 * areas.max()]  # the head and big pieces of it, not labels or specks
+    x0, y0 = keep[:, cv2.CC_STAT_LEFT].min(), keep[:, cv2.CC_STAT_TOP].min()
+    x1 = (keep[:, cv2.CC_STAT_LEFT] + keep[:, cv2.CC_STAT_WIDTH]).max()
+    y1 = (keep[:, cv2.CC_STAT_TOP] + keep[:, cv2.CC_STAT_HEIGHT]).max()
+    return int(y0), int(y1), int(x0), int(x1)
+
+
+def canonical(image: np.ndarray, side: int = CANON) -> np.ndarray:
+    """The canonical slice of an image (any size, grey or RGB): head box, square, side x side, equalised."""
+    grey = image if image.ndim == 2 else cv2.cvtColor(image, cv2.COLOR_RGB2GRAY)
+    scale = WORK_SIDE / max(grey.shape)
+    if scale < 1:
+        grey = cv2.resize(grey, (max(1, round(grey.shape[1] * scale)), max(1, round(grey.shape[0] * scale))),
+                          interpolation=cv2.INTER_AREA)
+    f = BOX_SIDE / max(grey.shape)
+    small = cv2.resize(grey, (max(1, round(grey.shape[1] * f)), max(1, round(grey.shape[0] * f))),
+                       interpolation=cv2.INTER_AREA) if f < 1 else grey
+    f = min(f, 1.0)
+    y0, y1, x0, x1 = head_box(small)
+    head = grey[int(y0 / f):int(np.ceil(y1 / f)), int(x0 / f):int(np.ceil(x1 / f))]
+    h, w = head.shape
+    n = max(h, w)
+    square = np.zeros((n, n), np.uint8)
+    square[(n - h) // 2:(n - h) // 2 + h, (n - w) // 2:(n - w) // 2 + w] = head
+    return cv2.equalizeHist(cv2.resize(square, (side, side), interpolation=cv2.INTER_AREA))
+
+
+def canonical_slices(images) -> np.ndarray:
+    """(N, CANON, CANON) uint8 canonical slices of a list or array of images."""
+    return np.stack([canonical(im) for im in images]) if len(images) else np.zeros((0, CANON, CANON), np.uint8)
+
+
+def _unit_rows(x: np.ndarray) -> np.ndarray:
+    x = x.reshape(len(x), -1).astype(np.float32)
+    x -= x.mean(1, keepdims=True)
+    return x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-6)
+
+
+def _zoomed(canon: np.ndarray, zoom: float, side: int) -> np.ndarray:
+    """The centre `zoom` share of each slice, resized to side x side."""
+    n = canon.shape[1]
+    cut = int(round(n * (1 - zoom) / 2))
+    return np.stack([cv2.resize(c[cut:n - cut, cut:n - cut], (side, side), interpolation=cv2.INTER_AREA)
+                     for c in canon])
+
+
+def retrieval_vectors(canon: np.ndarray) -> np.ndarray:
+    """(len(ZOOMS), N, THUMB*THUMB) unit vectors; zoom 1.0 first."""
+    return np.stack([_unit_rows(_zoomed(canon, z, THUMB)) for z in ZOOMS])
+
+
+def candidate_pairs(vectors_a: np.ndarray, vectors_b: np.ndarray | None = None, k: int = CANDIDATES,
+                    min_similarity: float = MIN_RETRIEVAL) -> np.ndarray:
+    """(M, 2) index pairs (i in a, j in b) among each image's k most similar, in either zoom direction.
+    Without b, pairs within a (i < j). Memory stays bounded: the similarities are made a chunk at a time."""
+    same = vectors_b is None
+    vectors_b = vectors_a if same else vectors_b
+    zooms, n_b = vectors_b.shape[0], vectors_b.shape[1]
+    chunk = max(16, int(2e7 // max(1, zooms * n_b)))  # about 80 MB of float32 at a time
+    out = []
+    for start in range(0, vectors_a.shape[1], chunk):
+        stop = min(start + chunk, vectors_a.shape[1])
+        sim = np.max(vectors_a[:, start:stop] @ vectors_b[0].T, axis=0)  # b inside a zoomed-in a
+        sim = np.maximum(sim, np.max(vectors_b @ vectors_a[0, start:stop].T, axis=0).T)  # a inside b
+        if same:
+            sim[np.arange(stop - start), np.arange(start, stop)] = -1
+        kk = min(k, sim.shape[1])
+        top = np.argpartition(-sim, kk - 1, axis=1)[:, :kk]
+        rows = np.repeat(np.arange(start, stop), kk)
+        cols = top.ravel()
+        good = sim[rows - start, cols] >= min_similarity
+        out.append(np.stack([rows[good], cols[good]], 1))
+    pairs = np.concatenate(out) if out else np.zeros((0, 2), np.int64)
+    if same:
+        pairs = np.unique(np.sort(pairs, axis=1), axis=0)
+    return pairs.astype(np.int64).reshape(-1, 2)
+
+
+def likely_zoom(vectors_a: np.ndarray, vectors_b: np.ndarray, pairs: np.ndarray) -> np.ndarray:
+    """Per pair, the retrieval's best zoom as a signed index: +z (b is a crop of a at ZOOMS[z]), -z (a of b)."""
+    i, j = pairs[:, 0], pairs[:, 1]
+    a_in = np.einsum("zpd,pd->zp", vectors_a[:, i], vectors_b[0, j])  # b matches a zoomed-in a
+    b_in = np.einsum("zpd,pd->zp", vectors_b[:, j], vectors_a[0, i])
+    return np.where(a_in.max(0) >= b_in.max(0), a_in.argmax(0), -b_in.argmax(0))
+
+
+def _shift_match(a: np.ndarray, b: np.ndarray) -> float:
+    """Best NCC of b's centre slid a few pixels over a: the same framing, shifted."""
+    pad = max(1, a.shape[0] // 16)
+    padded = cv2.copyMakeBorder(a, pad, pad, pad, pad, cv2.BORDER_REPLICATE)
+    return float(cv2.matchTemplate(padded, b[pad:-pad, pad:-pad], cv2.TM_CCOEFF_NORMED).max())
+
+
+def _zoom_match(a: np.ndarray, b: np.ndarray, zoom: float) -> float:
+    """Best NCC of b shrunk to `zoom` of a's side and slid over a: b is a re-cropped part of a."""
+    side = int(round(a.shape[0] * zoom))
+    return float(cv2.matchTemplate(a, cv2.resize(b, (side, side), interpolation=cv2.INTER_AREA),
+                                   cv2.TM_CCOEFF_NORMED).max())
+
+
+def _zooms_to_try(hint: int | None) -> list[tuple[int, int]]:
+    """(direction, index into VERIFY_ZOOMS) to verify: +1 b inside a, -1 a inside b. The retrieval's hint
+    (signed index into ZOOMS) gives the direction; at zoom 1, small crops either way."""
+    every = range(1, len(VERIFY_ZOOMS))
+    if hint is None:
+        return [(d, z) for d in (1, -1) for z in every]
+    if hint == 0:
+        return [(d, z) for d in (1, -1) for z in (1, 2)]
+    return [(1 if hint > 0 else -1, z) for z in every]
+
+
+def structure(canon: np.ndarray) -> np.ndarray:
+    """Band-passed slices (float32): a head's outline and overall brightness are shared by many patients, the
+    structure inside it is not (measured on the pair benchmark: precision and recall both rise)."""
+    out = canon.astype(np.float32)
+    return np.stack([c - cv2.GaussianBlur(c, (0, 0), BAND_SIGMA) for c in out]) if len(out) else out
+
+
+def verify(canon_a: np.ndarray, canon_b: np.ndarray, pairs: np.ndarray, zoom_hint: np.ndarray | None = None
+           ) -> np.ndarray:
+    """Verified similarity (best normalised cross-correlation of structure, -1..1) of each pair (i in a, j in b):
+    shifted at the same framing, and re-cropped at finer zooms in the retrieval's direction (all without a hint)."""
+    a32, b32 = structure(canon_a), structure(canon_b)
+    scores = np.empty(len(pairs), np.float32)
+    for n, (i, j) in enumerate(pairs):
+        best = max(_shift_match(a32[i], b32[j]), _shift_match(b32[j], a32[i]))
+        for direction, z in _zooms_to_try(None if zoom_hint is None else int(zoom_hint[n])):
+            outer, inner = (a32[i], b32[j]) if direction > 0 else (b32[j], a32[i])
+            best = max(best, _zoom_match(outer, inner, VERIFY_ZOOMS[z]))
+        scores[n] = best
+    return np.nan_to_num(scores, nan=-1.0)
+
+
+def scored_pairs(canon: np.ndarray, canon_b: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Candidate pairs and their verified scores, within one set of slices or between two."""
+    va = retrieval_vectors(canon)
+    vb = None if canon_b is None else retrieval_vectors(canon_b)
+    pairs = candidate_pairs(va, vb)
+    hint = likely_zoom(va, va if vb is None else vb, pairs)
+    return pairs, verify(canon, canon if canon_b is None else canon_b, pairs, hint)
+
+
+def groups_from_pairs(n: int, pairs: np.ndarray, md5: list[str] | None = None) -> np.ndarray:
+    """Group id per image (numbered by first appearance): connected components of the pairs and of equal MD5s."""
+    edges = [pairs.reshape(-1, 2)]
+    if md5 is not None:
+        first: dict[str, int] = {}
+        edges.append(np.array([(first.setdefault(d, i), i) for i, d in enumerate(md5)], np.int64).reshape(-1, 2))
+    e = np.concatenate(edges)
+    graph = coo_matrix((np.ones(len(e)), (e[:, 0], e[:, 1])), shape=(n, n))
+    _, labels = connected_components(graph, directed=False)
+    first_seen: dict[int, int] = {}
+    return np.array([first_seen.setdefault(g, len(first_seen)) for g in labels], np.int64)
+
+
+@dataclass(frozen=True)
+class Detector:
+    """The near-duplicate settings of a run: method robust (canonical slices, verified correlation) or phash
+    (the earlier detector, for comparison), the verified-score threshold and the pHash distance."""
+
+    method: str = "robust"
+    threshold: float = SAME_OR_ADJACENT
+    hash_distance: int = 4
+
+    @classmethod
+    def of(cls, cfg) -> "Detector":
+        return cls(cfg.near_duplicate_method, cfg.near_duplicate_threshold, cfg.hash_distance)
+
+    def pairs(self, a, b=None) -> tuple[np.ndarray, np.ndarray]:
+        """Near-duplicate pairs (i in a, j in b; i < j within a) of two datasets (anything with .canon and
+        .images) and their scores; the exact-copy check (MD5) is separate."""
+        if self.method == "phash":
+            ha = hash_images(a.images)
+            hb = None if b is None else hash_images(b.images)
+            both = ha if hb is None else np.concatenate([ha, hb])
+            pairs = phash_pairs(both, self.hash_distance)
+            if hb is not None:
+                pairs = pairs[(pairs[:, 0] < len(ha)) & (pairs[:, 1] >= len(ha))] - [0, len(ha)]
+            scores = np.array([1 - bin(int(both[i]) ^ int(both[j])).count("1") / 64 for i, j in pairs], np.float32)
+            return pairs, scores
+        found, scores = scored_pairs(a.canon, None if b is None else b.canon)
+        keep = scores >= self.threshold
+        return found[keep], scores[keep]
+
+    def same_slice(self, scores: np.ndarray) -> np.ndarray:
+        """Which pairs the detector is sure show the same slice (every pHash pair: it has no such notion)."""
+        return np.ones(len(scores), bool) if self.method == "phash" else scores >= SAME_SLICE
+
+
+def group_images(ds, detector: Detector = Detector()) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Group id per image (exact copies and near-duplicates, transitively), with the pairs and their scores."""
+    pairs, scores = detector.pairs(ds)
+    return groups_from_pairs(len(ds.md5), pairs, ds.md5), pairs, scores
+
+
+def group_with_sources(groups_of_originals: np.ndarray, sources: np.ndarray) -> np.ndarray:
+    """Group ids for a folder with augmented copies: the originals (sources == -1) keep the groups they have
+    without the copies; each copy joins its source's group (a copy whose source is missing gets its own)."""
+    orig = np.flatnonzero(sources == -1)
+    groups = np.empty(len(sources), np.int64)
+    groups[orig] = groups_of_originals
+    copies = np.flatnonzero(sources != -1)
+    groups[copies] = np.where(sources[copies] >= 0, groups[np.maximum(sources[copies], 0)],
+                              groups[orig].max(initial=-1) + 1 + np.arange(len(copies)))
+    return groups
+
+
+def copies_in(train, test, detector: Detector = Detector()) -> np.ndarray:
+    """Whether each image of `test` is an exact copy or a near-duplicate of some image of `train`."""
+    flags = np.isin(np.asarray(test.md5, dtype=object), np.asarray(train.md5, dtype=object))
+    if len(train.md5) and len(test.md5):
+        pairs, _ = detector.pairs(test, train)
+        flags[pairs[:, 0]] = True
+    return flags
+
+# The earlier detector, kept for comparison (config near_duplicate_method: phash; the pair benchmark's
+# "old" column): a 64-bit DCT hash of the resized image, near-duplicates within hash_distance bits. It misses
+# re-cropped copies (distance 6-12) and joins different patients at distance <= 4.
+
+def phash(image: np.ndarray) -> np.uint64:
+    """64-bit DCT perceptual hash of an image (any size, RGB or grey)."""
+    grey = image if image.ndim == 2 else cv2.cvtColor(image, cv2.COLOR_RGB2GRAY)
+    small = cv2.resize(grey, (32, 32), interpolation=cv2.INTER_AREA).astype(np.float32)
+    low = cv2.dct(small)[:8, :8].flatten()
+    bits = low > np.median(low[1:])  # the DC term would dominate the median
+    return np.uint64(int("".join("1" if b else "0" for b in bits), 2))
+
+
+def hash_images(images) -> np.ndarray:
+    return np.array([phash(im) for im in images], dtype=np.uint64)
+
+
+def phash_pairs(hashes: np.ndarray, distance: int) -> np.ndarray:
+    """(M, 2) pairs (i < j) whose hashes differ in at most `distance` bits. The hash is cut into distance + 1
+    bands: two hashes that close agree exactly on at least one band (pigeonhole), so only images sharing a
+    band value are compared."""
+    edges = [int(e) for e in np.linspace(0, 64, distance + 2)]
+    as_int = [int(h) for h in hashes]
+    pairs = set()
+    for lo, hi in zip(edges[:-1], edges[1:]):
+        buckets: dict[int, list[int]] = {}
+        for i, h in enumerate(as_int):
+            buckets.setdefault((h >> lo) & ((1 << (hi - lo)) - 1), []).append(i)
+        for members in buckets.values():
+            for a, i in enumerate(members):
+                for j in members[a + 1:]:
+                    if bin(as_int[i] ^ as_int[j]).count("1") <= distance:
+                        pairs.add((i, j))
+    return np.array(sorted(pairs), np.int64).reshape(-1, 2)

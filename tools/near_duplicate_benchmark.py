@@ -1,0 +1,205 @@
+"""The hand-labelled near-duplicate pair benchmark: sample pairs to label, draw them as contact sheets, and
+measure a detector against the labels.
+
+    python tools/near_duplicate_benchmark.py sample DATA data/near_duplicate_pairs.csv   # pairs to label
+    python tools/near_duplicate_benchmark.py sheets DATA data/near_duplicate_pairs.csv sheets/   # to look at
+    python tools/near_duplicate_benchmark.py measure DATA data/near_duplicate_pairs.csv  # precision, recall
+
+The CSV holds relative paths, the label (same | adjacent | different, given by looking at the pair), the
+part (choose: thresholds are picked on it; report: only measured on) and why the pair was sampled. It holds
+no image data. Sheets show pair numbers only, never a score, so that labels are not nudged by the detector.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import sys
+import time
+from pathlib import Path
+
+import cv2
+import numpy as np
+from tqdm import tqdm
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from brainmri import duplicates  # noqa: E402
+from brainmri.duplicates import phash, phash_pairs  # noqa: E402
+from brainmri.data import decode, find_images  # noqa: E402
+from brainmri.errors import UserError, cli_entry  # noqa: E402
+
+LABELS = ("same", "adjacent", "different")
+FIELDS = ("pair", "a", "b", "label", "confidence", "part", "sampled_as", "note")
+OLD_SIZE, OLD_DISTANCE = 150, 4  # the old detector: pHash of the 150 px resized image, distance <= 4
+
+
+def load(root: Path) -> tuple[list[str], list[np.ndarray], np.ndarray]:
+    items, _ = find_images(root)
+    paths = [rel for rel, _, _ in items]
+    images = [decode(root / p) for p in tqdm(paths, desc="decode", unit="img", disable=None)]
+    return paths, images, np.array(
+        [phash(cv2.resize(im, (OLD_SIZE, OLD_SIZE), interpolation=cv2.INTER_AREA)) for im in images], np.uint64)
+
+
+def hamming(a: np.uint64, b: np.uint64) -> int:
+    return bin(int(a) ^ int(b)).count("1")
+
+
+def sample(root: Path, out: Path, seed: int, per_bin: int) -> None:
+    """Pairs across verified scores, pHash distances and easy negatives, each sampled once, shuffled."""
+    paths, images, hashes = load(root)
+    canon = duplicates.canonical_slices(images)
+    pairs, scores = duplicates.scored_pairs(canon)
+    rng = np.random.default_rng(seed)
+    chosen: dict[tuple[int, int], str] = {}
+
+    def take(candidates, why: str, n: int):
+        candidates = [tuple(sorted(map(int, c))) for c in candidates if tuple(sorted(map(int, c))) not in chosen]
+        for k in rng.permutation(len(candidates))[:n]:
+            chosen[candidates[k]] = why
+
+    edges = [-1, 0.5, 0.6, 0.65, 0.7, 0.75, 0.8, 0.85, 0.9, 0.95, 1.01]
+    for lo, hi in zip(edges[:-1], edges[1:]):
+        near_threshold = 0.6 <= lo < 0.9
+        take(pairs[(scores >= lo) & (scores < hi)], f"score {lo:.2f}-{hi:.2f}", per_bin * (2 if near_threshold else 1))
+    ph = phash_pairs(hashes, 12)
+    dist = np.array([hamming(hashes[i], hashes[j]) for i, j in ph])
+    for lo, hi in ((0, 4), (5, 8), (9, 12)):
+        take(ph[(dist >= lo) & (dist <= hi)], f"phash {lo}-{hi}", per_bin)
+    random_pairs = rng.integers(0, len(paths), (per_bin * 4, 2))
+    take(random_pairs[random_pairs[:, 0] != random_pairs[:, 1]], "random", per_bin)
+    keys = list(chosen)
+    order = rng.permutation(len(keys))
+    rows = [{"pair": n, "a": paths[keys[k][0]], "b": paths[keys[k][1]], "label": "",
+             "part": "choose" if n % 2 == 0 else "report", "sampled_as": chosen[keys[k]]} for n, k in enumerate(order)]
+    write_rows(out, rows)
+    print(f"{len(rows)} pairs written to {out}")
+
+
+def write_rows(path: Path, rows: list[dict]) -> None:
+    with open(path, "w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=FIELDS)
+        w.writeheader()
+        w.writerows(rows)
+
+
+def read_rows(path: Path) -> list[dict]:
+    """The benchmark's rows; a missing file or a label outside LABELS is a one-line error."""
+    if not path.is_file():
+        raise UserError(f"pair benchmark not found: {path}")
+    with open(path, newline="") as f:
+        rows = list(csv.DictReader(f))
+    for r in rows:
+        if r["label"] and r["label"] not in LABELS:
+            raise UserError(f"{path}: pair {r['pair']} has label {r['label']!r}, not one of {', '.join(LABELS)}")
+    return rows
+
+
+def tile(image: np.ndarray, side: int) -> np.ndarray:
+    """The image fitted (aspect kept) into a side x side black square, with its size written on it."""
+    h, w = image.shape[:2]
+    f = side / max(h, w)
+    small = cv2.resize(image, (max(1, round(w * f)), max(1, round(h * f))), interpolation=cv2.INTER_AREA)
+    out = np.zeros((side, side, 3), np.uint8)
+    y, x = (side - small.shape[0]) // 2, (side - small.shape[1]) // 2
+    out[y:y + small.shape[0], x:x + small.shape[1]] = small
+    cv2.putText(out, f"{w}x{h}", (4, side - 6), cv2.FONT_HERSHEY_SIMPLEX, 0.4, (0, 200, 255), 1, cv2.LINE_AA)
+    return out
+
+
+def sheets(root: Path, csv_path: Path, out: Path, per_sheet: int, side: int) -> None:
+    """Contact sheets of `per_sheet` pairs (two pairs a row), each pair numbered, no score shown."""
+    rows = read_rows(csv_path)
+    out.mkdir(parents=True, exist_ok=True)
+    for start in range(0, len(rows), per_sheet):
+        cells = []
+        for r in rows[start:start + per_sheet]:
+            pair = np.hstack([tile(decode(root / r["a"]), side), np.full((side, 4, 3), 255, np.uint8),
+                              tile(decode(root / r["b"]), side)])
+            label = np.zeros((22, pair.shape[1], 3), np.uint8)
+            cv2.putText(label, f"pair {r['pair']}", (4, 16), cv2.FONT_HERSHEY_SIMPLEX, 0.55, (255, 255, 255), 1)
+            cells.append(np.vstack([label, pair]))
+        while len(cells) % 2:
+            cells.append(np.zeros_like(cells[0]))
+        gap = np.full((cells[0].shape[0], 16, 3), 90, np.uint8)
+        grid = np.vstack([np.hstack([cells[k], gap, cells[k + 1]]) for k in range(0, len(cells), 2)])
+        cv2.imwrite(str(out / f"sheet_{start // per_sheet:03d}.png"), cv2.cvtColor(grid, cv2.COLOR_RGB2BGR))
+    print(f"{(len(rows) + per_sheet - 1) // per_sheet} sheets in {out}")
+
+
+def precision_recall(truth: np.ndarray, said: np.ndarray) -> dict:
+    tp, fp, fn = int((truth & said).sum()), int((~truth & said).sum()), int((truth & ~said).sum())
+    return {"precision": tp / max(tp + fp, 1), "recall": tp / max(tp + fn, 1), "tp": tp, "fp": fp, "fn": fn}
+
+
+def measure(root: Path, csv_path: Path) -> dict:
+    """Precision and recall for 'same or adjacent slice' of the old and the new detector, per part."""
+    rows = [r for r in read_rows(csv_path) if r["label"]]
+    if not rows:
+        raise UserError(f"{csv_path} has no labelled pair")
+    names = sorted({p for r in rows for p in (r["a"], r["b"])})
+    index = {p: i for i, p in enumerate(names)}
+    images = [decode(root / p) for p in tqdm(names, desc="decode", unit="img", disable=None)]
+    old = [phash(cv2.resize(im, (OLD_SIZE, OLD_SIZE), interpolation=cv2.INTER_AREA)) for im in images]
+    canon = duplicates.canonical_slices(images)
+    pairs = np.array([(index[r["a"]], index[r["b"]]) for r in rows])
+    score = duplicates.verify(canon, canon, pairs)
+    old_dist = np.array([hamming(old[i], old[j]) for i, j in pairs])
+    truth = np.array([r["label"] in ("same", "adjacent") for r in rows])
+    same = np.array([r["label"] == "same" for r in rows])
+    out = {}
+    for part in ("choose", "report"):
+        sel = np.array([r["part"] == part for r in rows])
+        out[part] = {"pairs": int(sel.sum()), "positives": int(truth[sel].sum()),
+                     "same_slice": int(same[sel].sum()),
+                     "old_phash_le_4": precision_recall(truth[sel], old_dist[sel] <= OLD_DISTANCE),
+                     "new": precision_recall(truth[sel], score[sel] >= duplicates.SAME_OR_ADJACENT),
+                     "new_same_slice_only": precision_recall(same[sel], score[sel] >= duplicates.SAME_SLICE)}
+    out["scores"] = {r["pair"]: float(s) for r, s in zip(rows, score)}
+    return out
+
+
+def parse_args(argv):
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = p.add_subparsers(dest="command", required=True)
+    s = sub.add_parser("sample")
+    s.add_argument("data")
+    s.add_argument("csv")
+    s.add_argument("--seed", type=int, default=0)
+    s.add_argument("--per-bin", type=int, default=24)
+    s = sub.add_parser("sheets")
+    s.add_argument("data")
+    s.add_argument("csv")
+    s.add_argument("out")
+    s.add_argument("--per-sheet", type=int, default=8)
+    s.add_argument("--side", type=int, default=256)
+    s = sub.add_parser("measure")
+    s.add_argument("data")
+    s.add_argument("csv")
+    return p.parse_args(argv)
+
+
+@cli_entry
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    if args.command == "sample":
+        sample(Path(args.data), Path(args.csv), args.seed, args.per_bin)
+    elif args.command == "sheets":
+        sheets(Path(args.data), Path(args.csv), Path(args.out), args.per_sheet, args.side)
+    else:
+        start = time.perf_counter()
+        result = measure(Path(args.data), Path(args.csv))
+        for part in ("choose", "report"):
+            r = result[part]
+            print(f"{part}: {r['pairs']} pairs, {r['positives']} same or adjacent ({r['same_slice']} same)")
+            for name in ("old_phash_le_4", "new", "new_same_slice_only"):
+                m = r[name]
+                print(f"  {name:20} precision {m['precision']:.3f} recall {m['recall']:.3f} "
+                      f"(tp {m['tp']}, fp {m['fp']}, fn {m['fn']})")
+        print(f"({time.perf_counter() - start:.1f} s)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
