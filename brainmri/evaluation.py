@@ -351,9 +351,9 @@ def write_report_md(out: Path, run_dir: Path | None, sections: list[dict], label
                   f"| accuracy, images without | {format_accuracy(clean)} |",
                   *(f"| accuracy, {pl} slices | {format_accuracy(v)} |" for pl, v in s.get("per_plane", {}).items()), "",
                   f"The intervals resample whole near-duplicate groups ({s['groups']} groups for {s['images']} "
-                  f"images), since copies of one scan are right or wrong together. Resampling single images "
-                  f"would give accuracy {ilo:.4f}-{ihi:.4f} and macro F1 {iflo:.4f}-{ifhi:.4f}, too narrow when "
-                  f"groups hold several images: [confidence_intervals.csv]({s['folder']}/confidence_intervals.csv).",
+                  f"images), since copies of one scan are right or wrong together. Resampling single images, as if "
+                  f"near-duplicates were independent, gives accuracy {ilo:.4f}-{ihi:.4f} and macro F1 "
+                  f"{iflo:.4f}-{ifhi:.4f}: [confidence_intervals.csv]({s['folder']}/confidence_intervals.csv).",
                   "",
                   (folder / f"report_{s['model']}.md").read_text(), "",
                   f"Per-fold reports: {', '.join(f'[{n}](' + s['folder'] + f'/report_{n}.md)' for n in s['folds'])}; "
