@@ -101,10 +101,11 @@ def write_test_predictions(path: Path, paths, labels, p_tumor, threshold: float,
     fold_p = fold_p or {}
     with open(path, "w", newline="") as f:
         w = csv.writer(f)
-        w.writerow(["path", "true", "p_tumor", "pred", "near_duplicate_in_training", *[f"p_tumor_fold{k}" for k in fold_p]])
+        w.writerow(["path", "true", "p_tumor", "pred", "near_duplicate_in_training",
+                    *[f"p_tumor_fold{k}" for k in fold_p]])
         for i, (p, y, pt, c) in enumerate(zip(paths, labels, p_tumor, copies)):
-            w.writerow([p, "tumor" if y else "no_tumor", f"{pt:.6f}", "tumor" if pt >= threshold else "no_tumor", int(c),
-                        *[f"{q[i]:.6f}" for q in fold_p.values()]])
+            w.writerow([p, "tumor" if y else "no_tumor", f"{pt:.6f}", "tumor" if pt >= threshold else "no_tumor",
+                        int(c), *[f"{q[i]:.6f}" for q in fold_p.values()]])
 
 
 def _fmt(v) -> str:
@@ -143,7 +144,8 @@ def _per_fold_table(per_fold: list[dict]) -> list[str]:
         lines.append(f"| {r['fold']} | {r['threshold']:.4f} | {_fmt(m['accuracy'])} | {_fmt(m['sensitivity'])} | "
                      f"{_fmt(m['specificity'])} | {_fmt(h['sensitivity'])} | {_fmt(h['specificity'])} |")
     mean = _mean_of_folds(per_fold)
-    lines.append(f"| mean | | {_fmt(mean['accuracy'])} | {_fmt(mean['sensitivity'])} | {_fmt(mean['specificity'])} | | |")
+    lines.append(f"| mean | | {_fmt(mean['accuracy'])} | {_fmt(mean['sensitivity'])} | "
+                 f"{_fmt(mean['specificity'])} | | |")
     return lines
 
 
@@ -189,7 +191,8 @@ def write_report(out: Path, task: str, test_name: str, paths, labels, fold_p: di
     threshold = float(np.mean([thresholds[k] for k in fold_p]))
     at_threshold = binary_metrics(labels, p_tumor, threshold)
     clean = binary_metrics(labels[~copies], p_tumor[~copies], threshold) if copies.any() and (~copies).any() else None
-    per_fold = [{"fold": k, "threshold": thresholds[k], "at_validation_threshold": binary_metrics(labels, p, thresholds[k]),
+    per_fold = [{"fold": k, "threshold": thresholds[k],
+                 "at_validation_threshold": binary_metrics(labels, p, thresholds[k]),
                  "at_0.5": binary_metrics(labels, p, 0.5)} for k, p in fold_p.items()]
     summary = {"task": task, "test_set": test_name, "threshold_rule": THRESHOLD_RULE, "other_source": other_source,
                "at_validation_threshold": at_threshold, "at_0.5": binary_metrics(labels, p_tumor, 0.5),
