@@ -1,5 +1,6 @@
 """Tumor (glioma + meningioma + pituitary) vs no tumor: one sigmoid unit, binary cross-entropy, class weights,
-the decision threshold chosen on validation data, sensitivity/specificity/AUC on the test images.
+the decision threshold chosen on validation data (each fold model's on its own validation images; the
+ensemble's is their mean), sensitivity/specificity/AUC on the test images (at that threshold and at 0.5).
 
     python binary_task.py split                          # (2) train and test on a split of the dataset
     python binary_task.py split --set split=random       #     ... with the study's plain random split
@@ -66,7 +67,7 @@ def fold_models(run):
 
 
 def own_test_set(run, prepared):
-    """The run's test images (roles 'test'), the fold ensemble's P(tumor), near-duplicate flags."""
+    """The run's test images (roles 'test'), each fold model's P(tumor), near-duplicate flags."""
     import numpy as np
 
     from brainmri.evaluation import duplicate_flags_from_splits, predict
@@ -74,7 +75,7 @@ def own_test_set(run, prepared):
 
     idx = np.flatnonzero(prepared.roles[:, 0] == "test")
     loaded = fold_models(run)
-    p = np.mean([predict(m, prepared.ds.images[idx], 32)[:, 1] for m in loaded.values()], axis=0)
+    p = {k: predict(m, prepared.ds.images[idx], 32)[:, 1] for k, m in loaded.items()}
     paths = [prepared.ds.paths[i] for i in idx]
     copies = duplicate_flags_from_splits(read_splits(run / "splits.csv"), paths, sorted(loaded))
     root = prepared.ds.root
@@ -82,7 +83,7 @@ def own_test_set(run, prepared):
 
 
 def external_test_set(run, prepared, folder, cfg):
-    """The external images, the ensemble's P(tumor), and which are copies of images used in training."""
+    """The external images, each fold model's P(tumor), and which are copies of images used in training."""
     import numpy as np
 
     from brainmri.binary import load_external
@@ -93,7 +94,7 @@ def external_test_set(run, prepared, folder, cfg):
     trained = np.isin(prepared.roles, ["train"]).any(1)
     copies = duplicate_flags_external(prepared.ds, trained, ext, Detector.of(cfg))
     loaded = fold_models(run)
-    p = np.mean([predict(m, ext.images, 32)[:, 1] for m in loaded.values()], axis=0)
+    p = {k: predict(m, ext.images, 32)[:, 1] for k, m in loaded.items()}
     return ext.paths, [Path(folder) / q for q in ext.paths], ext.labels, p, copies
 
 
@@ -108,25 +109,29 @@ def main(argv=None) -> int:
         from brainmri.binary import load_external
 
         load_external(args.external_test, 32)  # its errors before any training (decoded again at full size)
+    import numpy as np
+
     from brainmri import training
-    from brainmri.binary import choose_threshold, validation_predictions, write_report
+    from brainmri.binary import fold_thresholds, write_report
 
     run = runs.start_run(cfg)
     prepared = pipeline.prepare(cfg, run)
     training.run_folds(cfg, prepared.ds, prepared.roles, run)
     if args.task == "external":
-        paths, files, labels, p, copies = external_test_set(run, prepared, args.external_test, cfg)
+        paths, files, labels, fold_p, copies = external_test_set(run, prepared, args.external_test, cfg)
         name = f"external folder {args.external_test}"
     else:
-        paths, files, labels, p, copies = own_test_set(run, prepared)
+        paths, files, labels, fold_p, copies = own_test_set(run, prepared)
         name = {"split": f"{cfg.test_fraction:.0%} hold-out ({cfg.split} split)",
                 "external-only": f"{cfg.test_fraction:.0%} hold-out of {cfg.data_dir} ({cfg.split} split)",
                 "planes": f"{'+'.join(cfg.test_planes)} slices (trained on {'+'.join(cfg.train_planes)})"}[args.task]
-    threshold = choose_threshold(*validation_predictions(run))
     notes = [f"{cfg.backbone}, {cfg.image_size} px, weights {cfg.weights}, {cfg.epochs} epochs, {cfg.folds}-fold "
-             f"ensemble, class weights {cfg.class_weight}; threshold chosen on the out-of-fold validation predictions"]
-    summary = write_report(run / "binary", args.task, name, paths, labels, p, copies, threshold, notes)
+             f"ensemble, class weights {cfg.class_weight}; each fold model's threshold chosen on its own validation "
+             "predictions, the ensemble's is their mean"]
+    summary = write_report(run / "binary", args.task, name, paths, labels, fold_p, copies, fold_thresholds(run), notes,
+                           other_source=args.task == "external")
     m = summary["at_validation_threshold"]
+    threshold, p = m["threshold"], np.mean(list(fold_p.values()), axis=0)
     runs.log.info("binary task %s on %s: AUC %s, accuracy %.4f, sensitivity %s, specificity %s at threshold %.3f; "
                   "%d test images have a near-duplicate in training", args.task, name,
                   "n/a" if m["auc"] is None else f"{m['auc']:.4f}", m["accuracy"], m["sensitivity"],

@@ -51,7 +51,7 @@ def open_target(target: Path):
 
 
 def run_test_sets(run_dir, cfg, classes, loaded, args):
-    """(name, paths, labels, images, near-duplicate flags, planes) for each test set asked for."""
+    """(name, paths, labels, images, near-duplicate flags, planes, near-duplicate groups) for each test set."""
     import numpy as np
 
     from brainmri import evaluation
@@ -72,9 +72,10 @@ def run_test_sets(run_dir, cfg, classes, loaded, args):
         idx = np.flatnonzero(test)
         paths = [train_ds.paths[i] for i in idx]
         plane_of = dict(zip(splits["paths"], splits["planes"]))
+        group_of = dict(zip(splits["paths"], splits["groups"]))
         sets.append(("test", paths, train_ds.labels[idx], train_ds.images[idx],
                      evaluation.duplicate_flags_from_splits(splits, paths, sorted(loaded)),
-                     [plane_of[p] for p in paths]))
+                     [plane_of[p] for p in paths], np.array([group_of[p] for p in paths])))
     if args.test_dir:
         ext = load_dataset(args.test_dir, size)
         if binary:  # any two folders, such as yes/ and no/
@@ -94,7 +95,7 @@ def run_test_sets(run_dir, cfg, classes, loaded, args):
             planes = [known.get(p, "") for p in ext.paths]
         else:
             planes = [""] * len(ext.paths)
-        sets.append(("external", ext.paths, labels, ext.images, flags, planes))
+        sets.append(("external", ext.paths, labels, ext.images, flags, planes, external_groups(ext, cfg)))
     return sets
 
 
@@ -123,13 +124,15 @@ def main(argv=None) -> int:
     formats = ("png", "pdf") if args.pdf else ("png",)
     batch = cfg.batch_size if cfg else 32
     sections = []
-    for name, paths, labels, images, flags, planes in test_sets:
+    for name, paths, labels, images, flags, planes, groups in test_sets:
         preds = [evaluation.Predictions(f"fold{k}", paths, labels, evaluation.predict(m, images, batch, args.tta))
                  for k, m in loaded.items()]
-        summary = evaluation.evaluate_test_set(name, out / name, preds, flags, images, classes, formats, planes)
+        summary = evaluation.evaluate_test_set(name, out / name, preds, flags, images, classes, formats, planes,
+                                               groups)
         sections.append({**summary, "folder": name})
-        log.info("%s: %s accuracy %.4f (95%% CI %.4f-%.4f), mean of folds %.4f; with a near-duplicate in training "
-                 "%s, without %s", name, summary["model"], summary["accuracy"], *summary["accuracy_ci95"],
+        log.info("%s: %s accuracy %.4f (95%% CI %.4f-%.4f over %d near-duplicate groups), mean of folds %.4f; with a "
+                 "near-duplicate in training %s, without %s", name, summary["model"], summary["accuracy"],
+                 *summary["accuracy_ci95_groups"], summary["groups"],
                  summary["mean_fold_accuracy"], evaluation.format_accuracy(summary["with_near_duplicate_in_training"]),
                  evaluation.format_accuracy(summary["without_near_duplicate_in_training"]))
         if summary["per_plane"]:
@@ -139,6 +142,14 @@ def main(argv=None) -> int:
     report = evaluation.write_report_md(out, run_dir, sections, label_errors, notes)
     log.info("report: %s", report)
     return 0
+
+
+def external_groups(ext, cfg):
+    """Near-duplicate groups of an external folder, by the same hashing as the training data's groups."""
+    from brainmri.audit import group_images, hash_images
+    from brainmri.config import Config
+
+    return group_images(hash_images(ext.images), ext.md5, (cfg or Config()).hash_distance)
 
 
 def write_label_errors(run_dir: Path, cfg, classes, out: Path, formats) -> list[dict]:

@@ -1,6 +1,19 @@
 """Tumor vs no tumor, read as a clinician would: threshold chosen on validation data, then sensitivity,
 specificity, predictive values and ROC AUC on the test images (all of them, and those with no copy in
-training), and an external folder whose class folders may be called yes/no or tumor/no_tumor."""
+training), and an external folder whose class folders may be called yes/no or tumor/no_tumor.
+
+Thresholds. A threshold is chosen on the outputs it will be applied to, from images the model never trained
+on. Each fold model gets its own (Youden, on its own validation images) and is scored at it on the test images:
+the per-fold rows are the honest figures for "one model with a validation-chosen threshold". The fold
+ensemble (mean P(tumor)) has no such outputs to choose on: every validation image trained the other folds, and
+the pooled single-model outputs are distributed differently from their mean. So the ensemble is cut at the
+mean of the fold thresholds, which calls a tumor exactly when the fold models' margins above their own
+thresholds, p_k - t_k, average to >= 0: no threshold is tuned on ensemble outputs.
+
+A threshold does not transfer across sources: on another scanner or preprocessing, P(tumor) is distributed
+differently. (Measured on an external yes/no folder: the validation threshold 0.87 found 8% of its tumors,
+0.5 found 39%.) Reports on an external folder say so and show both operating points side by side.
+"""
 
 from __future__ import annotations
 
@@ -59,71 +72,134 @@ def binary_metrics(labels: np.ndarray, p_tumor: np.ndarray, threshold: float) ->
             "tp": tp, "tn": tn, "fp": fp, "fn": fn}
 
 
+def _read_validation(path: Path) -> tuple[np.ndarray, np.ndarray]:
+    with open(path, newline="") as f:
+        rows = list(csv.DictReader(f))
+    return np.array([int(r["true"] == "tumor") for r in rows]), np.array([float(r["p_tumor"]) for r in rows])
+
+
 def validation_predictions(run_dir: Path) -> tuple[np.ndarray, np.ndarray]:
     """Out-of-fold validation labels and P(tumor), pooled over the finished folds."""
-    labels, probs = [], []
-    for path in sorted(run_dir.glob("fold*/val_predictions.csv")):
-        with open(path, newline="") as f:
-            for r in csv.DictReader(f):
-                labels.append(int(r["true"] == "tumor"))
-                probs.append(float(r["p_tumor"]))
-    if not labels:
+    per_fold = [_read_validation(p) for p in sorted(run_dir.glob("fold*/val_predictions.csv"))]
+    if not per_fold:
         raise UserError(f"{run_dir} has no validation predictions (fold*/val_predictions.csv)")
-    return np.array(labels), np.array(probs)
+    return np.concatenate([y for y, _ in per_fold]), np.concatenate([p for _, p in per_fold])
 
 
-def write_test_predictions(path: Path, paths, labels, p_tumor, threshold: float, copies) -> None:
+def fold_thresholds(run_dir: Path) -> dict[int, float]:
+    """Each fold model's threshold, chosen on its own validation predictions (see the module docstring)."""
+    out = {int(p.parent.name[4:]): choose_threshold(*_read_validation(p))
+           for p in sorted(run_dir.glob("fold*/val_predictions.csv")) if p.parent.name[4:].isdigit()}
+    if not out:
+        raise UserError(f"{run_dir} has no validation predictions (fold*/val_predictions.csv)")
+    return out
+
+
+def write_test_predictions(path: Path, paths, labels, p_tumor, threshold: float, copies,
+                           fold_p: dict[int, np.ndarray] | None = None) -> None:
+    """One row per image: the ensemble's P(tumor) and call, then each fold model's P(tumor)."""
+    fold_p = fold_p or {}
     with open(path, "w", newline="") as f:
         w = csv.writer(f)
-        w.writerow(["path", "true", "p_tumor", "pred", "near_duplicate_in_training"])
-        for p, y, pt, c in zip(paths, labels, p_tumor, copies):
-            w.writerow([p, "tumor" if y else "no_tumor", f"{pt:.6f}", "tumor" if pt >= threshold else "no_tumor", int(c)])
+        w.writerow(["path", "true", "p_tumor", "pred", "near_duplicate_in_training",
+                    *[f"p_tumor_fold{k}" for k in fold_p]])
+        for i, (p, y, pt, c) in enumerate(zip(paths, labels, p_tumor, copies)):
+            w.writerow([p, "tumor" if y else "no_tumor", f"{pt:.6f}", "tumor" if pt >= threshold else "no_tumor",
+                        int(c), *[f"{q[i]:.6f}" for q in fold_p.values()]])
 
 
 def _fmt(v) -> str:
     return "n/a" if v is None else f"{v:.4f}"
 
 
-def report_markdown(task: str, test_name: str, at_threshold: dict, at_half: dict, clean: dict | None,
-                    copies: int, notes: list[str]) -> str:
+TRANSFER_WARNING = (
+    "**A threshold does not transfer across sources.** These images come from another source than the training "
+    "data; the model's P(tumor) is distributed differently there, so the threshold chosen on validation images of "
+    "the training source can sit far from a useful one. Both operating points are shown side by side: where they "
+    "differ much, trust neither. The ROC AUC judges the ranking alone; to use the model on this source, choose a "
+    "threshold on labelled images from it.")
+
+
+def _side_by_side(at_t: dict, at_half: dict) -> list[str]:
+    """The metrics at the validation threshold and at 0.5, as table rows."""
+    def both(key):
+        return f"{_fmt(at_t[key])} | {_fmt(at_half[key])}"
+
+    def confusion(m):
+        return f"{m['tp']}, {m['fn']}, {m['fp']}, {m['tn']}"
+
+    return [f"| | at the validation threshold ({at_t['threshold']:.4f}) | at 0.5 |", "|---|---|---|",
+            f"| accuracy | {both('accuracy')} |", f"| sensitivity (tumors found) | {both('sensitivity')} |",
+            f"| specificity (no-tumor scans cleared) | {both('specificity')} |",
+            f"| positive predictive value | {both('ppv')} |", f"| negative predictive value | {both('npv')} |",
+            f"| confusion: TP, FN, FP, TN | {confusion(at_t)} | {confusion(at_half)} |"]
+
+
+def _per_fold_table(per_fold: list[dict]) -> list[str]:
+    """Each fold model on the test images at its own validation threshold (and at 0.5)."""
+    lines = ["| fold | its validation threshold | accuracy | sensitivity | specificity | sensitivity at 0.5 | "
+             "specificity at 0.5 |", "|---|---|---|---|---|---|---|"]
+    for r in per_fold:
+        m, h = r["at_validation_threshold"], r["at_0.5"]
+        lines.append(f"| {r['fold']} | {r['threshold']:.4f} | {_fmt(m['accuracy'])} | {_fmt(m['sensitivity'])} | "
+                     f"{_fmt(m['specificity'])} | {_fmt(h['sensitivity'])} | {_fmt(h['specificity'])} |")
+    mean = _mean_of_folds(per_fold)
+    lines.append(f"| mean | | {_fmt(mean['accuracy'])} | {_fmt(mean['sensitivity'])} | "
+                 f"{_fmt(mean['specificity'])} | | |")
+    return lines
+
+
+def report_markdown(task: str, test_name: str, summary: dict) -> str:
+    at_threshold, clean, copies = summary["at_validation_threshold"], summary["without_copies_in_training"], \
+        summary["near_duplicates_in_training"]
     rows = [("images (tumor / no tumor)", f"{at_threshold['images']} ({at_threshold['tumor']} / {at_threshold['no_tumor']})"),
-            ("ROC AUC", _fmt(at_threshold["auc"])),
-            ("threshold on P(tumor), chosen on validation (Youden)", f"{at_threshold['threshold']:.4f}"),
-            ("accuracy at that threshold", _fmt(at_threshold["accuracy"])),
-            ("sensitivity (tumors found)", _fmt(at_threshold["sensitivity"])),
-            ("specificity (no-tumor scans cleared)", _fmt(at_threshold["specificity"])),
-            ("positive / negative predictive value", f"{_fmt(at_threshold['ppv'])} / {_fmt(at_threshold['npv'])}"),
-            ("confusion: TP, FN, FP, TN", f"{at_threshold['tp']}, {at_threshold['fn']}, {at_threshold['fp']}, {at_threshold['tn']}"),
-            ("accuracy at 0.5 (for comparison)", _fmt(at_half["accuracy"])),
+            ("ROC AUC (fold ensemble)", _fmt(at_threshold["auc"])),
             ("test images with a near-duplicate in training", str(copies))]
     if clean is None and copies:
         rows += [("images without a copy in training", "none: every test image has a copy in training")]
     if clean is not None:
-        rows += [("accuracy / sensitivity / specificity, images without a copy in training",
+        rows += [("accuracy / sensitivity / specificity at the validation threshold, images without a copy in training",
                   f"{_fmt(clean['accuracy'])} / {_fmt(clean['sensitivity'])} / {_fmt(clean['specificity'])} "
                   f"({clean['images']} images)")]
-    lines = [f"# Binary task: {task}", "", *(f"> {n}" for n in notes), "", f"## Test set: {test_name}", "",
+    lines = [f"# Binary task: {task}", "", *(f"> {n}" for n in summary["notes"]), "", f"## Test set: {test_name}", "",
+             *([f"> {TRANSFER_WARNING}", ""] if summary["other_source"] else []),
              "| | value |", "|---|---|", *(f"| {a} | {b} |" for a, b in rows), "",
+             f"**Fold ensemble** (mean P(tumor) of the fold models), cut at {summary['threshold_rule']}:", "",
+             *_side_by_side(at_threshold, summary["at_0.5"]), "",
+             "**Each fold model** at the threshold chosen on its own validation images:", "",
+             *_per_fold_table(summary["per_fold"]), "",
              "![ROC](figures/roc.png)", "", "Every prediction: [test_predictions.csv](test_predictions.csv); "
              "misclassified: [misclassified.csv](misclassified.csv); Grad-CAM maps of the evidence for 'tumor' in "
-             "the misclassified images (fold 0's model, captions at this threshold): `../gradcam/`.", ""]
+             "the misclassified images (fold 0's model, captions at the ensemble threshold): `../gradcam/`.", ""]
     return "\n".join(lines)
 
 
-def write_report(out: Path, task: str, test_name: str, paths, labels, p_tumor, copies, threshold: float,
-                 notes: list[str]) -> dict:
-    """binary_summary.json, report.md, test_predictions.csv, misclassified.csv and the ROC figure."""
+THRESHOLD_RULE = ("the mean of the fold models' own validation thresholds (a tumor when their margins above their "
+                  "own thresholds average to >= 0; no threshold is tuned on ensemble outputs, which have no "
+                  "out-of-fold validation values)")
+
+
+def write_report(out: Path, task: str, test_name: str, paths, labels, fold_p: dict[int, np.ndarray], copies,
+                 thresholds: dict[int, float], notes: list[str], other_source: bool = False) -> dict:
+    """binary_summary.json, report.md, test_predictions.csv, misclassified.csv and the ROC figure, for the
+    fold models' P(tumor) on the test images (`fold_p`) and their own validation thresholds (`thresholds`)."""
     from . import plots
 
     out.mkdir(parents=True, exist_ok=True)
     copies = np.asarray(copies, bool)
+    p_tumor = np.mean(list(fold_p.values()), axis=0)
+    threshold = float(np.mean([thresholds[k] for k in fold_p]))
     at_threshold = binary_metrics(labels, p_tumor, threshold)
-    at_half = binary_metrics(labels, p_tumor, 0.5)
     clean = binary_metrics(labels[~copies], p_tumor[~copies], threshold) if copies.any() and (~copies).any() else None
-    summary = {"task": task, "test_set": test_name, "at_validation_threshold": at_threshold, "at_0.5": at_half,
+    per_fold = [{"fold": k, "threshold": thresholds[k],
+                 "at_validation_threshold": binary_metrics(labels, p, thresholds[k]),
+                 "at_0.5": binary_metrics(labels, p, 0.5)} for k, p in fold_p.items()]
+    summary = {"task": task, "test_set": test_name, "threshold_rule": THRESHOLD_RULE, "other_source": other_source,
+               "at_validation_threshold": at_threshold, "at_0.5": binary_metrics(labels, p_tumor, 0.5),
+               "per_fold": per_fold, "per_fold_mean": _mean_of_folds(per_fold),
                "without_copies_in_training": clean, "near_duplicates_in_training": int(copies.sum()), "notes": notes}
     (out / "binary_summary.json").write_text(json.dumps(summary, indent=2))
-    write_test_predictions(out / "test_predictions.csv", paths, labels, p_tumor, threshold, copies)
+    write_test_predictions(out / "test_predictions.csv", paths, labels, p_tumor, threshold, copies, fold_p)
     wrong = np.flatnonzero((p_tumor >= threshold).astype(int) != labels)
     with open(out / "misclassified.csv", "w", newline="") as f:
         w = csv.writer(f)
@@ -133,6 +209,14 @@ def write_report(out: Path, task: str, test_name: str, paths, labels, p_tumor, c
                         f"{p_tumor[i]:.4f}"])
     if at_threshold["auc"] is not None:
         plots.binary_roc(labels, p_tumor, threshold, out / "figures" / "roc", f"{task}: {test_name}")
-    (out / "report.md").write_text(report_markdown(task, test_name, at_threshold, at_half, clean, int(copies.sum()),
-                                                   notes))
+    (out / "report.md").write_text(report_markdown(task, test_name, summary))
     return summary
+
+
+def _mean_of_folds(per_fold: list[dict]) -> dict:
+    """Mean over the fold models of accuracy, sensitivity and specificity at their own thresholds."""
+    out = {}
+    for key in ("accuracy", "sensitivity", "specificity"):
+        vals = [r["at_validation_threshold"][key] for r in per_fold if r["at_validation_threshold"][key] is not None]
+        out[key] = float(np.mean(vals)) if vals else None
+    return out

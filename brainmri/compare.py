@@ -66,8 +66,23 @@ def inference_ms(model, images: np.ndarray, repeats: int = 5) -> float:
     return 1000 * float(np.median(times)) / len(images)
 
 
-def run_row(name: str, run_dir: Path, batch: int = 32) -> tuple[dict, dict[int, float]]:
-    """The table row of one finished run, and its validation accuracy per fold."""
+def fold_accuracies(run_dir: Path, folds) -> dict[str, dict[int, float]]:
+    """Per-fold accuracies a comparison may rest on: the test accuracy (when every fold has test predictions)
+    and the validation accuracy at the last epoch. Never the best epoch's validation accuracy: the checkpoint
+    was chosen on it, so it is biased upward, more for longer or noisier training."""
+    from .training import read_history
+
+    out = {"last_epoch_val_accuracy": {int(k): read_history(run_dir / f"fold{k}" / "history.csv")[-1]["val_accuracy"]
+                                       for k in folds}}
+    files = {int(k): run_dir / f"fold{k}" / "test_predictions.csv" for k in folds}
+    if all(f.is_file() for f in files.values()):
+        out["test_accuracy"] = {k: float(np.mean([r["true"] == r["pred"] for r in _read_csv(f)]))
+                                for k, f in files.items()}
+    return out
+
+
+def run_row(name: str, run_dir: Path, batch: int = 32) -> tuple[dict, dict[str, dict[int, float]]]:
+    """The table row of one finished run, and its per-fold accuracies by basis (see fold_accuracies)."""
     from .models import count_params, load_model, set_trainable
 
     summary_path = run_dir / "cv_summary.json"
@@ -90,18 +105,29 @@ def run_row(name: str, run_dir: Path, batch: int = 32) -> tuple[dict, dict[int, 
     val_rows = [r for k in folds for r in _read_csv(run_dir / f"fold{k}" / "val_predictions.csv")]
     test_files = [run_dir / f"fold{k}" / "test_predictions.csv" for k in folds]
     test_recall = [per_class_recall(_read_csv(f), classes) for f in test_files if f.is_file()]
+    per_fold = fold_accuracies(run_dir, folds)
+    test_acc = list(per_fold.get("test_accuracy", {}).values())
+    last_acc = list(per_fold["last_epoch_val_accuracy"].values())
     row = {"variant": name, "backbone": cfg.backbone, "image_size": cfg.image_size, "folds": len(folds),
            "params_total": params["total"], "params_trainable": params["trainable"],
            "val_accuracy_mean": summary["mean"]["val_accuracy"], "val_accuracy_std": summary["std"]["val_accuracy"],
            "val_f1_mean": summary["mean"].get("val_f1", float("nan")),
            "val_f1_std": summary["std"].get("val_f1", float("nan")),
-           "test_accuracy_mean": summary["mean"].get("test_accuracy", float("nan")),
+           "test_accuracy_mean": float(np.mean(test_acc)) if test_acc else float("nan"),
+           "test_accuracy_std": _std(test_acc), "last_epoch_val_accuracy_mean": float(np.mean(last_acc)),
+           "last_epoch_val_accuracy_std": _std(last_acc),
            "seconds_per_epoch": sum(d["fit_seconds"] for d in done) / max(epochs, 1),
            "inference_ms_per_image": ms, "model_mb": model_path.stat().st_size / 2**20, "run": str(run_dir)}
     row.update({f"val_recall_{c}": v for c, v in per_class_recall(val_rows, classes).items()})
     if test_recall:
         row.update({f"test_recall_{c}": float(np.mean([r[c] for r in test_recall])) for c in classes})
-    return row, {int(k): float(summary["per_fold"][str(k)]["val_accuracy"]) for k in folds}
+    return row, per_fold
+
+
+def _std(values: list[float]) -> float:
+    if not values:
+        return float("nan")
+    return float(np.std(values, ddof=1)) if len(values) > 1 else 0.0  # as the CV summary has it
 
 
 def same_folds(reference_run: Path, run: Path) -> bool:
@@ -151,10 +177,14 @@ def compare_runs(runs: dict[str, Path], reference: str, out: Path, formats=("png
         row, accs[name] = run_row(name, run)
         row["same_folds_as_reference"] = same_folds(runs[reference], run)
         rows.append(row)
+    # held-out test accuracy where every run has it, else a fixed (the last) epoch's validation accuracy
+    basis = "test_accuracy" if all("test_accuracy" in a for a in accs.values()) else "last_epoch_val_accuracy"
     ratio = val_over_train(runs[reference])
     for row in rows:
+        row["comparison_basis"] = basis
         if row["variant"] != reference:
-            row["vs_reference"] = paired_test(accs[row["variant"]], accs[reference], ratio)
+            row["vs_reference"] = {**paired_test(accs[row["variant"]][basis], accs[reference][basis], ratio),
+                                   "basis": basis}
     write_table(rows, reference, out)
     curves = {}
     for name, run in runs.items():
@@ -177,23 +207,39 @@ def write_table(rows: list[dict], reference: str, out: Path) -> None:
     (out / "comparison.md").write_text(table_markdown(rows, reference))
 
 
+BASIS_TEXT = {
+    "test_accuracy": ("test accuracy", "test accuracy of each fold model on the held-out test set (with the same "
+                      "folds, the same images for every fold and variant). The folds differ in their training data "
+                      "but share that one test set, so the p-value covers training variation, not the sampling of "
+                      "test images (evaluate.py's group-bootstrap intervals do)"),
+    "last_epoch_val_accuracy": ("val accuracy, last epoch", "validation accuracy at the last epoch (a fixed epoch, "
+                                "not chosen on these images), since not every run has a test set"),
+}
+
+
 def table_markdown(rows: list[dict], reference: str) -> str:
     recall_keys = [k for k in rows[0] if k.startswith("val_recall_")]
-    lines = ["| variant | params (trainable) | val accuracy | val macro F1 | test accuracy | "
-             + " | ".join(f"val recall {k[11:]}" for k in recall_keys)
-             + " | s/epoch | ms/image | MB | vs " + reference + " (p, corrected) | same folds |",
-             "|---" * (10 + len(recall_keys)) + "|"]
+    short, long = BASIS_TEXT[rows[0]["comparison_basis"]]
+    lines = ["| variant | params (trainable) | val accuracy, best epoch: selection (optimistic) | val macro F1, best "
+             "epoch: selection (optimistic) | test accuracy | val accuracy, last epoch | "
+             + " | ".join(f"val recall {k[11:]} (selection)" for k in recall_keys)
+             + f" | s/epoch | ms/image | MB | vs {reference}: difference in {short} (p, corrected) | same folds |",
+             "|---" * (11 + len(recall_keys)) + "|"]
     for r in rows:
         vs = r.get("vs_reference")
         diff = "reference" if vs is None else f"{vs['mean_difference']:+.4f} (p {_p(vs['p_corrected_t'])})"
         lines.append(
             f"| {r['variant']} | {r['params_total']:,} ({r['params_trainable']:,}) | "
             f"{r['val_accuracy_mean']:.4f} ± {r['val_accuracy_std']:.4f} | {_num(r['val_f1_mean'])} | "
-            f"{_num(r['test_accuracy_mean'])} | " + " | ".join(_num(r[k]) for k in recall_keys)
+            f"{_num(r['test_accuracy_mean'])} | {_num(r['last_epoch_val_accuracy_mean'])} | "
+            + " | ".join(_num(r[k]) for k in recall_keys)
             + f" | {r['seconds_per_epoch']:.1f} | {r['inference_ms_per_image']:.2f} | {r['model_mb']:.1f} | {diff} | "
             f"{'yes' if r['same_folds_as_reference'] else 'NO'} |")
     k = rows[0]["folds"]
-    lines += ["", f"Mean ± std over {k} folds. The paired test compares fold by fold with the reference; with "
+    lines += ["", f"Compared on: {long}.", "",
+              "The best-epoch validation columns are what each fold's checkpoint was selected on: biased upward "
+              "(more so with more epochs or noisier curves), shown for reference, not used for the comparison.", "",
+              f"Mean ± std over {k} folds. The paired test compares fold by fold with the reference; with "
               f"{k} folds it decides little: a p-value above 0.05 means 'not shown', not 'equal', and the "
               "corrected test (Nadeau & Bengio) allows for the folds sharing training images."]
     return "\n".join(lines) + "\n"

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from sklearn.metrics import accuracy_score, classification_report, f1_score
+from sklearn.metrics import accuracy_score, classification_report, f1_score, precision_recall_fscore_support
 
 from .errors import UserError
 from .planes import PLANES
@@ -30,10 +30,19 @@ class Predictions:
 
 
 def report_dict(p: Predictions, classes) -> dict:
-    """scikit-learn's classification report (precision, recall, F1, support per class), class names."""
+    """scikit-learn's classification report (precision, recall, F1, support per class), class names. Every
+    class of the model gets a row, but the macro average is over the classes present in the test labels
+    (its "classes" says how many): a class with no test image would count as 0 and halve the macro F1 of a
+    2-class external set that is classified without error."""
     labels = list(range(len(classes)))
-    return classification_report(p.labels, p.pred, labels=labels, target_names=list(classes), output_dict=True,
-                                 zero_division=0)
+    report = classification_report(p.labels, p.pred, labels=labels, target_names=list(classes), output_dict=True,
+                                   zero_division=0)
+    present = np.unique(p.labels)
+    prec, rec, f1, _ = precision_recall_fscore_support(p.labels, p.pred, labels=present, average="macro",
+                                                       zero_division=0)
+    report["macro avg"].update({"precision": float(prec), "recall": float(rec), "f1-score": float(f1),
+                                "classes": len(present)})
+    return report
 
 
 def report_markdown(report: dict, title: str) -> str:
@@ -44,6 +53,8 @@ def report_markdown(report: dict, title: str) -> str:
             total = int(report["macro avg"]["support"])
             lines.append(f"| accuracy | | | {row:.4f} | {total} |")
         else:
+            if name == "macro avg" and "classes" in row:
+                name = f"macro avg (over the {row['classes']} classes present)"
             lines.append(f"| {name} | {row['precision']:.4f} | {row['recall']:.4f} | {row['f1-score']:.4f} | "
                          f"{int(row['support'])} |")
     return "\n".join(lines) + "\n"
@@ -63,16 +74,62 @@ def write_report(report: dict, folder: Path, stem: str, title: str) -> None:
                 w.writerow([name, row["precision"], row["recall"], row["f1-score"], row["support"]])
 
 
-def bootstrap_ci(labels: np.ndarray, pred: np.ndarray, n_classes: int, rounds: int = 2000, seed: int = 0) -> dict:
-    """95% percentile bootstrap intervals of accuracy and macro F1 (resampling test images)."""
-    rng = np.random.default_rng(seed)
-    idx = rng.integers(0, len(labels), (rounds, len(labels)))
-    acc = (labels[idx] == pred[idx]).mean(1)
-    f1 = np.array([f1_score(labels[i], pred[i], labels=list(range(n_classes)), average="macro", zero_division=0)
-                   for i in idx])
-    return {"accuracy": accuracy_score(labels, pred), "accuracy_ci95": np.percentile(acc, [2.5, 97.5]).tolist(),
-            "macro_f1": f1_score(labels, pred, labels=list(range(n_classes)), average="macro", zero_division=0),
-            "macro_f1_ci95": np.percentile(f1, [2.5, 97.5]).tolist(), "rounds": rounds}
+def macro_f1_of_confusion(matrices: np.ndarray) -> np.ndarray:
+    """Macro F1 of each (..., C, C) confusion matrix (rows true), over the classes present in its labels."""
+    tp = np.diagonal(matrices, axis1=-2, axis2=-1)
+    true, pred = matrices.sum(-1), matrices.sum(-2)
+    f1 = np.divide(2 * tp, true + pred, out=np.zeros(tp.shape), where=(true + pred) > 0)  # = 2PR / (P + R)
+    present = true > 0
+    return (f1 * present).sum(-1) / np.maximum(present.sum(-1), 1)
+
+
+def _resampled_counts(groups: np.ndarray, rounds: int, seed: int) -> np.ndarray:
+    """(rounds, N): how often each image is drawn when whole groups are drawn with replacement."""
+    _, which = np.unique(groups, return_inverse=True)
+    g = which.max() + 1
+    counts = np.random.default_rng(seed).multinomial(g, np.full(g, 1 / g), size=rounds)
+    return counts[:, which]
+
+
+def _percentile_ci(labels, pred, n_classes: int, groups, rounds: int, seed: int) -> tuple[list, list]:
+    """95% percentile intervals of accuracy and macro F1 over `rounds` group resamples, all at once: each
+    round's confusion matrix is its draw counts times the one-hot (true, predicted) cell of each image."""
+    weights = _resampled_counts(groups, rounds, seed).astype(np.float64)
+    cells = np.eye(n_classes * n_classes)[labels * n_classes + pred]
+    matrices = (weights @ cells).reshape(rounds, n_classes, n_classes)
+    acc = np.trace(matrices, axis1=1, axis2=2) / weights.sum(1)
+    return (np.percentile(acc, [2.5, 97.5]).tolist(),
+            np.percentile(macro_f1_of_confusion(matrices), [2.5, 97.5]).tolist())
+
+
+def bootstrap_ci(labels: np.ndarray, pred: np.ndarray, n_classes: int, rounds: int = 2000, seed: int = 0,
+                 groups: np.ndarray | None = None) -> dict:
+    """Accuracy and macro F1 (over the classes present in `labels`) with 95% percentile bootstrap intervals,
+    twice: resampling images (*_ci95_images) and resampling near-duplicate groups (*_ci95_groups, the
+    cluster bootstrap). Near-duplicates of one scan are right or wrong together, so only the group interval
+    counts them once; without `groups` each image is its own group and the two intervals are the same."""
+    labels, pred = np.asarray(labels), np.asarray(pred)
+    groups = np.arange(len(labels)) if groups is None else np.asarray(groups)
+    present = np.unique(labels)
+    out = {"accuracy": float(accuracy_score(labels, pred)),
+           "macro_f1": float(f1_score(labels, pred, labels=present, average="macro", zero_division=0)),
+           "macro_f1_classes": len(present), "images": len(labels), "groups": len(np.unique(groups)),
+           "rounds": rounds}
+    for kind, g in (("images", np.arange(len(labels))), ("groups", groups)):
+        out[f"accuracy_ci95_{kind}"], out[f"macro_f1_ci95_{kind}"] = _percentile_ci(labels, pred, n_classes, g,
+                                                                                    rounds, seed)
+    return out
+
+
+def write_intervals_csv(path: Path, ci: dict) -> None:
+    """confidence_intervals.csv: each metric with its image-bootstrap and group-bootstrap 95% intervals."""
+    with open(path, "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["metric", "value", "ci95_low_groups", "ci95_high_groups", "ci95_low_images", "ci95_high_images",
+                    "groups", "images", "rounds"])
+        for m in ("accuracy", "macro_f1"):
+            w.writerow([m, ci[m], *ci[f"{m}_ci95_groups"], *ci[f"{m}_ci95_images"], ci["groups"], ci["images"],
+                        ci["rounds"]])
 
 
 def calibration(labels: np.ndarray, probs: np.ndarray, bins: int = 10) -> dict:
@@ -205,8 +262,9 @@ def per_plane_accuracy(correct: np.ndarray, planes) -> dict:
 
 
 def evaluate_test_set(name: str, folder: Path, fold_preds: list[Predictions], has_duplicate: np.ndarray,
-                      images: np.ndarray, classes, formats, planes=None) -> dict:
-    """Reports, figures and headline numbers for one test set; returns what report.md shows."""
+                      images: np.ndarray, classes, formats, planes=None, groups=None) -> dict:
+    """Reports, figures and headline numbers for one test set; returns what report.md shows. `groups`: the
+    near-duplicate group of each image, which the confidence intervals resample (None: one per image)."""
     from . import plots
 
     folder.mkdir(parents=True)
@@ -231,8 +289,10 @@ def evaluate_test_set(name: str, folder: Path, fold_preds: list[Predictions], ha
                             folder / "figures" / "misclassified", f"{name}: misclassified by {best.name}", formats=formats)
     fold_acc = [accuracy_score(p.labels, p.pred) for p in fold_preds]
     correct = best.pred == best.labels
+    ci = bootstrap_ci(best.labels, best.pred, len(classes), groups=groups)
+    write_intervals_csv(folder / "confidence_intervals.csv", ci)
     summary = {"test_set": name, "images": len(best.labels), "model": best.name, "folds": [p.name for p in fold_preds],
-               **bootstrap_ci(best.labels, best.pred, len(classes)), "ece": calib["ece"],
+               **ci, "ece": calib["ece"],
                "mean_fold_accuracy": float(np.mean(fold_acc)), "fold_accuracy": fold_acc,
                "with_near_duplicate_in_training": {"images": int(has_duplicate.sum()),
                                                    "accuracy": float(correct[has_duplicate].mean()) if has_duplicate.any() else None},
@@ -269,18 +329,27 @@ def write_report_md(out: Path, run_dir: Path | None, sections: list[dict], label
             lines += [f"![{fig.stem}]({_rel(fig, out)})", ""]
     for s in sections:
         folder = out / s["folder"]
-        lo, hi = s["accuracy_ci95"]
-        flo, fhi = s["macro_f1_ci95"]
+        lo, hi = s["accuracy_ci95_groups"]
+        flo, fhi = s["macro_f1_ci95_groups"]
+        ilo, ihi = s["accuracy_ci95_images"]
+        iflo, ifhi = s["macro_f1_ci95_images"]
+        resampling = f"resampling {s['groups']} near-duplicate groups"
         dup, clean = s["with_near_duplicate_in_training"], s["without_near_duplicate_in_training"]
         lines += [f"## Test set: {s['test_set']} ({s['images']} images)", "",
                   "| | value |", "|---|---|",
-                  f"| accuracy ({s['model']}) | {s['accuracy']:.4f} (95% CI {lo:.4f}-{hi:.4f}) |",
-                  f"| macro F1 ({s['model']}) | {s['macro_f1']:.4f} (95% CI {flo:.4f}-{fhi:.4f}) |",
+                  f"| accuracy ({s['model']}) | {s['accuracy']:.4f} (95% CI {lo:.4f}-{hi:.4f}, {resampling}) |",
+                  f"| macro F1 over the {s['macro_f1_classes']} classes present ({s['model']}) | "
+                  f"{s['macro_f1']:.4f} (95% CI {flo:.4f}-{fhi:.4f}, {resampling}) |",
                   f"| mean accuracy of the {len(s['folds'])} fold models | {s['mean_fold_accuracy']:.4f} |",
                   f"| expected calibration error | {s['ece']:.4f} |",
                   f"| accuracy, images with a near-duplicate in training | {format_accuracy(dup)} |",
                   f"| accuracy, images without | {format_accuracy(clean)} |",
                   *(f"| accuracy, {pl} slices | {format_accuracy(v)} |" for pl, v in s.get("per_plane", {}).items()), "",
+                  f"The intervals resample whole near-duplicate groups ({s['groups']} groups for {s['images']} "
+                  f"images), since copies of one scan are right or wrong together. Resampling single images, as if "
+                  f"near-duplicates were independent, gives accuracy {ilo:.4f}-{ihi:.4f} and macro F1 "
+                  f"{iflo:.4f}-{ifhi:.4f}: [confidence_intervals.csv]({s['folder']}/confidence_intervals.csv).",
+                  "",
                   (folder / f"report_{s['model']}.md").read_text(), "",
                   f"Per-fold reports: {', '.join(f'[{n}](' + s['folder'] + f'/report_{n}.md)' for n in s['folds'])}; "
                   f"every prediction: [predictions.csv]({s['folder']}/predictions.csv); "

@@ -247,7 +247,7 @@ def comparison(rows: list[dict], curves: dict[str, np.ndarray], folder: Path, fo
         fig, ax = plt.subplots(figsize=(max(5, 1.2 * len(rows)), 4))
         x = np.arange(len(rows))
         ax.bar(x, [r["val_accuracy_mean"] for r in rows], yerr=[r["val_accuracy_std"] for r in rows], capsize=4,
-               color="0.7", edgecolor="black", label="validation (mean ± std over folds)")
+               color="0.7", edgecolor="black", label="validation, best epoch (selection, optimistic)")
         ax.plot(x, [r["test_accuracy_mean"] for r in rows], "kD", label="test (mean of folds)")
         ax.set_xticks(x, names, rotation=20, ha="right")
         ax.set(title="Accuracy by variant", ylabel="Accuracy", ylim=(0, 1))
@@ -255,13 +255,15 @@ def comparison(rows: list[dict], curves: dict[str, np.ndarray], folder: Path, fo
         out += save(fig, folder / "accuracy_bars", formats)
 
         fig, ax = plt.subplots(figsize=(6, 4))
+        basis = rows[0].get("comparison_basis", "val_accuracy")  # what the comparison rests on, not the selection
         for r in rows:
-            ax.errorbar(r["params_trainable"], r["val_accuracy_mean"], yerr=r["val_accuracy_std"], fmt="o", capsize=3,
+            ax.errorbar(r["params_trainable"], r[f"{basis}_mean"], yerr=r.get(f"{basis}_std"), fmt="o", capsize=3,
                         color="black")
-            ax.annotate(r["variant"], (r["params_trainable"], r["val_accuracy_mean"]), textcoords="offset points",
+            ax.annotate(r["variant"], (r["params_trainable"], r[f"{basis}_mean"]), textcoords="offset points",
                         xytext=(5, 5), fontsize=9)
         ax.set_xscale("log")
-        ax.set(title="Validation accuracy vs trainable parameters", xlabel="Trainable parameters (log)",
+        title = {"test_accuracy": "Test", "last_epoch_val_accuracy": "Last-epoch validation"}.get(basis, "Validation")
+        ax.set(title=f"{title} accuracy vs trainable parameters", xlabel="Trainable parameters (log)",
                ylabel="Accuracy")
         out += save(fig, folder / "accuracy_vs_parameters", formats)
     return out

@@ -126,12 +126,14 @@ def write_predictions(path: Path, ds: Dataset, idx: np.ndarray, probs: np.ndarra
 
 
 def score(labels: np.ndarray, probs: np.ndarray, num_classes: int, prefix: str) -> dict:
-    """Loss, accuracy and macro precision/recall/F1 with scikit-learn."""
+    """Loss, accuracy and macro precision/recall/F1 (over the classes present in `labels`) with scikit-learn."""
     from sklearn.metrics import accuracy_score, log_loss, precision_recall_fscore_support
 
     pred = probs.argmax(1)
     probs = probs / probs.sum(1, keepdims=True)  # float32 softmax sums to 1 only within rounding
-    p, r, f, _ = precision_recall_fscore_support(labels, pred, average="macro", zero_division=0)
+    # a class with no image here would count as 0 (sklearn's default averages over labels and predictions)
+    p, r, f, _ = precision_recall_fscore_support(labels, pred, labels=np.unique(labels), average="macro",
+                                                 zero_division=0)
     return {f"{prefix}_loss": float(log_loss(labels, probs, labels=list(range(num_classes)))),
             f"{prefix}_accuracy": float(accuracy_score(labels, pred)), f"{prefix}_precision": float(p),
             f"{prefix}_recall": float(r), f"{prefix}_f1": float(f)}

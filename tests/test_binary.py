@@ -44,8 +44,10 @@ def test_external_task_reports_copies_and_threshold(kaggle_dir, yes_no, tmp_path
     tn, fp, fn, tp = confusion_matrix(labels, (p >= m["threshold"]).astype(int), labels=[0, 1]).ravel()
     assert (m["tp"], m["tn"], m["fp"], m["fn"]) == (tp, tn, fp, fn)
     assert m["auc"] == pytest.approx(roc_auc_score(labels, p))
-    val_labels, val_p = binary.validation_predictions(run)
-    assert m["threshold"] == pytest.approx(binary.choose_threshold(val_labels, val_p))  # from validation only
+    thresholds = binary.fold_thresholds(run)  # each fold's own, from its validation predictions only
+    assert m["threshold"] == pytest.approx(np.mean(list(thresholds.values())))
+    assert [r["threshold"] for r in summary["per_fold"]] == pytest.approx([thresholds[0], thresholds[1]])
+    assert summary["other_source"] and "does not transfer" in (run / "binary" / "report.md").read_text()
     assert (run / "binary" / "report.md").is_file() and (run / "binary" / "figures" / "roc.png").is_file()
     with open(run / "splits.csv") as f:
         assert {r["fold0"] for r in csv.DictReader(f)} == {"train", "val"}  # protocol all: no test split here
@@ -108,3 +110,54 @@ def test_threshold_is_youden_on_validation(tmp_path):
         (tmp_path / name).mkdir()
     with pytest.raises(UserError, match="two class folders"):
         binary.load_external(tmp_path, 32)
+
+
+def _fake_binary_run(folder, val: dict) -> "Path":
+    """A run folder holding only each fold's validation predictions: {fold: (labels, P(tumor))}."""
+    for k, (labels, p) in val.items():
+        (folder / f"fold{k}").mkdir(parents=True)
+        with open(folder / f"fold{k}" / "val_predictions.csv", "w", newline="") as f:
+            w = csv.writer(f)
+            w.writerow(["path", "subset", "true", "pred", "p_no_tumor", "p_tumor"])
+            for i, (y, pt) in enumerate(zip(labels, p)):
+                w.writerow([f"v{k}_{i}.png", "", "tumor" if y else "no_tumor", "", 1 - pt, pt])
+    return folder
+
+
+def test_each_fold_model_is_cut_at_its_own_validation_threshold(tmp_path):
+    y = np.array([0, 0, 0, 0, 1, 1, 1, 1])
+    val = {0: (y, np.array([0.80, 0.82, 0.84, 0.86, 0.90, 0.92, 0.94, 0.96])),  # fold 0's outputs live high,
+           1: (y, np.array([0.10, 0.12, 0.14, 0.16, 0.20, 0.22, 0.24, 0.26]))}  # fold 1's low
+    run = _fake_binary_run(tmp_path / "run", val)
+    thresholds = binary.fold_thresholds(run)
+    assert thresholds == {k: pytest.approx(binary.choose_threshold(*v)) for k, v in val.items()}
+    fold_p = {k: p + 0.01 for k, (_, p) in val.items()}  # the test images, as each fold model sees them
+    summary = binary.write_report(tmp_path / "binary", "split", "hold-out", [f"t{i}" for i in range(8)], y, fold_p,
+                                  np.zeros(8, bool), thresholds, notes=[])
+    for row in summary["per_fold"]:
+        assert row["threshold"] == pytest.approx(thresholds[row["fold"]])
+        assert row["at_validation_threshold"]["sensitivity"] == row["at_validation_threshold"]["specificity"] == 1
+    ens = summary["at_validation_threshold"]
+    assert ens["threshold"] == pytest.approx(np.mean(list(thresholds.values())))
+    assert ens["sensitivity"] == ens["specificity"] == 1
+    # the old design: one threshold from the pooled single-model outputs, applied to the mean of the models
+    pooled = binary.choose_threshold(*binary.validation_predictions(run))
+    old = binary.binary_metrics(y, np.mean(list(fold_p.values()), axis=0), pooled)
+    assert min(old["sensitivity"], old["specificity"]) == 0
+    rows = list(csv.DictReader(open(tmp_path / "binary" / "test_predictions.csv")))
+    assert [float(r["p_tumor_fold1"]) for r in rows] == pytest.approx(fold_p[1])
+
+
+def test_report_on_another_source_says_the_threshold_does_not_transfer(tmp_path):
+    y = np.array([0] * 10 + [1] * 10)
+    p = np.r_[np.linspace(0.05, 0.45, 10), np.linspace(0.31, 0.91, 10)]  # tumors score lower on this scanner
+    summary = binary.write_report(tmp_path / "binary", "external", "external folder", [f"e{i}" for i in range(20)],
+                                  y, {0: p, 1: p}, np.zeros(20, bool), {0: 0.87, 1: 0.87}, notes=[],
+                                  other_source=True)
+    at_t, at_half = summary["at_validation_threshold"], summary["at_0.5"]
+    assert at_t["threshold"] == pytest.approx(0.87) and at_t["sensitivity"] == pytest.approx(0.1)
+    assert at_half["sensitivity"] == pytest.approx(0.7) and summary["other_source"]
+    report = (tmp_path / "binary" / "report.md").read_text()
+    assert "does not transfer across sources" in report
+    assert "| sensitivity (tumors found) | 0.1000 | 0.7000 |" in report  # both operating points, side by side
+    assert "| 0 | 0.8700 |" in report  # the per-fold table

@@ -29,14 +29,13 @@ def test_two_variants_on_the_same_folds(tmp_path, kaggle_dir):
     assert set(rows) == {"a", "b"} and table["reference"] == "a"
     assert rows["b"]["same_folds_as_reference"] and rows["b"]["vs_reference"]["folds"] == 2
     for key in ("params_trainable", "val_accuracy_mean", "val_accuracy_std", "val_f1_mean", "test_accuracy_mean",
-                "seconds_per_epoch", "inference_ms_per_image", "model_mb", "val_recall_no_tumor"):
+                "test_accuracy_std", "last_epoch_val_accuracy_mean", "seconds_per_epoch", "inference_ms_per_image", "model_mb", "val_recall_no_tumor"):
         assert rows["a"][key] == rows["a"][key], key  # present and not NaN
     summary_a = json.loads((out / "a" / "cv_summary.json").read_text())
     assert rows["a"]["val_accuracy_mean"] == pytest.approx(summary_a["mean"]["val_accuracy"])
     diffs = rows["b"]["vs_reference"]["differences"]
-    per_fold = {k: json.loads((out / n / f"fold{k}" / "done.json").read_text())["val_accuracy"]
-                for n in ("a", "b") for k in (0, 1) if n == "b"}
-    assert diffs[0] == pytest.approx(per_fold[0] - summary_a["per_fold"]["0"]["val_accuracy"])
+    test_acc = {n: json.loads((out / n / "fold0" / "done.json").read_text())["test_accuracy"] for n in ("a", "b")}
+    assert diffs[0] == pytest.approx(test_acc["b"] - test_acc["a"])  # on the test set, not the selection metric
     for fig in ("accuracy_vs_epoch", "accuracy_bars", "accuracy_vs_parameters"):
         assert (out / "figures" / f"{fig}.png").is_file()
     assert "| a |" in (out / "comparison.md").read_text()
@@ -99,3 +98,68 @@ def test_fine_tuning_schedule_runs_head_first_then_unfreezes(kaggle_dir, tmp_pat
     assert len(history) == 2 and history[1]["learning_rate"] == pytest.approx(1e-4)
     assert "fine-tuning:" in (run / "train.log").read_text()
     assert load_config(run / "config.yaml").fine_tune_epochs == 1
+
+
+def _fake_run(trained_run, dest, best_val, last_val, test_correct):
+    """A copy of the tiny run whose per-fold numbers are set: best-epoch and last-epoch validation accuracy,
+    and how many test images each fold model gets right."""
+    import csv
+    import shutil
+
+    shutil.copytree(trained_run, dest)
+    summary = json.loads((dest / "cv_summary.json").read_text())
+    for k, (best, last, right) in enumerate(zip(best_val, last_val, test_correct)):
+        summary["per_fold"][str(k)]["val_accuracy"] = best
+        fold = dest / f"fold{k}"
+        rows = training.read_history(fold / "history.csv")
+        rows = [{**rows[0], "epoch": 0, "val_accuracy": best}, {**rows[0], "epoch": 1, "val_accuracy": last}]
+        with open(fold / "history.csv", "w", newline="") as f:
+            w = csv.DictWriter(f, fieldnames=list(rows[0]))
+            w.writeheader()
+            w.writerows(rows)
+        with open(fold / "test_predictions.csv", newline="") as f:
+            preds = list(csv.DictReader(f))
+        classes = json.loads((dest / "classes.json").read_text())
+        for i, r in enumerate(preds):
+            r["pred"] = r["true"] if i < right else classes[(classes.index(r["true"]) + 1) % len(classes)]
+        with open(fold / "test_predictions.csv", "w", newline="") as f:
+            w = csv.DictWriter(f, fieldnames=list(preds[0]))
+            w.writeheader()
+            w.writerows(preds)
+    summary["mean"]["val_accuracy"] = sum(best_val) / len(best_val)
+    (dest / "cv_summary.json").write_text(json.dumps(summary))
+    return dest, len(preds)
+
+
+def test_variants_are_compared_on_test_accuracy_not_on_the_selection_val_accuracy(trained_run, tmp_path):
+    a, n = _fake_run(trained_run, tmp_path / "a", best_val=[0.70, 0.72], last_val=[0.66, 0.70], test_correct=[6, 5])
+    b, _ = _fake_run(trained_run, tmp_path / "b", best_val=[0.90, 0.92], last_val=[0.60, 0.62], test_correct=[2, 3])
+    (tmp_path / "out").mkdir()
+    rows = {r["variant"]: r for r in compare.compare_runs({"a": a, "b": b}, "a", tmp_path / "out")}
+    vs = rows["b"]["vs_reference"]
+    assert vs["differences"] == pytest.approx([(2 - 6) / n, (3 - 5) / n]) and vs["mean_difference"] < 0
+    assert vs["basis"] == rows["b"]["comparison_basis"] == "test_accuracy"
+    assert rows["b"]["test_accuracy_mean"] == pytest.approx(2.5 / n)
+    assert rows["b"]["val_accuracy_mean"] > rows["a"]["val_accuracy_mean"]  # kept, for what it is
+    table = (tmp_path / "out" / "comparison.md").read_text()
+    assert "selection (optimistic)" in table and "Compared on: test accuracy" in table
+    import csv
+
+    with open(tmp_path / "out" / "comparison.csv") as f:
+        b_row = [r for r in csv.DictReader(f) if r["variant"] == "b"][0]
+    assert b_row["comparison_basis"] == "test_accuracy" and float(b_row["diff_vs_reference"]) < 0
+
+
+def test_runs_without_a_test_set_are_compared_at_the_last_epoch(trained_run, tmp_path):
+    a, _ = _fake_run(trained_run, tmp_path / "a", best_val=[0.70, 0.72], last_val=[0.66, 0.70], test_correct=[6, 5])
+    b, _ = _fake_run(trained_run, tmp_path / "b", best_val=[0.90, 0.92], last_val=[0.60, 0.62], test_correct=[2, 3])
+    for run in (a, b):  # protocol all: no test set
+        for f in run.glob("fold*/test_predictions.csv"):
+            f.unlink()
+    (tmp_path / "out").mkdir()
+    rows = {r["variant"]: r for r in compare.compare_runs({"a": a, "b": b}, "a", tmp_path / "out")}
+    vs = rows["b"]["vs_reference"]
+    assert vs["basis"] == "last_epoch_val_accuracy"
+    assert vs["differences"] == pytest.approx([0.60 - 0.66, 0.62 - 0.70])
+    assert rows["b"]["last_epoch_val_accuracy_mean"] == pytest.approx(0.61)
+    assert "Compared on: validation accuracy at the last epoch" in (tmp_path / "out" / "comparison.md").read_text()

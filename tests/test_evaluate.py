@@ -1,5 +1,6 @@
 """evaluate.py end to end on a tiny trained run: files, numbers recomputed from predictions.csv, bad input."""
 
+import csv
 import json
 import shutil
 
@@ -26,17 +27,19 @@ def test_report_numbers_recompute_from_predictions_csv(run_copy, kaggle_dir):
             prec, rec, f1, support = precision_recall_fscore_support(p["labels"], p["pred"], labels=range(4), zero_division=0)
             assert report["accuracy"] == pytest.approx(accuracy_score(p["labels"], p["pred"]))
             assert [report[c]["precision"] for c in ("glioma_tumor", "meningioma_tumor", "no_tumor", "pituitary_tumor")] == pytest.approx(prec)
-            assert report["macro avg"]["f1-score"] == pytest.approx(f1.mean())
+            present = np.unique(p["labels"])
+            assert report["macro avg"]["f1-score"] == pytest.approx(f1[present].mean())
             assert [report[c]["support"] for c in ("glioma_tumor", "meningioma_tumor", "no_tumor", "pituitary_tumor")] == list(support)
         summary = json.loads((ev / test_set / "summary.json").read_text())
         ens = preds["ensemble"]
         assert np.allclose(ens["probs"], (preds["fold0"]["probs"] + preds["fold1"]["probs"]) / 2, atol=2e-6)
         assert summary["accuracy"] == pytest.approx(accuracy_score(ens["labels"], ens["pred"]))
-        assert summary["macro_f1"] == pytest.approx(f1_score(ens["labels"], ens["pred"], average="macro", labels=range(4), zero_division=0))
+        assert summary["macro_f1"] == pytest.approx(f1_score(ens["labels"], ens["pred"], average="macro", labels=np.unique(ens["labels"]), zero_division=0))
         assert summary["mean_fold_accuracy"] == pytest.approx(np.mean([accuracy_score(preds[f]["labels"], preds[f]["pred"]) for f in ("fold0", "fold1")]))
         assert summary["ece"] == pytest.approx(calibration(ens["labels"], ens["probs"])["ece"], abs=1e-5)
-        lo, hi = summary["accuracy_ci95"]
-        assert lo <= summary["accuracy"] <= hi
+        for kind in ("images", "groups"):
+            lo, hi = summary[f"accuracy_ci95_{kind}"]
+            assert lo <= summary["accuracy"] <= hi
         dup = ens["dup"].astype(bool)
         if dup.any():
             assert summary["with_near_duplicate_in_training"]["accuracy"] == pytest.approx(accuracy_score(ens["labels"][dup], ens["pred"][dup]))
@@ -89,3 +92,92 @@ def test_mirror_tta_averages_the_image_and_its_mirror():
     mirrored = predict(model, images[:, :, ::-1].copy(), 4)
     assert np.allclose(predict(model, images, 4, tta=True), (plain + mirrored) / 2, atol=1e-6)
     assert not np.allclose(plain, mirrored, atol=1e-4)  # the mirror really is a different input
+
+
+def _correlated_test_set(group_size: int, groups: int = 20, seed: int = 0):
+    """Labels, predictions and groups where every image of a group is right or wrong together."""
+    rng = np.random.default_rng(seed)
+    right = np.repeat(rng.random(groups) < 0.7, group_size)
+    labels = np.repeat(rng.integers(0, 4, groups), group_size)
+    pred = np.where(right, labels, (labels + 1) % 4)
+    return labels, pred, np.repeat(np.arange(groups), group_size)
+
+
+def test_group_bootstrap_is_wider_when_near_duplicates_are_correlated():
+    from brainmri.evaluation import bootstrap_ci
+
+    labels, pred, groups = _correlated_test_set(group_size=15)
+    ci = bootstrap_ci(labels, pred, 4, groups=groups)
+    width = {k: ci[f"accuracy_ci95_{k}"][1] - ci[f"accuracy_ci95_{k}"][0] for k in ("images", "groups")}
+    assert ci["groups"] == 20 and ci["images"] == 300
+    assert width["groups"] > 2.5 * width["images"]  # 20 independent outcomes, not 300
+    f1_width = {k: ci[f"macro_f1_ci95_{k}"][1] - ci[f"macro_f1_ci95_{k}"][0] for k in ("images", "groups")}
+    assert f1_width["groups"] > 2 * f1_width["images"]
+
+
+def test_group_bootstrap_with_singleton_groups_is_the_image_bootstrap():
+    from brainmri.evaluation import bootstrap_ci
+
+    labels, pred, _ = _correlated_test_set(group_size=1, groups=300)
+    ci = bootstrap_ci(labels, pred, 4, groups=np.arange(300) * 7, seed=3)  # any ids, one image each
+    assert ci["groups"] == 300
+    assert ci["accuracy_ci95_groups"] == pytest.approx(ci["accuracy_ci95_images"])
+    assert ci["macro_f1_ci95_groups"] == pytest.approx(ci["macro_f1_ci95_images"])
+    plain = bootstrap_ci(labels, pred, 4, seed=3)  # no groups given: each image its own
+    assert plain["accuracy_ci95_groups"] == pytest.approx(ci["accuracy_ci95_images"]) and plain["groups"] == 300
+
+
+def test_macro_f1_from_confusion_matrices_matches_scikit_learn():
+    from sklearn.metrics import confusion_matrix
+
+    from brainmri.evaluation import macro_f1_of_confusion
+
+    rng = np.random.default_rng(1)
+    cases = [(rng.integers(0, 4, 40), rng.integers(0, 4, 40)) for _ in range(5)]
+    cases.append((rng.choice([0, 2], 40), rng.integers(0, 4, 40)))  # classes 1 and 3 absent from the labels
+    matrices = np.array([confusion_matrix(y, p, labels=range(4)) for y, p in cases])
+    expected = [f1_score(y, p, labels=np.unique(y), average="macro", zero_division=0) for y, p in cases]
+    assert macro_f1_of_confusion(matrices) == pytest.approx(expected)
+
+
+def test_macro_average_is_over_the_classes_present_in_the_test_labels():
+    from brainmri.evaluation import Predictions, bootstrap_ci, report_dict, report_markdown
+    from brainmri.training import score
+
+    classes = ["glioma_tumor", "meningioma_tumor", "no_tumor", "pituitary_tumor"]
+    labels = np.array([2, 2, 2, 3, 3, 3])
+    probs = np.eye(4)[labels] * 0.9 + 0.025  # a 2-class external subset of a 4-class model, all correct
+    report = report_dict(Predictions("fold0", [""] * 6, labels, probs), classes)
+    assert report["macro avg"]["f1-score"] == 1.0 and report["macro avg"]["classes"] == 2
+    assert report["glioma_tumor"]["support"] == 0  # every class of the model is still listed
+    assert "macro avg (over the 2 classes present)" in report_markdown(report, "external")
+    assert bootstrap_ci(labels, probs.argmax(1), 4)["macro_f1"] == 1.0
+    assert score(labels, probs, 4, "test")["test_f1"] == 1.0
+    probs[0] = [0.1, 0.7, 0.1, 0.1]  # one image called meningioma, a class with no test image
+    s = score(labels, probs, 4, "test")
+    expected = f1_score(labels, probs.argmax(1), labels=[2, 3], average="macro")
+    assert s["test_f1"] == pytest.approx(expected)  # not dragged down by a zero for the absent class
+
+
+def test_report_gives_group_intervals_and_the_classes_averaged(run_copy, kaggle_dir, tmp_path):
+    from brainmri.splits import read_splits
+
+    two = tmp_path / "two_classes"
+    for c in ("no_tumor", "pituitary_tumor"):
+        shutil.copytree(kaggle_dir / "Testing" / c, two / c)
+    assert evaluate.main([str(run_copy), "--test-dir", str(two)]) == 0
+    ev = run_copy / "evaluation"
+    splits = read_splits(run_copy / "splits.csv")
+    test_groups = len(set(splits["groups"][splits["roles"][:, 0] == "test"]))
+    summary = json.loads((ev / "test" / "summary.json").read_text())
+    assert summary["groups"] == test_groups and summary["images"] == int((splits["roles"][:, 0] == "test").sum())
+    report = (ev / "report.md").read_text()
+    lo, hi = summary["accuracy_ci95_groups"]
+    assert f"95% CI {lo:.4f}-{hi:.4f}, resampling {test_groups} near-duplicate groups" in report
+    assert "macro F1 over the 2 classes present" in report and "macro F1 over the 4 classes present" in report
+    with open(ev / "external" / "confidence_intervals.csv") as f:
+        rows = {r["metric"]: r for r in csv.DictReader(f)}
+    ext = json.loads((ev / "external" / "summary.json").read_text())
+    assert float(rows["accuracy"]["ci95_low_groups"]) == pytest.approx(ext["accuracy_ci95_groups"][0])
+    assert float(rows["macro_f1"]["ci95_high_images"]) == pytest.approx(ext["macro_f1_ci95_images"][1])
+    assert int(rows["accuracy"]["groups"]) == ext["groups"] <= ext["images"]
