@@ -145,11 +145,11 @@ def main(argv=None) -> int:
 
 
 def external_groups(ext, cfg):
-    """Near-duplicate groups of an external folder, by the same hashing as the training data's groups."""
-    from brainmri.audit import group_images, hash_images
+    """Near-duplicate groups of an external folder, by the detector that grouped the training data."""
     from brainmri.config import Config
+    from brainmri.duplicates import Detector, group_images
 
-    return group_images(hash_images(ext.images), ext.md5, (cfg or Config()).hash_distance)
+    return group_images(ext, Detector.of(cfg or Config()))[0]
 
 
 def write_label_errors(run_dir: Path, cfg, classes, out: Path, formats) -> list[dict]:

@@ -18,6 +18,8 @@ benchmark the default threshold was chosen on (tools/near_duplicate_benchmark.py
 
 from __future__ import annotations
 
+import os
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import cv2
@@ -170,15 +172,21 @@ def structure(canon: np.ndarray) -> np.ndarray:
 def verify(canon_a: np.ndarray, canon_b: np.ndarray, pairs: np.ndarray, zoom_hint: np.ndarray | None = None
            ) -> np.ndarray:
     """Verified similarity (best normalised cross-correlation of structure, -1..1) of each pair (i in a, j in b):
-    shifted at the same framing, and re-cropped at finer zooms in the retrieval's direction (all without a hint)."""
+    shifted at the same framing, and re-cropped at finer zooms in the retrieval's direction (all without a hint).
+    Threads share the pairs (OpenCV releases the GIL)."""
     a32, b32 = structure(canon_a), structure(canon_b)
-    scores = np.empty(len(pairs), np.float32)
-    for n, (i, j) in enumerate(pairs):
+    hints = [None] * len(pairs) if zoom_hint is None else [int(h) for h in zoom_hint]
+
+    def score(n: int) -> float:
+        i, j = pairs[n]
         best = max(_shift_match(a32[i], b32[j]), _shift_match(b32[j], a32[i]))
-        for direction, z in _zooms_to_try(None if zoom_hint is None else int(zoom_hint[n])):
+        for direction, z in _zooms_to_try(hints[n]):
             outer, inner = (a32[i], b32[j]) if direction > 0 else (b32[j], a32[i])
             best = max(best, _zoom_match(outer, inner, VERIFY_ZOOMS[z]))
-        scores[n] = best
+        return best
+
+    with ThreadPoolExecutor(min(8, os.cpu_count() or 1)) as pool:
+        scores = np.fromiter(pool.map(score, range(len(pairs)), chunksize=256), np.float32, len(pairs))
     return np.nan_to_num(scores, nan=-1.0)
 
 
