@@ -39,8 +39,9 @@ def label_conflicts(ds: Dataset, pairs: np.ndarray, scores: np.ndarray, detector
     sure = detector.same_slice(scores)
     candidates += [(int(i), int(j), float(s), "same slice") for (i, j), s, ok in zip(pairs, scores, sure) if ok]
     for i, j, score, why in sorted(candidates, key=lambda c: -c[2]):
-        if ds.labels[i] != ds.labels[j] and (i, j) not in seen:
-            seen.add((i, j))
+        key = tuple(sorted((ds.md5[i], ds.md5[j])))  # one row per pair of files, not per byte-identical copy
+        if ds.labels[i] != ds.labels[j] and key not in seen:
+            seen.add(key)
             rows.append({"a": ds.paths[i], "label_a": ds.classes[ds.labels[i]], "b": ds.paths[j],
                          "label_b": ds.classes[ds.labels[j]], "score": round(score, 4), "evidence": why})
     return rows

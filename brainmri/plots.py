@@ -86,13 +86,13 @@ def label_conflicts(ds, rows: list[dict], path: Path, limit: int = 24, formats=F
     cols = 2
     nrows = (len(shown) + cols - 1) // cols
     with plt.rc_context(STYLE):
-        fig, axes = plt.subplots(nrows, cols, figsize=(6.3 * cols / 2 * 1.6, 2.9 * nrows), squeeze=False)
+        fig, axes = plt.subplots(nrows, cols, figsize=(10, 3.4 * nrows), squeeze=False, constrained_layout=True)
         for ax in axes.flat:
             ax.axis("off")
         for ax, r in zip(axes.flat, shown):
             ax.imshow(np.hstack([ds.images[index[r["a"]]], ds.images[index[r["b"]]]]), cmap="gray")
             ax.set_title(f"{pretty(r['label_a'])}  |  {pretty(r['label_b'])}\n{r['a']}\n{r['b']}\n"
-                         f"{r['evidence']}, score {r['score']:.2f}", fontsize=7)
+                         f"{r['evidence']}, score {r['score']:.2f}", fontsize=8)
         more = f" ({len(shown)} of {len(rows)} shown; all in audit.json)" if len(rows) > len(shown) else ""
         fig.suptitle(f"Label conflicts: the same slice filed under two classes{more}")
         return save(fig, path, formats)
