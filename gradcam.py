@@ -40,8 +40,8 @@ def parse_args(argv):
     p.add_argument("--deletion", action="store_true", help="deletion-curve faithfulness against a random map")
     p.add_argument("--limit", type=int, default=64, help="at most this many images (default 64; 0 = all)")
     p.add_argument("--batch-size", type=int, default=32)
-    p.add_argument("--threshold", type=float, help="tumor-vs-no-tumor models: call 'tumor' at P(tumor) >= this "
-                                                    "(binary_task.py passes the one chosen on validation)")
+    p.add_argument("--threshold", type=float, help="tumor-vs-no-tumor models: call 'tumor' at P(tumor) >= this, and map "
+                                                    "that call (binary_task.py passes the one chosen on validation)")
     return p.parse_args(argv)
 
 
@@ -143,6 +143,8 @@ def main(argv=None) -> int:
     log.info("%s at layer %s on %d images -> %s", args.method, cm.layer, len(images), out)
     maps, probs = cam.compute_maps(fn, images, wanted, args.batch_size, progress=True)
     pred = probs.argmax(1) if args.threshold is None else (probs[:, 1] >= args.threshold).astype(int)
+    if wanted is None and args.threshold is not None:  # those maps explain the call at 0.5: explain the one captioned
+        maps = cam.compute_maps(fn, images, pred, args.batch_size)[0]
     heats = cam.upsample(maps, size)
     scores = {"method": args.method, "layer": cm.layer, "images": len(images)}
     if args.misclassified:  # also the map of the true class, beside the predicted one
