@@ -94,11 +94,36 @@ class CamModel:
     binary: bool  # one sigmoid output (tumor vs no tumor)
 
 
-def _head_to_logits(model: keras.Model, head: Callable) -> Callable:
-    """Class scores before softmax/sigmoid, so saturated probabilities still give gradients."""
+def _squashes(layer) -> bool:
+    """Whether `layer` turns logits into probabilities: a softmax/sigmoid activation or a Softmax layer."""
+    activation = getattr(getattr(layer, "activation", None), "__name__", "")
+    return isinstance(layer, keras.layers.Softmax) or (
+        isinstance(layer, (keras.layers.Dense, keras.layers.Activation)) and activation in ("softmax", "sigmoid"))
+
+
+def _final_layer(model: keras.Model):
+    """The layer that makes the output, inside nested models too."""
     last = model.layers[-1]
-    activation = getattr(getattr(last, "activation", None), "__name__", "")
-    if not isinstance(last, keras.layers.Dense) or activation not in ("softmax", "sigmoid"):
+    return _final_layer(last) if isinstance(last, keras.Model) and last.layers else last
+
+
+def _up_to_logits(model: keras.Model) -> keras.Model:
+    """`model` without a trailing Softmax layer (models not built here have them), so the head ends at the
+    logits; softmax/sigmoid activations, fused or in an Activation layer, are switched off by _head_to_logits."""
+    last, final = model.layers[-1], _final_layer(model)
+    if isinstance(last, keras.layers.Softmax):
+        return keras.Model(model.inputs, last.input, name=model.name)
+    if isinstance(final, keras.layers.Softmax):
+        raise UserError(f"cannot take the logits of {model.name}: its output is squashed by the Softmax layer "
+                        f"'{final.name}' inside the nested model '{last.name}'; make that layer outermost")
+    return model
+
+
+def _head_to_logits(model: keras.Model, head: Callable) -> Callable:
+    """Class scores before softmax/sigmoid, so saturated probabilities still give gradients (and make_cam_fn
+    squashes them once)."""
+    last = _final_layer(model)
+    if not isinstance(last, (keras.layers.Dense, keras.layers.Activation)) or not _squashes(last):
         return head
     original = last.activation
     def logits(a):
@@ -113,7 +138,8 @@ def _head_to_logits(model: keras.Model, head: Callable) -> Callable:
 def prepare(model: keras.Model, layer: str | None = None) -> CamModel:
     """Split `model` at `layer` (default: the last feature map)."""
     name = find_layer(model, layer)
-    features, head = _split(model, name.split("/"))
+    body = _up_to_logits(model)
+    features, head = _split(body, name.split("/"))
     return CamModel(features, _head_to_logits(model, head), name, model.output_shape[-1] == 1)
 
 
