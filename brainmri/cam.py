@@ -246,14 +246,63 @@ def upsample(maps: np.ndarray, size: int) -> np.ndarray:
 
 def pointing_game(maps: np.ndarray, masks: np.ndarray, tolerance: int = 3) -> np.ndarray:
     """Per image: is the map's maximum within `tolerance` pixels of the lesion mask (same size as maps)?"""
+    return _hits([np.unravel_index(np.argmax(m), m.shape) for m in maps], masks, tolerance)
+
+
+def _hits(points, masks: np.ndarray, tolerance: int) -> np.ndarray:
+    """Per image: is the point (y, x) within `tolerance` pixels of the lesion mask?"""
     import cv2
 
     kernel = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * tolerance + 1, 2 * tolerance + 1))
-    hits = []
-    for m, mask in zip(maps, masks):
-        y, x = np.unravel_index(np.argmax(m), m.shape)
-        hits.append(bool(cv2.dilate((mask > 0).astype(np.uint8), kernel)[y, x]))
-    return np.array(hits)
+    near = [cv2.dilate((mask > 0).astype(np.uint8), kernel) for mask in masks]
+    return np.array([bool(n[y, x]) for (y, x), n in zip(points, near)])
+
+
+def _mean_of_other_groups(masks: np.ndarray, groups: np.ndarray) -> np.ndarray:
+    """Per image, the mean of the masks outside its group (NaN where there are none)."""
+    _, inv = np.unique(groups, return_inverse=True)
+    group_sums = np.zeros((inv.max() + 1, *masks.shape[1:]))
+    np.add.at(group_sums, inv, masks)
+    others = len(masks) - np.bincount(inv)[inv]
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return (group_sums.sum(0) - group_sums[inv]) / others[:, None, None]
+
+
+def location_prior(masks: np.ndarray, labels, groups=None) -> np.ndarray:
+    """Per image, the mean lesion mask of its class over the other groups (or images): a map that knows where
+    the class's lesions sit but never sees the image it scores, nor a near-duplicate of it. A class with one
+    group falls back to all other lesions."""
+    lesions, labels = (masks > 0).astype(np.float64), np.asarray(labels)
+    groups = np.arange(len(masks)) if groups is None else np.asarray(groups)
+    prior = _mean_of_other_groups(lesions, groups)
+    for c in np.unique(labels):
+        sel = labels == c
+        own = _mean_of_other_groups(lesions[sel], groups[sel])
+        prior[sel] = np.where(np.isnan(own), prior[sel], own)
+    return np.nan_to_num(prior)
+
+
+def pointing_with_baselines(maps: np.ndarray, masks: np.ndarray, labels, tolerance: int, groups=None) -> dict:
+    """Per-image pointing-game hits of the maps, of the class's location prior and of the image centre."""
+    centre = [(masks.shape[1] // 2, masks.shape[2] // 2)] * len(masks)
+    return {"maps": pointing_game(maps, masks, tolerance),
+            "location_prior": pointing_game(location_prior(masks, labels, groups), masks, tolerance),
+            "centre": _hits(centre, masks, tolerance)}
+
+
+def bootstrap_ci(values, groups=None, level: float = 0.95, resamples: int = 2000) -> tuple[float, float] | None:
+    """Percentile bootstrap interval of the mean of `values`, resampling whole groups (else images), so
+    near-duplicates count once; None with a single group."""
+    from scipy import stats
+
+    _, inv = np.unique(np.arange(len(values)) if groups is None else np.asarray(groups), return_inverse=True)
+    if inv.max(initial=0) < 1:
+        return None
+    sums, counts = np.bincount(inv, np.asarray(values, np.float64)), np.bincount(inv).astype(np.float64)
+    res = stats.bootstrap((sums, counts), lambda s, c, axis=-1: s.sum(axis) / c.sum(axis), paired=True,
+                          vectorized=True, n_resamples=resamples, confidence_level=level, method="percentile",
+                          random_state=0)
+    return float(res.confidence_interval.low), float(res.confidence_interval.high)
 
 
 def energy_share(maps: np.ndarray, masks: np.ndarray) -> np.ndarray:

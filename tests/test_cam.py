@@ -155,7 +155,47 @@ def test_a_classifier_nested_in_a_wrapper_or_a_sequential_gives_logit_maps():
 
 def test_a_softmax_layer_inside_a_nested_head_is_refused_by_name():
     keras.utils.set_random_seed(4)
-    inner = _separate_squash(models.build_classifier("small_cnn", 32, 4, weights="none"), keras.layers.Softmax(name="probs"))
+    fused = models.build_classifier("small_cnn", 32, 4, weights="none")
+    inner = _separate_squash(fused, keras.layers.Softmax(name="probs"))
     inputs = keras.Input((32, 32, 3))
     with pytest.raises(UserError, match="Softmax layer 'probs' inside the nested model"):
         cam.prepare(keras.Model(inputs, inner(inputs)))
+
+
+def _square_masks(corners, size=12, side=3):
+    masks = np.zeros((len(corners), size, size))
+    for mask, (y, x) in zip(masks, corners):
+        mask[y:y + side, x:x + side] = 1
+    return masks
+
+
+def test_a_map_at_the_class_prior_scores_as_the_location_prior_baseline():
+    rng = np.random.default_rng(0)
+    labels = np.repeat([0, 1], 8)
+    corners = [(1 + rng.integers(0, 3), 1 + rng.integers(0, 3)) if c == 0 else (7 + rng.integers(0, 3), 2)
+               for c in labels]
+    masks = _square_masks(corners)
+    prior = cam.location_prior(masks, labels)
+    hits = cam.pointing_with_baselines(prior, masks, labels, tolerance=1)
+    assert hits["maps"].tolist() == hits["location_prior"].tolist() and hits["maps"].mean() > 0.5
+    at_centre = np.zeros_like(masks)
+    at_centre[:, 6, 6] = 1
+    assert hits["centre"].tolist() == cam.pointing_game(at_centre, masks, 1).tolist()
+
+
+def test_the_location_prior_never_sees_the_image_it_scores():
+    masks = _square_masks([(0, 0), (0, 0), (8, 8)])  # a near-duplicate pair (one group), one lesion elsewhere
+    labels = np.zeros(3, int)
+    assert cam.pointing_game(cam.location_prior(masks, labels), masks, 0).tolist() == [True, True, False]
+    by_group = cam.location_prior(masks, labels, groups=np.array([0, 0, 1]))
+    assert cam.pointing_game(by_group, masks, 0).tolist() == [False, False, False]  # nor its copy
+    assert np.array_equal(by_group[0], masks[2])
+
+
+def test_bootstrap_interval_contains_the_estimate_and_resamples_groups():
+    hits = np.repeat(np.random.default_rng(0).random(20) < 0.7, 3).astype(float)  # groups of three agree
+    low, high = cam.bootstrap_ci(hits)
+    assert low < hits.mean() < high
+    g_low, g_high = cam.bootstrap_ci(hits, np.repeat(np.arange(20), 3))
+    assert g_low < hits.mean() < g_high and g_high - g_low > 1.3 * (high - low)  # 20 independent units, not 60
+    assert cam.bootstrap_ci(np.ones(4), np.zeros(4)) is None  # one group: no interval

@@ -91,3 +91,17 @@ def test_threshold_without_class_explains_the_class_it_captions(tmp_path, monkey
     for (_, heats, titles), expected in zip(panels, tumor_maps):
         assert titles[0].startswith("tumor (p 0.4")
         assert np.allclose(heats[0], expected, atol=1e-5)
+
+
+def test_pointing_game_is_reported_beside_its_baselines(run_copy, capsys):
+    """Without baselines 0.85 means little: a per-class location prior and the image centre, with 95% CIs."""
+    assert gradcam.main([str(run_copy), "--score"]) == 0
+    loc = json.loads((run_copy / "gradcam" / "scores.json").read_text())["localization"]
+    assert loc["tolerance_fraction"] == pytest.approx(loc["tolerance_px"] / 32)
+    assert loc["bootstrap"]["resampled"] == "groups"  # the run's splits.csv has them
+    for score in (loc, loc["baselines"]["location_prior"], loc["baselines"]["centre"]):
+        ci = score["pointing_game_ci95"]  # the tiny run may score one near-duplicate pair only: no interval
+        assert (ci is None) == (loc["bootstrap"]["units"] == 1)
+        assert ci is None or 0 <= ci[0] <= score["pointing_game"] <= ci[1] <= 1
+    line = [s for s in capsys.readouterr().out.splitlines() if "pointing game" in s][-1]
+    assert "location prior" in line and "centre" in line and f"{loc['tolerance_px']} px" in line, line

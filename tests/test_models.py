@@ -62,8 +62,9 @@ def test_local_weights_file(tmp_path):
         models.build_backbone("efficientnetb0", 32, str(tmp_path / "missing.h5"))
 
 
-EFFICIENTNETS = {"efficientnetb0": keras.applications.EfficientNetB0, "efficientnetb2": keras.applications.EfficientNetB2,
-                  "efficientnetv2b0": keras.applications.EfficientNetV2B0}
+EFFICIENTNETS = {"efficientnetb0": keras.applications.EfficientNetB0,
+                 "efficientnetb2": keras.applications.EfficientNetB2,
+                 "efficientnetv2b0": keras.applications.EfficientNetV2B0}
 
 
 def _imagenet_route(monkeypatch, name, weights_file):
