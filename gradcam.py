@@ -3,7 +3,7 @@
     python gradcam.py outputs/<exp>/<run>                      # the run's test images (fold 0's model)
     python gradcam.py RUN path/to/slices/ img.jpg --class glioma_tumor
     python gradcam.py RUN --misclassified                      # the list from the latest evaluate.py
-    python gradcam.py RUN --score                              # synthetic data: pointing game, energy share
+    python gradcam.py RUN --score                              # synthetic data: pointing game vs baselines, energy
     python gradcam.py RUN --deletion                           # faithfulness: deletion curve vs a random map
     python gradcam.py fold0/best.keras images/ --method gradcam++ --layer top_activation
 
@@ -40,8 +40,8 @@ def parse_args(argv):
     p.add_argument("--deletion", action="store_true", help="deletion-curve faithfulness against a random map")
     p.add_argument("--limit", type=int, default=64, help="at most this many images (default 64; 0 = all)")
     p.add_argument("--batch-size", type=int, default=32)
-    p.add_argument("--threshold", type=float, help="tumor-vs-no-tumor models: call 'tumor' at P(tumor) >= this "
-                                                    "(binary_task.py passes the one chosen on validation)")
+    p.add_argument("--threshold", type=float, help="tumor-vs-no-tumor models: call 'tumor' at P(tumor) >= this and "
+                                                    "map that call (binary_task.py passes the one chosen on validation)")
     return p.parse_args(argv)
 
 
@@ -143,6 +143,8 @@ def main(argv=None) -> int:
     log.info("%s at layer %s on %d images -> %s", args.method, cm.layer, len(images), out)
     maps, probs = cam.compute_maps(fn, images, wanted, args.batch_size, progress=True)
     pred = probs.argmax(1) if args.threshold is None else (probs[:, 1] >= args.threshold).astype(int)
+    if wanted is None and args.threshold is not None:  # those maps explain the call at 0.5: explain the one captioned
+        maps = cam.compute_maps(fn, images, pred, args.batch_size)[0]
     heats = cam.upsample(maps, size)
     scores = {"method": args.method, "layer": cm.layer, "images": len(images)}
     if args.misclassified:  # also the map of the true class, beside the predicted one
@@ -159,7 +161,8 @@ def main(argv=None) -> int:
     plots.image_gallery(grid, captions, out / "grid", f"{args.method} ({cm.layer})")
     if args.score:
         cell = size / maps.shape[1]  # the map's own resolution limits where its peak can be
-        scores["localization"] = localization(images, heats, truth, pred, paths, classes, root, cfg, cell)
+        scores["localization"] = localization(images, heats, truth, pred, paths, classes, root, cfg, cell,
+                                              _groups_of(run, paths))
     if args.deletion:
         scores["deletion"] = faithfulness(model, images, heats, pred, maps.shape, out)
     (out / "scores.json").write_text(json.dumps(scores, indent=2))
@@ -167,8 +170,9 @@ def main(argv=None) -> int:
     return 0
 
 
-def localization(images, heats, truth, pred, paths, classes, root, cfg, cell: float) -> dict:
-    """Pointing game and energy share on correctly classified tumor images of the synthetic set."""
+def localization(images, heats, truth, pred, paths, classes, root, cfg, cell: float, groups=None) -> dict:
+    """Pointing game (beside a class location prior and the image centre, with 95% bootstrap intervals) and
+    energy share on correctly classified tumor images of the synthetic set; `groups`: near-duplicate ids."""
     import numpy as np
 
     from brainmri import cam
@@ -184,14 +188,58 @@ def localization(images, heats, truth, pred, paths, classes, root, cfg, cell: fl
     masks = np.stack([cv2.resize(decode(mask_path(root, root / paths[i]))[..., 0], (size, size),
                                  interpolation=cv2.INTER_NEAREST) for i in keep])
     tolerance = max(1, int(np.ceil(cell / 2)))  # half a feature-map cell: finer than the map can point
-    hit = cam.pointing_game(heats[keep], masks, tolerance)
-    share = cam.energy_share(heats[keep], masks)
     labels = np.array([classes[truth[i]] for i in keep])
+    groups = None if groups is None else np.asarray(groups)[keep]
+    hits = cam.pointing_with_baselines(heats[keep], masks, labels, tolerance, groups)
+    hit, share = hits["maps"], cam.energy_share(heats[keep], masks)
     per_class = {c: {"images": int((labels == c).sum()), "pointing_game": float(hit[labels == c].mean()),
+                     "location_prior": float(hits["location_prior"][labels == c].mean()),
+                     "centre": float(hits["centre"][labels == c].mean()),
                      "energy_share": float(share[labels == c].mean())} for c in sorted(set(labels))}
-    return {"images": len(keep), "tolerance_px": tolerance, "pointing_game": float(hit.mean()),
-            "energy_share": float(share.mean()), "lesion_area_share": float((masks > 0).mean()),
-            "per_class": per_class}
+    out = {"images": len(keep), "tolerance_px": tolerance, "tolerance_fraction": tolerance / size,
+           **_pointing_score(hit, groups), "energy_share": float(share.mean()),
+           "lesion_area_share": float((masks > 0).mean()),
+           "baselines": {"location_prior": {**_pointing_score(hits["location_prior"], groups),
+                                            "how": "per class, the mean lesion mask of the other groups' images"},
+                         "centre": {**_pointing_score(hits["centre"], groups), "how": "the image centre as the point"}},
+           "bootstrap": {"resampled": "images" if groups is None else "groups", "level": 0.95, "resamples": 2000,
+                         "units": len(keep) if groups is None else len(set(groups.tolist()))},
+           "per_class": per_class}
+    log.info(_pointing_line(out))
+    return out
+
+
+def _pointing_score(hits, groups) -> dict:
+    """The hit rate and its 95% bootstrap interval (null with a single group)."""
+    from brainmri import cam
+
+    return {"pointing_game": float(hits.mean()), "pointing_game_ci95": cam.bootstrap_ci(hits, groups)}
+
+
+def _pointing_line(loc: dict) -> str:
+    """One line: the maps' pointing game beside its baselines, the intervals and the tolerance."""
+    def fmt(s):
+        ci = s["pointing_game_ci95"]
+        return f"{s['pointing_game']:.2f}" + (f" [{ci[0]:.2f}, {ci[1]:.2f}]" if ci else "")
+
+    b = loc["baselines"]
+    return (f"pointing game {fmt(loc)} vs location prior {fmt(b['location_prior'])} and centre {fmt(b['centre'])} "
+            f"(95% bootstrap over {loc['bootstrap']['units']} {loc['bootstrap']['resampled']}; {loc['images']} "
+            f"images; tolerance {loc['tolerance_px']} px = {loc['tolerance_fraction']:.3f} of the image side)")
+
+
+def _groups_of(run, paths):
+    """The images' near-duplicate group ids from the run's splits.csv; None unless every image is listed."""
+    import numpy as np
+
+    from brainmri.splits import read_splits
+
+    if run is None or not (run / "splits.csv").is_file():
+        return None
+    s = read_splits(run / "splits.csv")
+    by_path = dict(zip(s["paths"], s["groups"].tolist()))
+    ids = [by_path.get(p) for p in paths]
+    return None if None in ids else np.array(ids)
 
 
 def faithfulness(model, images, heats, pred, maps_shape, out: Path) -> dict:

@@ -94,11 +94,36 @@ class CamModel:
     binary: bool  # one sigmoid output (tumor vs no tumor)
 
 
-def _head_to_logits(model: keras.Model, head: Callable) -> Callable:
-    """Class scores before softmax/sigmoid, so saturated probabilities still give gradients."""
+def _squashes(layer) -> bool:
+    """Whether `layer` turns logits into probabilities: a softmax/sigmoid activation or a Softmax layer."""
+    activation = getattr(getattr(layer, "activation", None), "__name__", "")
+    return isinstance(layer, keras.layers.Softmax) or (
+        isinstance(layer, (keras.layers.Dense, keras.layers.Activation)) and activation in ("softmax", "sigmoid"))
+
+
+def _final_layer(model: keras.Model):
+    """The layer that makes the output, inside nested models too."""
     last = model.layers[-1]
-    activation = getattr(getattr(last, "activation", None), "__name__", "")
-    if not isinstance(last, keras.layers.Dense) or activation not in ("softmax", "sigmoid"):
+    return _final_layer(last) if isinstance(last, keras.Model) and last.layers else last
+
+
+def _up_to_logits(model: keras.Model) -> keras.Model:
+    """`model` without a trailing Softmax layer (models not built here have them), so the head ends at the
+    logits; softmax/sigmoid activations, fused or in an Activation layer, are switched off by _head_to_logits."""
+    last, final = model.layers[-1], _final_layer(model)
+    if isinstance(last, keras.layers.Softmax):
+        return keras.Model(model.inputs, last.input, name=model.name)
+    if isinstance(final, keras.layers.Softmax):
+        raise UserError(f"cannot take the logits of {model.name}: its output is squashed by the Softmax layer "
+                        f"'{final.name}' inside the nested model '{last.name}'; make that layer outermost")
+    return model
+
+
+def _head_to_logits(model: keras.Model, head: Callable) -> Callable:
+    """Class scores before softmax/sigmoid, so saturated probabilities still give gradients (and make_cam_fn
+    squashes them once)."""
+    last = _final_layer(model)
+    if not isinstance(last, (keras.layers.Dense, keras.layers.Activation)) or not _squashes(last):
         return head
     original = last.activation
     def logits(a):
@@ -113,7 +138,8 @@ def _head_to_logits(model: keras.Model, head: Callable) -> Callable:
 def prepare(model: keras.Model, layer: str | None = None) -> CamModel:
     """Split `model` at `layer` (default: the last feature map)."""
     name = find_layer(model, layer)
-    features, head = _split(model, name.split("/"))
+    body = _up_to_logits(model)
+    features, head = _split(body, name.split("/"))
     return CamModel(features, _head_to_logits(model, head), name, model.output_shape[-1] == 1)
 
 
@@ -220,14 +246,63 @@ def upsample(maps: np.ndarray, size: int) -> np.ndarray:
 
 def pointing_game(maps: np.ndarray, masks: np.ndarray, tolerance: int = 3) -> np.ndarray:
     """Per image: is the map's maximum within `tolerance` pixels of the lesion mask (same size as maps)?"""
+    return _hits([np.unravel_index(np.argmax(m), m.shape) for m in maps], masks, tolerance)
+
+
+def _hits(points, masks: np.ndarray, tolerance: int) -> np.ndarray:
+    """Per image: is the point (y, x) within `tolerance` pixels of the lesion mask?"""
     import cv2
 
     kernel = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * tolerance + 1, 2 * tolerance + 1))
-    hits = []
-    for m, mask in zip(maps, masks):
-        y, x = np.unravel_index(np.argmax(m), m.shape)
-        hits.append(bool(cv2.dilate((mask > 0).astype(np.uint8), kernel)[y, x]))
-    return np.array(hits)
+    near = [cv2.dilate((mask > 0).astype(np.uint8), kernel) for mask in masks]
+    return np.array([bool(n[y, x]) for (y, x), n in zip(points, near)])
+
+
+def _mean_of_other_groups(masks: np.ndarray, groups: np.ndarray) -> np.ndarray:
+    """Per image, the mean of the masks outside its group (NaN where there are none)."""
+    _, inv = np.unique(groups, return_inverse=True)
+    group_sums = np.zeros((inv.max() + 1, *masks.shape[1:]))
+    np.add.at(group_sums, inv, masks)
+    others = len(masks) - np.bincount(inv)[inv]
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return (group_sums.sum(0) - group_sums[inv]) / others[:, None, None]
+
+
+def location_prior(masks: np.ndarray, labels, groups=None) -> np.ndarray:
+    """Per image, the mean lesion mask of its class over the other groups (or images): a map that knows where
+    the class's lesions sit but never sees the image it scores, nor a near-duplicate of it. A class with one
+    group falls back to all other lesions."""
+    lesions, labels = (masks > 0).astype(np.float64), np.asarray(labels)
+    groups = np.arange(len(masks)) if groups is None else np.asarray(groups)
+    prior = _mean_of_other_groups(lesions, groups)
+    for c in np.unique(labels):
+        sel = labels == c
+        own = _mean_of_other_groups(lesions[sel], groups[sel])
+        prior[sel] = np.where(np.isnan(own), prior[sel], own)
+    return np.nan_to_num(prior)
+
+
+def pointing_with_baselines(maps: np.ndarray, masks: np.ndarray, labels, tolerance: int, groups=None) -> dict:
+    """Per-image pointing-game hits of the maps, of the class's location prior and of the image centre."""
+    centre = [(masks.shape[1] // 2, masks.shape[2] // 2)] * len(masks)
+    return {"maps": pointing_game(maps, masks, tolerance),
+            "location_prior": pointing_game(location_prior(masks, labels, groups), masks, tolerance),
+            "centre": _hits(centre, masks, tolerance)}
+
+
+def bootstrap_ci(values, groups=None, level: float = 0.95, resamples: int = 2000) -> tuple[float, float] | None:
+    """Percentile bootstrap interval of the mean of `values`, resampling whole groups (else images), so
+    near-duplicates count once; None with a single group."""
+    from scipy import stats
+
+    _, inv = np.unique(np.arange(len(values)) if groups is None else np.asarray(groups), return_inverse=True)
+    if inv.max(initial=0) < 1:
+        return None
+    sums, counts = np.bincount(inv, np.asarray(values, np.float64)), np.bincount(inv).astype(np.float64)
+    res = stats.bootstrap((sums, counts), lambda s, c, axis=-1: s.sum(axis) / c.sum(axis), paired=True,
+                          vectorized=True, n_resamples=resamples, confidence_level=level, method="percentile",
+                          random_state=0)
+    return float(res.confidence_interval.low), float(res.confidence_interval.high)
 
 
 def energy_share(maps: np.ndarray, masks: np.ndarray) -> np.ndarray:

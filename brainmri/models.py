@@ -7,9 +7,12 @@ mean subtraction as a layer, the small CNN rescales. So the data pipeline never 
 
 from __future__ import annotations
 
+import sys
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
+from unittest import mock
 
 import keras
 import numpy as np
@@ -44,9 +47,32 @@ def _small_cnn(input_shape, weights):
     return keras.Model(inputs, x, name="small_cnn")
 
 
+@contextmanager
+def _download_replaced_by(factory: Callable, path: str):
+    """While `factory` builds, its keras.applications module 'downloads' the ImageNet weights from `path`."""
+    file_utils = getattr(sys.modules[factory.__module__], "file_utils", None)
+    if not hasattr(file_utils, "get_file"):  # a Keras that loads its weights differently: refuse, never guess
+        raise UserError(f"this Keras cannot load a local ImageNet file into {factory.__name__}: use weights=imagenet")
+    with mock.patch.object(file_utils, "get_file", lambda *args, **kwargs: path):
+        yield
+
+
+def _keras_application(factory: Callable) -> Callable:
+    """A keras.applications backbone without its top. A weights file takes the `imagenet` route, with the file
+    in place of the download: Keras builds some graphs only for weights == "imagenet" (EfficientNet B0-B7 add
+    a Rescaling by 1/sqrt(ImageNet std) after their Normalization), and the route for a file path leaves that
+    out, so ImageNet weights would load without error and see every input about 2.1x too small."""
+    def build(input_shape, weights):
+        if weights is None or weights == "imagenet":
+            return factory(include_top=False, weights=weights, input_shape=input_shape)
+        with _download_replaced_by(factory, weights):
+            return factory(include_top=False, weights="imagenet", input_shape=input_shape)
+    return build
+
+
 def _vgg16(input_shape, weights):
     inputs = keras.Input(input_shape)
-    base = keras.applications.VGG16(include_top=False, weights=weights, input_shape=input_shape)
+    base = _keras_application(keras.applications.VGG16)(input_shape, weights)
     return keras.Model(inputs, base(CaffePreprocess(name="vgg_preprocess")(inputs)), name="vgg16_preprocessed")
 
 
@@ -59,9 +85,9 @@ class Backbone:
 # Adding a backbone is one entry: a builder taking raw 0-255 input (EfficientNet and EfficientNetV2 rescale
 # inside; others need their preprocessing as a layer, as VGG16 has) and whether ImageNet weights exist.
 BACKBONES = {
-    "efficientnetb0": Backbone(lambda s, w: keras.applications.EfficientNetB0(include_top=False, weights=w, input_shape=s), True),
-    "efficientnetb2": Backbone(lambda s, w: keras.applications.EfficientNetB2(include_top=False, weights=w, input_shape=s), True),
-    "efficientnetv2b0": Backbone(lambda s, w: keras.applications.EfficientNetV2B0(include_top=False, weights=w, input_shape=s), True),
+    "efficientnetb0": Backbone(_keras_application(keras.applications.EfficientNetB0), True),
+    "efficientnetb2": Backbone(_keras_application(keras.applications.EfficientNetB2), True),
+    "efficientnetv2b0": Backbone(_keras_application(keras.applications.EfficientNetV2B0), True),
     "vgg16": Backbone(_vgg16, True),
     "small_cnn": Backbone(_small_cnn, False),
 }

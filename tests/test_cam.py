@@ -107,3 +107,95 @@ def test_deletion_curve_drops_when_the_evidence_goes():
     fr, curve_good = cam.deletion_scores(forward, images, good + 1e-3 * np.random.default_rng(0).random((1, 8, 8)), np.array([0]))
     _, curve_bad = cam.deletion_scores(forward, images, 1 - good, np.array([0]))
     assert cam.area(fr, curve_good) < cam.area(fr, curve_bad)
+
+
+def _separate_squash(fused, squash):
+    """`fused` (a Dense with softmax/sigmoid) rebuilt as a linear Dense with the same weights, then `squash`."""
+    dense = fused.get_layer("predictions")
+    linear = keras.layers.Dense(dense.units, name="logits")
+    out = squash(linear(fused.get_layer("head_dropout").output))
+    linear.set_weights(dense.get_weights())
+    return keras.Model(fused.input, out)
+
+
+@pytest.mark.parametrize("squash, binary", [(lambda: keras.layers.Activation("softmax"), False),
+                                            (lambda: keras.layers.Softmax(), False),
+                                            (lambda: keras.layers.Activation("sigmoid"), True)],
+                         ids=["Activation-softmax", "Softmax-layer", "Activation-sigmoid"])
+def test_a_softmax_or_sigmoid_in_its_own_layer_is_stripped_once(squash, binary):
+    """Models not built here may squash in a separate layer: maps from logits, probabilities squashed once."""
+    keras.utils.set_random_seed(2)
+    fused = models.build_classifier("small_cnn", 32, 4, weights="none", binary=binary)
+    separate = _separate_squash(fused, squash())
+    images, classes = _images(6, 32), np.array([0, 1, 1, 0, 1, 0]) if binary else np.array([0, 1, 2, 3, 1, 2])
+    x = images.astype("float32")
+    assert np.allclose(separate.predict(x, verbose=0), fused.predict(x, verbose=0), atol=1e-6)
+    for wanted in (None, classes):
+        expected, _ = cam.compute_maps(cam.make_cam_fn(cam.prepare(fused)), images, wanted)
+        maps, probs = cam.compute_maps(cam.make_cam_fn(cam.prepare(separate)), images, wanted)
+        assert np.allclose(maps, expected, atol=1e-5)
+        assert np.allclose(probs, models.class_probabilities(separate.predict(x, verbose=0)), atol=1e-5)
+
+
+def test_a_classifier_nested_in_a_wrapper_or_a_sequential_gives_logit_maps():
+    """The squashing layer found inside a nested model, or at the end of a Sequential, is stripped too."""
+    keras.utils.set_random_seed(3)
+    fused = models.build_classifier("small_cnn", 32, 4, weights="none")
+    inputs = keras.Input((32, 32, 3))
+    wrapped = keras.Model(inputs, fused(inputs))
+    sequential = keras.Sequential([keras.Input((32, 32, 3)), _separate_squash(fused, keras.layers.Identity()),
+                                   keras.layers.Softmax()])
+    images = _images(4, 32)
+    expected, _ = cam.compute_maps(cam.make_cam_fn(cam.prepare(fused)), images, None)
+    for model in (wrapped, sequential):
+        maps, probs = cam.compute_maps(cam.make_cam_fn(cam.prepare(model)), images, None)
+        assert np.allclose(maps, expected, atol=1e-5)
+        assert np.allclose(probs, model.predict(images.astype("float32"), verbose=0), atol=1e-5)
+
+
+def test_a_softmax_layer_inside_a_nested_head_is_refused_by_name():
+    keras.utils.set_random_seed(4)
+    fused = models.build_classifier("small_cnn", 32, 4, weights="none")
+    inner = _separate_squash(fused, keras.layers.Softmax(name="probs"))
+    inputs = keras.Input((32, 32, 3))
+    with pytest.raises(UserError, match="Softmax layer 'probs' inside the nested model"):
+        cam.prepare(keras.Model(inputs, inner(inputs)))
+
+
+def _square_masks(corners, size=12, side=3):
+    masks = np.zeros((len(corners), size, size))
+    for mask, (y, x) in zip(masks, corners):
+        mask[y:y + side, x:x + side] = 1
+    return masks
+
+
+def test_a_map_at_the_class_prior_scores_as_the_location_prior_baseline():
+    rng = np.random.default_rng(0)
+    labels = np.repeat([0, 1], 8)
+    corners = [(1 + rng.integers(0, 3), 1 + rng.integers(0, 3)) if c == 0 else (7 + rng.integers(0, 3), 2)
+               for c in labels]
+    masks = _square_masks(corners)
+    prior = cam.location_prior(masks, labels)
+    hits = cam.pointing_with_baselines(prior, masks, labels, tolerance=1)
+    assert hits["maps"].tolist() == hits["location_prior"].tolist() and hits["maps"].mean() > 0.5
+    at_centre = np.zeros_like(masks)
+    at_centre[:, 6, 6] = 1
+    assert hits["centre"].tolist() == cam.pointing_game(at_centre, masks, 1).tolist()
+
+
+def test_the_location_prior_never_sees_the_image_it_scores():
+    masks = _square_masks([(0, 0), (0, 0), (8, 8)])  # a near-duplicate pair (one group), one lesion elsewhere
+    labels = np.zeros(3, int)
+    assert cam.pointing_game(cam.location_prior(masks, labels), masks, 0).tolist() == [True, True, False]
+    by_group = cam.location_prior(masks, labels, groups=np.array([0, 0, 1]))
+    assert cam.pointing_game(by_group, masks, 0).tolist() == [False, False, False]  # nor its copy
+    assert np.array_equal(by_group[0], masks[2])
+
+
+def test_bootstrap_interval_contains_the_estimate_and_resamples_groups():
+    hits = np.repeat(np.random.default_rng(0).random(20) < 0.7, 3).astype(float)  # groups of three agree
+    low, high = cam.bootstrap_ci(hits)
+    assert low < hits.mean() < high
+    g_low, g_high = cam.bootstrap_ci(hits, np.repeat(np.arange(20), 3))
+    assert g_low < hits.mean() < g_high and g_high - g_low > 1.3 * (high - low)  # 20 independent units, not 60
+    assert cam.bootstrap_ci(np.ones(4), np.zeros(4)) is None  # one group: no interval

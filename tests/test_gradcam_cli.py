@@ -51,3 +51,57 @@ def test_bad_input(run_copy, tmp_path, capsys):
     (run_copy / "config.yaml").write_text((run_copy / "config.yaml").read_text().replace("synthetic: true", "synthetic: false"))
     _fails([str(run_copy), "--score"], "--score needs lesion masks", capsys)
     assert not (run_copy / "gradcam").exists()  # every failure above came before any output
+
+
+def _undecided_sigmoid_model(folder, p_tumor=0.4):
+    """A saved tumor-vs-no-tumor model that gives every image P(tumor) near `p_tumor`, with classes.json."""
+    import keras
+    import numpy as np
+
+    from brainmri import models
+
+    keras.utils.set_random_seed(0)
+    base = models.build_backbone("small_cnn", 32, "none")
+    head = keras.layers.Dense(1, activation="sigmoid", name="predictions")
+    model = keras.Model(base.input, head(keras.layers.GlobalAveragePooling2D(name="gap")(base.output)))
+    kernel = np.random.default_rng(0).normal(0, 1e-3, (96, 1))  # tiny: every image near the bias, maps still differ
+    head.set_weights([kernel, np.array([np.log(p_tumor / (1 - p_tumor))])])
+    model.save(folder / "binary.keras")
+    (folder / "classes.json").write_text(json.dumps(["no_tumor", "tumor"]))
+    return model
+
+
+def test_threshold_without_class_explains_the_class_it_captions(tmp_path, monkeypatch):
+    """P(tumor) 0.4 at --threshold 0.3 is called tumor: the map must be the map of 'tumor', not of the 0.5 call."""
+    import cv2
+    import numpy as np
+
+    from brainmri import cam, plots
+
+    model = _undecided_sigmoid_model(tmp_path)
+    (tmp_path / "images").mkdir()
+    for i, img in enumerate(np.random.default_rng(1).integers(0, 255, (3, 32, 32, 3)).astype(np.uint8)):
+        cv2.imwrite(str(tmp_path / "images" / f"{i}.png"), img)
+    panels = []
+    monkeypatch.setattr(plots, "cam_panel", lambda image, heats, titles, path: panels.append((image, heats, titles)))
+    assert gradcam.main([str(tmp_path / "binary.keras"), str(tmp_path / "images"), "--threshold", "0.3"]) == 0
+    fn = cam.make_cam_fn(cam.prepare(model))
+    images = np.stack([image for image, _, _ in panels])
+    tumor_maps = cam.upsample(cam.compute_maps(fn, images, np.ones(len(images)))[0], 32)
+    for (_, heats, titles), expected in zip(panels, tumor_maps):
+        assert titles[0].startswith("tumor (p 0.4")
+        assert np.allclose(heats[0], expected, atol=1e-5)
+
+
+def test_pointing_game_is_reported_beside_its_baselines(run_copy, capsys):
+    """Without baselines 0.85 means little: a per-class location prior and the image centre, with 95% CIs."""
+    assert gradcam.main([str(run_copy), "--score"]) == 0
+    loc = json.loads((run_copy / "gradcam" / "scores.json").read_text())["localization"]
+    assert loc["tolerance_fraction"] == pytest.approx(loc["tolerance_px"] / 32)
+    assert loc["bootstrap"]["resampled"] == "groups"  # the run's splits.csv has them
+    for score in (loc, loc["baselines"]["location_prior"], loc["baselines"]["centre"]):
+        ci = score["pointing_game_ci95"]  # the tiny run may score one near-duplicate pair only: no interval
+        assert (ci is None) == (loc["bootstrap"]["units"] == 1)
+        assert ci is None or 0 <= ci[0] <= score["pointing_game"] <= ci[1] <= 1
+    line = [s for s in capsys.readouterr().out.splitlines() if "pointing game" in s][-1]
+    assert "location prior" in line and "centre" in line and f"{loc['tolerance_px']} px" in line, line

@@ -62,6 +62,53 @@ def test_local_weights_file(tmp_path):
         models.build_backbone("efficientnetb0", 32, str(tmp_path / "missing.h5"))
 
 
+EFFICIENTNETS = {"efficientnetb0": keras.applications.EfficientNetB0,
+                 "efficientnetb2": keras.applications.EfficientNetB2,
+                 "efficientnetv2b0": keras.applications.EfficientNetV2B0}
+
+
+def _imagenet_route(monkeypatch, name, weights_file):
+    """Keras' own weights="imagenet" backbone, its download faked to hand over `weights_file` (no network)."""
+    import keras.src.utils.file_utils as file_utils
+
+    with monkeypatch.context() as patch:
+        patch.setattr(file_utils, "get_file", lambda *args, **kwargs: str(weights_file))
+        return EFFICIENTNETS[name](include_top=False, weights="imagenet", input_shape=(32, 32, 3))
+
+
+def _notop_file(name, folder):
+    """An ImageNet-like notop.h5 (Keras 2 format, as Keras publishes it): random weights, ImageNet input statistics."""
+    from keras.src.legacy.saving import legacy_h5_format
+    import h5py
+
+    keras.utils.set_random_seed(0)
+    model = EFFICIENTNETS[name](include_top=False, weights=None, input_shape=(32, 32, 3))
+    for layer in model.layers:
+        if isinstance(layer, keras.layers.Normalization) and layer.weights:  # V1 learns its statistics
+            layer.set_weights([np.array([0.485, 0.456, 0.406]), np.array([0.229, 0.224, 0.225]) ** 2, np.array(0)])
+    path = folder / f"{name}_notop.h5"
+    with h5py.File(path, "w") as f:
+        legacy_h5_format.save_weights_to_hdf5_group(f, model)
+    return path
+
+
+def _graph(model):
+    return [(type(layer).__name__, layer.get_config()) for layer in model.layers]
+
+
+@pytest.mark.parametrize("name", list(EFFICIENTNETS))
+def test_a_local_imagenet_file_builds_the_imagenet_graph(name, tmp_path, monkeypatch):
+    """weights=/path/notop.h5 (the offline route) must scale inputs as weights=imagenet does (B0 lacked a Rescaling)."""
+    path = _notop_file(name, tmp_path)
+    keras.backend.clear_session()  # auto-generated layer names restart, so both graphs name alike
+    reference = _imagenet_route(monkeypatch, name, path)
+    keras.backend.clear_session()
+    ours = models.build_backbone(name, 32, str(path))
+    assert _graph(ours) == _graph(reference)
+    x = np.random.default_rng(0).uniform(0, 255, (2, 32, 32, 3)).astype("float32")
+    assert np.allclose(ours.predict(x, verbose=0), reference.predict(x, verbose=0), atol=1e-5)
+
+
 def test_offline_imagenet_download_says_what_to_do(monkeypatch):
     def offline(*args, **kwargs):
         raise Exception("URL fetch failure on https://example/efficientnetb0_notop.h5: None -- no network")
