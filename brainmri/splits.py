@@ -18,18 +18,38 @@ def holdout(labels: np.ndarray, groups: np.ndarray, test_fraction: float, by_gro
     """Boolean mask of the test images: stratified, and whole groups only when by_group."""
     idx = np.arange(len(labels))
     smallest = np.bincount(labels)[np.bincount(labels) > 0].min()
-    if smallest * test_fraction < 1 or (by_group and smallest < round(1 / test_fraction)):
+    if smallest * test_fraction < 1:
         raise UserError(f"a class has only {smallest} images: too few for a stratified test split of "
                         f"test_fraction {test_fraction}")
-    if not by_group:
-        _, test = train_test_split(idx, test_size=test_fraction, stratify=labels, random_state=seed)
-    else:
-        n_splits = max(2, round(1 / test_fraction))
-        splitter = StratifiedGroupKFold(n_splits, shuffle=True, random_state=seed)
-        _, test = next(splitter.split(idx, labels, groups))
+    if by_group:
+        return _group_holdout(labels, groups, test_fraction, seed)
+    _, test = train_test_split(idx, test_size=test_fraction, stratify=labels, random_state=seed)
     mask = np.zeros(len(labels), bool)
     mask[test] = True
     return mask
+
+
+def _group_holdout(labels: np.ndarray, groups: np.ndarray, fraction: float, seed: int) -> np.ndarray:
+    """Test mask of whole groups, per class (a group counts for its most frequent label): groups are taken in
+    a seeded order whenever one brings the class's test count closer to fraction x its images, so each class
+    ends within half a group of the request. (StratifiedGroupKFold's first fold can only give 1/k: 0.15 became
+    1/7 = 0.143 and 0.4 became 0.5.)"""
+    uniq, inv = np.unique(groups, return_inverse=True)
+    size = np.bincount(inv)
+    per_label = np.zeros((len(uniq), labels.max() + 1), np.int64)
+    np.add.at(per_label, (inv, labels), 1)
+    major = per_label.argmax(1)
+    rng = np.random.default_rng(seed)
+    take = np.zeros(len(uniq), bool)
+    for c in np.unique(major):
+        members = rng.permutation(np.flatnonzero(major == c))
+        target, got = fraction * size[members].sum(), 0
+        for g in members:
+            if abs(got + size[g] - target) < abs(got - target):
+                take[g], got = True, got + size[g]
+        if not got:  # every group is bigger than twice the target: the smallest keeps the class in the test set
+            take[members[np.argmin(size[members])]] = True
+    return take[inv]
 
 
 def kfold(labels: np.ndarray, groups: np.ndarray, folds: int, by_group: bool, seed: int) -> np.ndarray:
