@@ -104,15 +104,16 @@ def prepare(cfg: Config, run_dir: Path) -> Prepared:
     report = audit_mod.audit(take(ds, orig), groups[orig])
     if len(copies):
         report["augmented_copies"] = int(len(copies))
-    plots.near_duplicate_pairs(ds.images[orig], ds.labels[orig], ds.classes, [ds.md5[i] for i in orig], hashes[orig],
-                               run_dir / "figures" / "near_duplicate_pairs", formats=cfg.figure_formats)
     log.info(audit_mod.format_audit(report))
     planes = planes_of(cfg, ds.paths)
     roles = splits.make_roles(ds.labels, groups, ds.subsets, cfg.protocol, cfg.folds, cfg.test_fraction,
                               cfg.split == "group", cfg.seed, planes, cfg.train_planes, cfg.test_planes, sources)
+    named = [ds.classes[i] for i in ds.labels]
+    splits.check_unchanged(run_dir / "splits.csv", ds.paths, named, roles)  # before anything is rewritten
+    plots.near_duplicate_pairs(ds.images[orig], ds.labels[orig], ds.classes, [ds.md5[i] for i in orig], hashes[orig],
+                               run_dir / "figures" / "near_duplicate_pairs", formats=cfg.figure_formats)
     report["test_split"] = test_split(cfg, roles, sources)
     write_atomic(run_dir / "audit.json", json.dumps(report, indent=2))
-    named = [ds.classes[i] for i in ds.labels]
     splits.write_splits(run_dir / "splits.csv", ds.paths, named, ds.subsets, groups, roles, planes)
     write_atomic(run_dir / "classes.json", json.dumps(list(ds.classes)))
     _write_data_summary(run_dir, ds, roles, named)

@@ -151,6 +151,28 @@ def write_splits(path: Path, paths, labels_named, subsets, groups, roles: np.nda
     tmp.replace(path)
 
 
+def check_unchanged(path: Path, paths, labels_named, roles: np.ndarray) -> None:
+    """Refuse to go on with a run folder (fold jobs, --resume) whose splits.csv differs from the splits of
+    the data as it is now: its finished folds were trained on the saved splits, so new ones could test on
+    images that a fold trained on."""
+    if not path.is_file():
+        return
+    saved = read_splits(path)
+    old = {p: (label, tuple(r)) for p, label, r in zip(saved["paths"], saved["labels"], saved["roles"])}
+    new = {p: (label, tuple(r)) for p, label, r in zip(paths, labels_named, roles)}
+    added = [p for p in new if p not in old]
+    removed = [p for p in old if p not in new]
+    changed = [p for p in new if p in old and old[p] != new[p]]
+    if not (added or removed or changed):
+        return
+    first = ([f"added {p}" for p in added[:1]] + [f"removed {p}" for p in removed[:1]]
+             + [f"{p} was {old[p][0]} {'/'.join(old[p][1])}, now {new[p][0]} {'/'.join(new[p][1])}"
+                for p in changed[:1]])[0]
+    raise UserError(f"the data changed since {path} was written: {len(added)} images added, {len(removed)} removed, "
+                    f"{len(changed)} changed label or role (first: {first}); finished folds used the saved splits: "
+                    "restore the data folder, or start a new run folder")
+
+
 def read_splits(path: Path) -> dict:
     """splits.csv back: paths, labels, subsets, groups and the (N, folds) roles."""
     with open(path, newline="") as f:
