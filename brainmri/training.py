@@ -57,6 +57,9 @@ def _compile(model, cfg: Config, learning_rate: float, num_classes: int, jit_com
                                                 keras.metrics.Recall(name="recall")]
     else:
         loss, metrics = "categorical_crossentropy", macro_metrics(num_classes)
+    # Keras 3 passes sample weights (what class_weight becomes) to the loss and to weighted_metrics only, never
+    # to metrics= (trainers/compile_utils.py, CompileMetrics.update_state): with class_weight the training loss
+    # is weighted and every logged metric (accuracy, macro precision/recall/F1, AUC) stays the plain one.
     model.compile(optimizer=models.make_optimizer(cfg.optimizer, learning_rate, cfg.momentum), loss=loss,
                   metrics=metrics, jit_compile=jit_compile)
 
@@ -162,6 +165,9 @@ def train_fold(cfg: Config, ds: Dataset, roles: np.ndarray, fold: int, run_dir: 
     total = cfg.epochs + cfg.fine_tune_epochs
     log.info("fold %d: %d train, %d val, %d test images; %d epochs", fold, len(tr), len(va), len(te), total)
     weights = class_weights(ds.labels[tr], len(ds.classes)) if cfg.class_weight == "balanced" else None
+    if weights:
+        log.info("class_weight balanced: history.csv's 'loss' is class-weighted; every other column (accuracy, "
+                 "precision, recall, f1, and all val_ columns) is plain, unweighted")
     start, epochs_run = time.perf_counter(), total - len(history)
     for phase_end in (cfg.epochs, total):
         if cfg.fine_tune_epochs and phase_end == total and len(history) <= cfg.epochs:
