@@ -7,7 +7,9 @@
 
 The input folder is only read. The output holds the originals (copied, or hard-linked with --link), the
 added images, the augmented copies, manifest.csv (every file: original | added | augmented, its source and
-exact transform), planes.csv (when the input has one), augment_summary.json and contact_sheet.png.
+exact transform), planes.csv (when the input has one), augment_summary.json, contact_sheet.png and the
+marker .brainmri-augment. --force replaces only a folder that augment.py wrote, and no output may hold, be
+or lie inside the input.
 train.py reads manifest.csv and keeps every copy in its source's near-duplicate group, so no copy of a
 test image is ever trained on. Same seed, same output, byte for byte.
 """
@@ -34,7 +36,7 @@ def parse_args(argv):
     p.add_argument("--add", help="a folder of extra images for the class (e.g. new sagittal/coronal slices)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--link", action="store_true", help="hard-link the originals instead of copying them")
-    p.add_argument("--force", action="store_true", help="replace an existing output folder")
+    p.add_argument("--force", action="store_true", help="replace an earlier output of augment.py")
     p.add_argument("--estimate-planes", metavar="CSV", help="only write the estimated plane of every image")
     return p.parse_args(argv)
 

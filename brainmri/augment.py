@@ -32,6 +32,7 @@ NUMERIC_KEYS = ("shift_x", "shift_y", "rotation", "zoom", "brightness")
 FLIPS = ("none", "horizontal", "vertical")
 STUDY_TRANSFORMS = ({"shift_x": 0.2, "rotation": 45}, {"shift_y": -0.2, "rotation": 225})  # 30 px of 150
 MANIFEST_FIELDS = ("path", "class", "kind", "source", "transform")
+MARKER = ".brainmri-augment"  # written first into every output: --force only ever replaces a folder holding it
 
 
 def check_transforms(transforms, where: str) -> list[dict]:
@@ -140,10 +141,7 @@ def balance(data: Path, out: Path, cls: str, target: int, transforms: list[dict]
     items, classes = find_images(data)
     if cls not in classes:
         raise UserError(f"class '{cls}' not found in {data} (classes: {', '.join(classes)})")
-    if out.exists() and not force:
-        raise UserError(f"output folder {out} exists: choose another, or pass --force to replace it")
-    if out.resolve() == data.resolve() or data.resolve() in out.resolve().parents:
-        raise UserError(f"output folder {out} must be outside the input folder {data}")
+    check_output(out, [data] + ([Path(add)] if add else []), force)
     before = {c: sum(1 for _, label, _ in items if label == c) for c in classes}
     train_subset = "Training" if any(s == "Training" for _, _, s in items) else ""
     skipped: list[tuple[str, str]] = []
@@ -160,8 +158,11 @@ def balance(data: Path, out: Path, cls: str, target: int, transforms: list[dict]
         raise UserError(f"class '{cls}' has no readable training image to augment")
     plan = plan_copies(len(sources), transforms, target - have, seed)
 
-    tmp = out.with_name(out.name + ".partial")  # renamed at the end: a crash leaves no half dataset as `out`
-    shutil.rmtree(tmp, ignore_errors=True)
+    tmp = _partial(out)  # renamed at the end: a crash leaves no half dataset as `out`
+    if tmp.exists():
+        shutil.rmtree(tmp)  # an earlier crash's leftover: check_output saw our marker in it
+    tmp.mkdir(parents=True)
+    (tmp / MARKER).write_text(json.dumps({"written_by": "augment.py", "input": str(data)}) + "\n")
     rows = []
     for rel, label, _ in tqdm(items, desc="copy originals", unit="img", disable=None):
         _copy(data / rel, tmp / rel, link)
@@ -189,6 +190,38 @@ def balance(data: Path, out: Path, cls: str, target: int, transforms: list[dict]
         shutil.rmtree(out)
     tmp.rename(out)
     return BalanceResult(out, before, after, len(added), len(plan), skipped)
+
+
+def _partial(out: Path) -> Path:
+    return out.with_name(out.name + ".partial")
+
+
+def check_output(out: Path, inputs: list[Path], force: bool) -> None:
+    """Refuse, before anything is written, an output that is, holds or lies inside an input folder (symlinks
+    resolved), and any replacement of a folder that augment.py did not write."""
+    target = out.resolve()
+    for folder in inputs:
+        src = folder.resolve()
+        if target == src or src in target.parents:
+            raise UserError(f"output folder {out} must be outside the input folder {folder}")
+        if target in src.parents:
+            raise UserError(f"output folder {out} contains the input folder {folder}: choose a folder outside it")
+    if out.is_symlink():
+        raise UserError(f"output folder {out} is a symbolic link: give the real folder, or a new one")
+    if out.exists() and not force:
+        raise UserError(f"output folder {out} exists: choose another, or pass --force to replace it")
+    for folder in (out, _partial(out)):
+        if folder.exists() and not written_by_augment(folder):
+            raise UserError(f"{folder} was not written by augment.py (no {MARKER} or manifest.csv and "
+                            "augment_summary.json in it): --force replaces only an earlier output; choose another --out")
+
+
+def written_by_augment(folder: Path) -> bool:
+    """Whether `folder` is an augment.py output (its marker, or an older output's manifest and summary)."""
+    if not folder.is_dir() or folder.is_symlink():
+        return False
+    return (folder / MARKER).is_file() or ((folder / "manifest.csv").is_file()
+                                           and (folder / "augment_summary.json").is_file())
 
 
 def _added_name(path: Path) -> str:

@@ -149,6 +149,8 @@ def _coerce(key: str, value, expected):
         return float(value)
     if expected is str and value is None:
         return "none"
+    if isinstance(value, bool) and {"on", "off"} <= set(CHOICES.get(key, ())):
+        return "on" if value else "off"  # YAML 1.1 reads on/off/yes/no/true/false as booleans
     if type(value) is not expected:
         raise UserError(f"config key '{key}' must be {expected.__name__}, got {value!r} ({type(value).__name__})")
     return value

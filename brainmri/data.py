@@ -194,7 +194,8 @@ def _to_cache(path: Path, ds: Dataset) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(".tmp.npz")
     np.savez(tmp, images=ds.images, labels=ds.labels, paths=np.array(ds.paths), subsets=np.array(ds.subsets),
-             original_sizes=ds.original_sizes, md5=np.array(ds.md5), canon=ds.canon, skipped=np.array(ds.skipped, dtype=str).reshape(-1, 2))
+             original_sizes=ds.original_sizes, md5=np.array(ds.md5), canon=ds.canon,
+             skipped=np.array(ds.skipped, dtype=str).reshape(-1, 2))
     tmp.replace(path)  # atomic: a crash never leaves a half-written cache behind
 
 
@@ -213,39 +214,52 @@ def training_targets(labels: np.ndarray, num_classes: int) -> np.ndarray:
 
 
 def make_tf_dataset(images: np.ndarray, labels: np.ndarray | None, num_classes: int, batch_size: int,
-                    shuffle: bool = False, seed: int = 0, augment=None):
+                    shuffle: bool = False, seed: int = 0, augment=None, first_epoch: int | None = None):
     """uint8 images -> float32 batches (one-hot labels), shuffled per epoch if asked, augmented per batch by
-    the `augment` layers if given (training batches only), prefetched."""
+    the `augment` layers if given (training batches only), prefetched. With shuffle and `first_epoch`: an
+    endless stream of epochs from that one on (fit needs steps_per_epoch), each epoch's order set by (seed,
+    epoch) alone, so a resumed run gets the batches an uninterrupted one would."""
     import tensorflow as tf
 
     if labels is not None:
         targets = tf.convert_to_tensor(training_targets(labels, num_classes))
     pixels = tf.convert_to_tensor(images)  # uint8, held once; each batch is gathered from it by index
-    ds = tf.data.Dataset.range(len(images))  # shuffling indices, not images: no per-image copies
-    if shuffle:
-        ds = ds.shuffle(len(images), seed=seed, reshuffle_each_iteration=True)
+    n = len(images)
+    if shuffle and first_epoch is not None:
+        def epoch(e):
+            order = tf.random.experimental.stateless_shuffle(tf.range(n, dtype=tf.int64),
+                                                              seed=tf.stack([tf.constant(seed, tf.int64), e]))
+            return tf.data.Dataset.from_tensor_slices(order).batch(batch_size)
+
+        ds = tf.data.Dataset.range(first_epoch, 2**62).flat_map(epoch)
+    else:
+        ds = tf.data.Dataset.range(n)  # shuffling indices, not images: no per-image copies
+        if shuffle:
+            ds = ds.shuffle(n, seed=seed, reshuffle_each_iteration=True)
+        ds = ds.batch(batch_size)
 
     def gather(idx):
         x = tf.cast(tf.gather(pixels, idx), tf.float32)
         return x if labels is None else (x, tf.gather(targets, idx))
 
-    ds = ds.batch(batch_size).map(gather, num_parallel_calls=tf.data.AUTOTUNE)
+    ds = ds.map(gather, num_parallel_calls=tf.data.AUTOTUNE)
     if augment is not None:
         ds = ds.map(lambda x, y: (augment(x, training=True), y), num_parallel_calls=tf.data.AUTOTUNE)
     return ds.prefetch(tf.data.AUTOTUNE)
 
 
 def make_batches(images: np.ndarray, labels: np.ndarray | None, num_classes: int, batch_size: int,
-                 shuffle: bool = False, seed: int = 0, augment=None):
+                 shuffle: bool = False, seed: int = 0, augment=None, first_epoch: int | None = None):
     """The training/inference input for the backend Keras runs on: tf.data with TensorFlow, otherwise
-    (JAX, PyTorch: a GPU box without TensorFlow) a keras.utils.PyDataset over the same uint8 array."""
+    (JAX, PyTorch: a GPU box without TensorFlow) a keras.utils.PyDataset over the same uint8 array.
+    `first_epoch`: see make_tf_dataset (the tf.data stream is then endless: pass steps_per_epoch to fit)."""
     import keras
 
     if keras.backend.backend() == "tensorflow":
-        return make_tf_dataset(images, labels, num_classes, batch_size, shuffle, seed, augment)
+        return make_tf_dataset(images, labels, num_classes, batch_size, shuffle, seed, augment, first_epoch)
     from .batches import ArrayBatches
 
-    return ArrayBatches(images, labels, num_classes, batch_size, shuffle, seed, augment)
+    return ArrayBatches(images, labels, num_classes, batch_size, shuffle, seed, augment, first_epoch)
 
 
 def augmentation_layers(rotation: float = 0, shift: float = 0, zoom: float = 0, flip: str = "none",

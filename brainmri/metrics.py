@@ -25,7 +25,10 @@ class MacroMetric(keras.metrics.Metric):
     def update_state(self, y_true, y_pred, sample_weight=None):
         n = self.num_classes
         true, pred = ops.argmax(y_true, axis=-1), ops.argmax(y_pred, axis=-1)
-        counts = ops.matmul(ops.transpose(ops.one_hot(true, n)), ops.one_hot(pred, n))
+        rows = ops.one_hot(true, n)
+        if sample_weight is not None:  # weighted counts, as Keras' accuracy weighs (under weighted_metrics=)
+            rows = rows * ops.reshape(ops.cast(sample_weight, rows.dtype), (-1, 1))
+        counts = ops.matmul(ops.transpose(rows), ops.one_hot(pred, n))
         self.matrix.assign(self.matrix + ops.cast(counts, self.dtype))
 
     def result(self):

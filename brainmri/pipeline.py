@@ -109,20 +109,36 @@ def prepare(cfg: Config, run_dir: Path) -> Prepared:
     report = audit_mod.audit(originals, orig_groups, pairs, scores, detector)
     if len(copies):
         report["augmented_copies"] = int(len(copies))
-    figures = run_dir / "figures"
-    plots.near_duplicate_examples(originals, pairs, scores, figures / "near_duplicate_pairs", cfg.figure_formats)
-    if report["label_conflicts"]:
-        plots.label_conflicts(originals, report["label_conflicts"], figures / "label_conflicts", cfg.figure_formats)
     log.info(audit_mod.format_audit(report))
-    write_atomic(run_dir / "audit.json", json.dumps(report, indent=2))
     planes = planes_of(cfg, ds.paths)
     roles = splits.make_roles(ds.labels, groups, ds.subsets, cfg.protocol, cfg.folds, cfg.test_fraction,
                               cfg.split == "group", cfg.seed, planes, cfg.train_planes, cfg.test_planes, sources)
     named = [ds.classes[i] for i in ds.labels]
+    splits.check_unchanged(run_dir / "splits.csv", ds.paths, named, roles)  # before anything is rewritten
+    figures = run_dir / "figures"
+    plots.near_duplicate_examples(originals, pairs, scores, figures / "near_duplicate_pairs", cfg.figure_formats)
+    if report["label_conflicts"]:
+        plots.label_conflicts(originals, report["label_conflicts"], figures / "label_conflicts", cfg.figure_formats)
+    report["test_split"] = test_split(cfg, roles, sources)
+    write_atomic(run_dir / "audit.json", json.dumps(report, indent=2))
     splits.write_splits(run_dir / "splits.csv", ds.paths, named, ds.subsets, groups, roles, planes)
     write_atomic(run_dir / "classes.json", json.dumps(list(ds.classes)))
     _write_data_summary(run_dir, ds, roles, named)
     return Prepared(ds, groups, roles, report)
+
+
+def test_split(cfg: Config, roles: np.ndarray, sources: np.ndarray) -> dict:
+    """The test set's share of the original images (copies are never tested), logged beside the requested
+    test_fraction: whole near-duplicate groups cannot hit it exactly."""
+    orig = roles[sources == -1, 0]
+    n_test = int((orig == splits.TEST).sum())
+    out = {"protocol": cfg.protocol, "test_images": n_test, "images": len(orig),
+           "actual_fraction": round(n_test / max(len(orig), 1), 4),
+           "requested_fraction": cfg.test_fraction if cfg.protocol == "holdout" else None}
+    wanted = f"test_fraction {cfg.test_fraction} requested" if cfg.protocol == "holdout" else f"protocol {cfg.protocol}"
+    log.info("test set: %d of %d images, %.3f of the images (%s)", n_test, len(orig), n_test / max(len(orig), 1),
+             wanted)
+    return out
 
 
 def _write_data_summary(run_dir: Path, ds: Dataset, roles: np.ndarray, named: list[str]) -> None:

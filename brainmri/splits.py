@@ -18,18 +18,38 @@ def holdout(labels: np.ndarray, groups: np.ndarray, test_fraction: float, by_gro
     """Boolean mask of the test images: stratified, and whole groups only when by_group."""
     idx = np.arange(len(labels))
     smallest = np.bincount(labels)[np.bincount(labels) > 0].min()
-    if smallest * test_fraction < 1 or (by_group and smallest < round(1 / test_fraction)):
+    if smallest * test_fraction < 1:
         raise UserError(f"a class has only {smallest} images: too few for a stratified test split of "
                         f"test_fraction {test_fraction}")
-    if not by_group:
-        _, test = train_test_split(idx, test_size=test_fraction, stratify=labels, random_state=seed)
-    else:
-        n_splits = max(2, round(1 / test_fraction))
-        splitter = StratifiedGroupKFold(n_splits, shuffle=True, random_state=seed)
-        _, test = next(splitter.split(idx, labels, groups))
+    if by_group:
+        return _group_holdout(labels, groups, test_fraction, seed)
+    _, test = train_test_split(idx, test_size=test_fraction, stratify=labels, random_state=seed)
     mask = np.zeros(len(labels), bool)
     mask[test] = True
     return mask
+
+
+def _group_holdout(labels: np.ndarray, groups: np.ndarray, fraction: float, seed: int) -> np.ndarray:
+    """Test mask of whole groups, per class (a group counts for its most frequent label): groups are taken in
+    a seeded order whenever one brings the class's test count closer to fraction x its images, so each class
+    ends within half a group of the request. (StratifiedGroupKFold's first fold can only give 1/k: 0.15 became
+    1/7 = 0.143 and 0.4 became 0.5.)"""
+    uniq, inv = np.unique(groups, return_inverse=True)
+    size = np.bincount(inv)
+    per_label = np.zeros((len(uniq), labels.max() + 1), np.int64)
+    np.add.at(per_label, (inv, labels), 1)
+    major = per_label.argmax(1)
+    rng = np.random.default_rng(seed)
+    take = np.zeros(len(uniq), bool)
+    for c in np.unique(major):
+        members = rng.permutation(np.flatnonzero(major == c))
+        target, got = fraction * size[members].sum(), 0
+        for g in members:
+            if abs(got + size[g] - target) < abs(got - target):
+                take[g], got = True, got + size[g]
+        if not got:  # every group is bigger than twice the target: the smallest keeps the class in the test set
+            take[members[np.argmin(size[members])]] = True
+    return take[inv]
 
 
 def kfold(labels: np.ndarray, groups: np.ndarray, folds: int, by_group: bool, seed: int) -> np.ndarray:
@@ -129,6 +149,28 @@ def write_splits(path: Path, paths, labels_named, subsets, groups, roles: np.nda
         for row in zip(paths, labels_named, subsets, groups, planes, *roles.T):
             w.writerow(row)
     tmp.replace(path)
+
+
+def check_unchanged(path: Path, paths, labels_named, roles: np.ndarray) -> None:
+    """Refuse to go on with a run folder (fold jobs, --resume) whose splits.csv differs from the splits of
+    the data as it is now: its finished folds were trained on the saved splits, so new ones could test on
+    images that a fold trained on."""
+    if not path.is_file():
+        return
+    saved = read_splits(path)
+    old = {p: (label, tuple(r)) for p, label, r in zip(saved["paths"], saved["labels"], saved["roles"])}
+    new = {p: (label, tuple(r)) for p, label, r in zip(paths, labels_named, roles)}
+    added = [p for p in new if p not in old]
+    removed = [p for p in old if p not in new]
+    changed = [p for p in new if p in old and old[p] != new[p]]
+    if not (added or removed or changed):
+        return
+    first = ([f"added {p}" for p in added[:1]] + [f"removed {p}" for p in removed[:1]]
+             + [f"{p} was {old[p][0]} {'/'.join(old[p][1])}, now {new[p][0]} {'/'.join(new[p][1])}"
+                for p in changed[:1]])[0]
+    raise UserError(f"the data changed since {path} was written: {len(added)} images added, {len(removed)} removed, "
+                    f"{len(changed)} changed label or role (first: {first}); finished folds used the saved splits: "
+                    "restore the data folder, or start a new run folder")
 
 
 def read_splits(path: Path) -> dict:

@@ -16,6 +16,7 @@ import numpy as np
 from . import models
 from .config import Config
 from .data import Dataset, augmentation_layers, make_batches
+from .errors import UserError
 from .evaluation import predict
 from .metrics import best_epoch_row, macro_metrics, summarise_folds, write_summary
 from .runs import environment, write_atomic
@@ -57,6 +58,9 @@ def _compile(model, cfg: Config, learning_rate: float, num_classes: int, jit_com
                                                 keras.metrics.Recall(name="recall")]
     else:
         loss, metrics = "categorical_crossentropy", macro_metrics(num_classes)
+    # Keras 3 passes sample weights (what class_weight becomes) to the loss and to weighted_metrics only, never
+    # to metrics= (trainers/compile_utils.py, CompileMetrics.update_state): with class_weight the training loss
+    # is weighted and every logged metric (accuracy, macro precision/recall/F1, AUC) stays the plain one.
     model.compile(optimizer=models.make_optimizer(cfg.optimizer, learning_rate, cfg.momentum), loss=loss,
                   metrics=metrics, jit_compile=jit_compile)
 
@@ -77,31 +81,105 @@ def read_history(path: Path) -> list[dict]:
         return [{k: float(v) if k != "epoch" else int(v) for k, v in row.items()} for row in csv.DictReader(f)]
 
 
+RESUME_STATE = "last_state.json"  # beside last.keras: the training state a resumed fold needs besides the model
+
+
 def _model_for_fold(cfg: Config, fold_dir: Path, num_classes: int, settings: dict):
-    """A fresh model, or the last epoch's model when an interrupted fold is resumed."""
+    """A fresh model, or the last epoch's model, its history and saved state when an interrupted fold is
+    resumed: (model, history, state or None)."""
     history = read_history(fold_dir / "history.csv")
     last = fold_dir / "last.keras"
     if history and last.is_file():
-        log.info("fold %s: resuming after epoch %d", fold_dir.name, len(history))
-        return models.load_model(last), history
-    for stale in ("history.csv", "last.keras", "best.keras"):
+        return _resume(fold_dir, models.load_model(last), history)
+    for stale in ("history.csv", "last.keras", "best.keras", RESUME_STATE):
         (fold_dir / stale).unlink(missing_ok=True)
     model = compile_model(cfg, num_classes, settings["jit_compile"])
     n = models.count_params(model)
     log.info("model %s: %s parameters, %s trainable", model.name, f"{n['total']:,}", f"{n['trainable']:,}")
-    return model, []
+    return model, [], None
 
 
-def _callbacks(cfg: Config, fold_dir: Path, history: list[dict]) -> list:
+def _resume(fold_dir: Path, model, history: list[dict]):
+    """The saved state checked against last.keras, the dropout seeds put back, history.csv cut to last.keras."""
+    path = fold_dir / RESUME_STATE
+    if not path.is_file():  # a fold interrupted before this file existed
+        log.warning("fold %s: no %s: resuming after epoch %d with a fresh learning-rate plateau counter",
+                    fold_dir.name, RESUME_STATE, len(history))
+        return model, history, None
+    state = json.loads(path.read_text())
+    done = state["epoch"] + 1
+    if int(model.optimizer.iterations) != state["iterations"] or len(history) < done:
+        raise UserError(f"{fold_dir}: last.keras, {RESUME_STATE} and history.csv disagree (interrupted while "
+                        f"saving); delete {fold_dir} to train this fold again")
+    seeds = _seed_states(model)
+    if len(seeds) != len(state["seed_states"]):
+        raise UserError(f"{fold_dir / RESUME_STATE} does not fit last.keras; delete {fold_dir} to train this fold again")
+    for var, value in zip(seeds, state["seed_states"]):
+        var.assign(np.asarray(value, dtype=var.dtype))
+    if len(history) > done:  # the row of an epoch whose checkpoint was not written: that epoch runs again
+        lines = (fold_dir / "history.csv").read_text().splitlines(keepends=True)
+        write_atomic(fold_dir / "history.csv", "".join(lines[:done + 1]))
+        history = history[:done]
+    log.info("fold %s: resuming after epoch %d, learning rate %g", fold_dir.name, done,
+             float(keras.ops.convert_to_numpy(model.optimizer.learning_rate)))
+    return model, history, state
+
+
+def _seed_states(model) -> list:
+    """The dropout layers' random-seed variables: not in the .keras file, so kept in the resume state."""
+    return [v for v in model.variables if v.name == "seed_generator_state"]
+
+
+class PlateauLR(keras.callbacks.ReduceLROnPlateau):
+    """ReduceLROnPlateau whose counter (wait, best, cooldown) is restored from a resume state."""
+
+    def __init__(self, restore: dict | None = None, **kwargs):
+        super().__init__(**kwargs)
+        self.restore = restore
+
+    def on_train_begin(self, logs=None):
+        super().on_train_begin(logs)
+        if self.restore:
+            self.wait, self.best = self.restore["wait"], self.restore["best"]
+            self.cooldown_counter = self.restore["cooldown_counter"]
+
+    def state(self) -> dict:
+        return {"wait": int(self.wait), "best": None if self.best is None else float(self.best),
+                "cooldown_counter": int(self.cooldown_counter)}
+
+
+class SaveForResume(keras.callbacks.Callback):
+    """At each epoch end, after the learning-rate cut and the history row: last.keras, then RESUME_STATE
+    (the plateau counter, the best checkpoint's value, the dropout seeds), each replaced atomically."""
+
+    def __init__(self, fold_dir: Path, plateau: PlateauLR, best: keras.callbacks.ModelCheckpoint):
+        super().__init__()
+        self.fold_dir, self.plateau, self.best = fold_dir, plateau, best
+
+    def on_epoch_end(self, epoch, logs=None):
+        tmp = self.fold_dir / ".last.tmp.keras"  # Keras insists on the .keras suffix
+        self.model.save(tmp)
+        tmp.replace(self.fold_dir / "last.keras")
+        state = {"epoch": epoch, "iterations": int(self.model.optimizer.iterations),
+                 "learning_rate": float(keras.ops.convert_to_numpy(self.model.optimizer.learning_rate)),
+                 "plateau": self.plateau.state(),
+                 "best_checkpoint": None if self.best.best is None else float(self.best.best),
+                 "seed_states": [keras.ops.convert_to_numpy(v).tolist() for v in _seed_states(self.model)]}
+        write_atomic(self.fold_dir / RESUME_STATE, json.dumps(state, indent=1))
+
+
+def _callbacks(cfg: Config, fold_dir: Path, history: list[dict], state: dict | None = None) -> list:
+    """In this order: the learning-rate cut (it logs the rate the epoch used), the best checkpoint, the history
+    row, then the resume checkpoint, so last.keras holds the cut rate. `state` restores a resumed phase."""
     best_so_far = max((r["val_accuracy"] for r in history), default=None)
-    return [
-        keras.callbacks.ModelCheckpoint(fold_dir / "best.keras", monitor="val_accuracy", mode="max",
-                                        save_best_only=True, initial_value_threshold=best_so_far),
-        keras.callbacks.ModelCheckpoint(fold_dir / "last.keras"),
-        keras.callbacks.ReduceLROnPlateau(monitor="val_accuracy", mode="max", factor=cfg.lr_factor,
-                                          patience=cfg.lr_patience, verbose=1),
-        keras.callbacks.CSVLogger(fold_dir / "history.csv", append=bool(history)),
-    ]
+    if state and state["best_checkpoint"] is not None:
+        best_so_far = state["best_checkpoint"]
+    plateau = PlateauLR(state["plateau"] if state else None, monitor="val_accuracy", mode="max",
+                        factor=cfg.lr_factor, patience=cfg.lr_patience, verbose=1)
+    best = keras.callbacks.ModelCheckpoint(fold_dir / "best.keras", monitor="val_accuracy", mode="max",
+                                           save_best_only=True, initial_value_threshold=best_so_far)
+    return [plateau, best, keras.callbacks.CSVLogger(fold_dir / "history.csv", append=bool(history)),
+            SaveForResume(fold_dir, plateau, best)]
 
 
 def class_weights(labels: np.ndarray, num_classes: int) -> dict[int, float]:
@@ -155,25 +233,31 @@ def train_fold(cfg: Config, ds: Dataset, roles: np.ndarray, fold: int, run_dir: 
         return settings["strategy"].scope() if settings["strategy"] else contextlib.nullcontext()
 
     with scope():
-        model, history = _model_for_fold(cfg, fold_dir, n, settings)
+        model, history, state = _model_for_fold(cfg, fold_dir, n, settings)
     augment = augmentation_layers(cfg.augment_rotation, cfg.augment_shift, cfg.augment_zoom, cfg.augment_flip,
                                   cfg.augment_contrast, seed=cfg.seed + fold)
-    train_data = make_batches(ds.images[tr], ds.labels[tr], n, cfg.batch_size, shuffle=True, seed=cfg.seed + fold,
-                                 augment=augment)
     val_data = make_batches(ds.images[va], ds.labels[va], n, cfg.batch_size)
     total = cfg.epochs + cfg.fine_tune_epochs
     log.info("fold %d: %d train, %d val, %d test images; %d epochs", fold, len(tr), len(va), len(te), total)
     weights = class_weights(ds.labels[tr], len(ds.classes)) if cfg.class_weight == "balanced" else None
+    if weights:
+        log.info("class_weight balanced: history.csv's 'loss' is class-weighted; every other column (accuracy, "
+                 "precision, recall, f1, and all val_ columns) is plain, unweighted")
     start, epochs_run = time.perf_counter(), total - len(history)
-    for phase_end in (cfg.epochs, total):
+    for phase_start, phase_end in ((0, cfg.epochs), (cfg.epochs, total)):
         if cfg.fine_tune_epochs and phase_end == total and len(history) <= cfg.epochs:
             with scope():
                 start_fine_tuning(model, cfg, n, settings["jit_compile"])  # (a resumed phase two is already set)
         if len(history) < phase_end:
+            restore = state if state and state["epoch"] >= phase_start else None  # a new phase starts afresh
+            train_data = make_batches(ds.images[tr], ds.labels[tr], n, cfg.batch_size, shuffle=True,
+                                      seed=cfg.seed + fold, augment=augment, first_epoch=len(history))
+            steps = None if isinstance(train_data, keras.utils.PyDataset) else -(-len(tr) // cfg.batch_size)
             model.fit(train_data, validation_data=val_data, epochs=phase_end, initial_epoch=len(history),
-                      callbacks=_callbacks(cfg, fold_dir, history), shuffle=False,  # tf.data shuffles
+                      steps_per_epoch=steps,  # (the tf.data stream is endless; epoch e's batch order is fixed)
+                      callbacks=_callbacks(cfg, fold_dir, history, restore), shuffle=False,  # tf.data shuffles
                       class_weight=weights, verbose=1 if sys.stdout.isatty() else 2)
-            history = read_history(fold_dir / "history.csv")
+            history, state = read_history(fold_dir / "history.csv"), None
     fit_seconds = time.perf_counter() - start
     best = models.load_model(fold_dir / "best.keras", compile=False)
     row = best_epoch_row(read_history(fold_dir / "history.csv"))
@@ -185,7 +269,8 @@ def train_fold(cfg: Config, ds: Dataset, roles: np.ndarray, fold: int, run_dir: 
             write_predictions(fold_dir / f"{name}_predictions.csv", ds, idx, probs)
             if name == "test":
                 result.update(score(ds.labels[idx], probs, len(ds.classes), "test"))
-    (fold_dir / "last.keras").unlink(missing_ok=True)  # the best model is what is kept
+    for name in ("last.keras", RESUME_STATE):  # the best model is what is kept
+        (fold_dir / name).unlink(missing_ok=True)
     write_atomic(fold_dir / "env.json", json.dumps(environment(), indent=2))
     write_atomic(done, json.dumps(result, indent=2))
     log.info("fold %d: best epoch %d, val_accuracy %.4f, test_accuracy %s", fold, result["epoch"],

@@ -109,3 +109,34 @@ def test_too_few_images_for_the_holdout():
     labels = np.repeat([0, 1, 2, 3], 8)
     with pytest.raises(UserError, match="too few for a stratified test split"):
         holdout(labels, np.arange(len(labels)), 0.1, by_group=True, seed=0)
+
+
+@pytest.mark.parametrize("fraction", [0.1, 0.15, 0.25, 0.4])
+def test_group_holdout_hits_the_requested_fraction(fraction):
+    """Whole groups only, and per class within half the largest group (2 images) of the requested share."""
+    labels, groups = _grouped_labels(n_groups=400, seed=3)
+    for seed in (0, 1, 2):
+        test = holdout(labels, groups, fraction, by_group=True, seed=seed)
+        assert not set(groups[test]) & set(groups[~test])
+        for c in range(4):
+            assert abs(test[labels == c].sum() - fraction * (labels == c).sum()) <= 2, (seed, c)
+        assert abs(test.mean() - fraction) <= 0.005, seed
+
+
+def test_prepare_reports_the_test_fraction_it_got(kaggle_dir, tmp_path, caplog):
+    import csv
+    import json
+    import logging
+
+    from brainmri.config import load_config
+    from brainmri.pipeline import prepare
+
+    cfg = load_config(None, [f"data_dir={kaggle_dir}", "image_size=32", f"cache_dir={tmp_path / 'c'}",
+                             "folds=3", "test_fraction=0.15"])
+    with caplog.at_level(logging.INFO, logger="brainmri"):
+        prepare(cfg, tmp_path)
+    rows = list(csv.DictReader(open(tmp_path / "splits.csv")))
+    actual = sum(r["fold0"] == "test" for r in rows) / len(rows)
+    split = json.loads((tmp_path / "audit.json").read_text())["test_split"]
+    assert split["requested_fraction"] == 0.15 and split["actual_fraction"] == round(actual, 4)
+    assert f"{actual:.3f} of the images (test_fraction 0.15 requested)" in caplog.text

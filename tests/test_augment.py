@@ -170,3 +170,47 @@ def test_copies_do_not_change_the_originals_split(kaggle_dir, tmp_path):
     orig = {r["path"]: r for r in csv.DictReader(open(tmp_path / "orig" / "run" / "splits.csv"))}
     bal = {r["path"]: r for r in csv.DictReader(open(tmp_path / "bal" / "run" / "splits.csv"))}
     assert all(bal[p]["fold0"] == r["fold0"] and bal[p]["fold2"] == r["fold2"] for p, r in orig.items())
+
+
+def _nest(data_copy: Path, tmp_path: Path) -> tuple[Path, Path]:
+    """The data copy inside a parent folder that also holds an unrelated sibling file."""
+    parent = tmp_path / "parent"
+    parent.mkdir()
+    data = parent / "data"
+    data_copy.rename(data)
+    (parent / "thesis.txt").write_text("months of work")
+    return parent, data
+
+
+@pytest.mark.parametrize("where", ["parent", "same", "inside", "symlink_to_parent"])
+def test_force_never_touches_the_input_or_its_neighbours(data_copy, tmp_path, capsys, where):
+    parent, data = _nest(data_copy, tmp_path)
+    out = {"parent": parent, "same": data, "inside": data / "balanced", "symlink_to_parent": tmp_path / "link"}[where]
+    if where == "symlink_to_parent":
+        out.symlink_to(parent, target_is_directory=True)
+    before, listing = tree_digest(parent), sorted(p.name for p in tmp_path.iterdir())
+    assert _balance(data, out, "--force") == 2
+    err = capsys.readouterr().err
+    assert "input folder" in err and err.count("\n") == 1
+    assert tree_digest(parent) == before and (parent / "thesis.txt").read_text() == "months of work"
+    assert sorted(p.name for p in tmp_path.iterdir()) == listing  # no .partial folder left anywhere
+
+
+def test_force_refuses_a_folder_this_tool_did_not_write(kaggle_dir, tmp_path, capsys):
+    other = tmp_path / "results"
+    other.mkdir()
+    (other / "notes.txt").write_text("keep me")
+    assert _balance(kaggle_dir, other, "--force") == 2
+    err = capsys.readouterr().err
+    assert str(other) in err and "not written by augment.py" in err and err.count("\n") == 1
+    assert [p.name for p in other.iterdir()] == ["notes.txt"]
+
+
+def test_force_replaces_a_previous_augment_output(kaggle_dir, tmp_path):
+    out = tmp_path / "bal"
+    assert _balance(kaggle_dir, out) == 0
+    assert (out / aug.MARKER).is_file()
+    (out / "stale.txt").write_text("from the first run")
+    assert _balance(kaggle_dir, out, "--seed", "3", "--force") == 0
+    assert not (out / "stale.txt").exists() and (out / aug.MARKER).is_file()
+    assert json.loads((out / "augment_summary.json").read_text())["seed"] == 3

@@ -60,3 +60,21 @@ def test_fine_tuning_needs_a_trainable_backbone():
         load_config(None, ["fine_tune_epochs=2", "train_backbone=false"])
     with pytest.raises(UserError, match="unfreeze"):
         load_config(None, ["unfreeze=half"])
+
+
+@pytest.mark.parametrize("raw, expected", [
+    ("on", "on"), ("off", "off"), ("true", "on"), ("false", "off"), ("yes", "on"), ("no", "off"), ("auto", "auto"),
+])
+def test_on_off_keys_accept_yaml_booleans(tmp_path, raw, expected):
+    """YAML reads on/off/yes/no/true/false as booleans; jit_compile and mixed_precision take them as on/off."""
+    cfg = load_config(None, [f"jit_compile={raw}", f"mixed_precision={raw}"])
+    assert (cfg.jit_compile, cfg.mixed_precision) == (expected, expected)
+    path = tmp_path / "c.yaml"
+    path.write_text(f"jit_compile: {raw}\nmixed_precision: {raw}\n")
+    cfg = load_config(path)
+    assert (cfg.jit_compile, cfg.mixed_precision) == (expected, expected)
+
+
+def test_booleans_stay_wrong_for_other_string_keys():
+    with pytest.raises(UserError, match="'optimizer'"):
+        load_config(None, ["optimizer=on"])

@@ -2,12 +2,15 @@
 
 import csv
 import json
+import shutil
 
+import cv2
 import keras
 import pytest
 
 import train
 from brainmri import training
+from brainmri.synthetic import synth_image
 
 TINY = ["image_size=32", "backbone=small_cnn", "weights=none", "epochs=1", "folds=2", "batch_size=16"]
 
@@ -110,3 +113,29 @@ def test_no_data_folder_yet_says_how_to_get_it(capsys, tmp_path, monkeypatch):
     assert train.main([]) == 2
     err = capsys.readouterr().err
     assert "no class folders in data" in err and "kaggle datasets download" in err
+
+
+@pytest.mark.parametrize("change, job", [("add", "resume"), ("remove", "fold"), ("relabel", "resume")])
+def test_a_changed_data_folder_is_refused_by_later_jobs(tmp_path, data_copy, capsys, change, job):
+    """Finished folds were trained on the saved splits: new splits would test on images they trained on."""
+    run = tmp_path / "out" / "shared"
+    assert _run(tmp_path, data_copy, argv=["--run-dir", str(run), "--fold", "0"]) == 0
+    saved = (run / "splits.csv").read_bytes()
+    glioma = data_copy / "Training" / "glioma_tumor"
+    if change == "add":
+        img, _ = synth_image(12345, "glioma_tumor", "axial", 64)
+        cv2.imwrite(str(glioma / "new_scan.png"), img)
+    elif change == "remove":
+        (glioma / "gl_0005.png").unlink()
+    else:
+        shutil.move(glioma / "gl_0005.png", data_copy / "Training" / "no_tumor" / "gl_0005.png")
+    capsys.readouterr()
+    argv = ["--resume", str(run)] if job == "resume" else ["--run-dir", str(run), "--fold", "1"]
+    assert (train.main(argv) if job == "resume" else _run(tmp_path, data_copy, argv=argv)) == 2
+    err = capsys.readouterr().err.strip()
+    expected = {"add": "1 images added, 0 removed", "remove": "0 images added, 1 removed",
+                "relabel": "1 images added, 1 removed"}[change]
+    assert err.startswith("error: the data changed since") and expected in err and "\n" not in err
+    assert "first: " in err and ("gl_0005.png" in err or "new_scan.png" in err)
+    assert (run / "splits.csv").read_bytes() == saved
+    assert not (run / "fold1").exists()
