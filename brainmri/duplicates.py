@@ -9,11 +9,16 @@ contrast changes do not matter). Pairs are then found in two steps, with no all-
    view of its source), becomes a 16x16 z-scored vector; one matrix product per chunk gives the cosine
    similarity of every image with every other, and each image keeps its K best candidates.
 2. verification: each candidate pair is scored by the best normalised cross-correlation of the two
-   CANON px slices over a few zooms and shifts (OpenCV's matchTemplate), in both directions.
+   slices' band-passed structure (the outline of a head is shared by many patients, its inside is not),
+   slid over a few pixels of shift and over finer zooms in the direction retrieval suggested
+   (OpenCV's matchTemplate).
 
-A pair whose verified score reaches `threshold` is a near-duplicate; groups are its connected components
-(with exact copies, equal MD5, always joined). data/near_duplicate_pairs.csv is the hand-labelled pair
-benchmark the default threshold was chosen on (tools/near_duplicate_benchmark.py measures it).
+A pair whose verified score reaches the threshold (SAME_OR_ADJACENT) is a near-duplicate: the same slice
+or an adjacent slice of one scan; from SAME_SLICE on it is taken to be the same slice. Groups are the
+connected components of these pairs, with exact copies (equal MD5) always joined. Both thresholds were
+chosen on the "choose" half of data/near_duplicate_pairs.csv, 487 pairs labelled by eye, and measured on
+its other half (tools/near_duplicate_benchmark.py); tools/near_duplicate_stress.py measures copies made
+at known strengths.
 """
 
 from __future__ import annotations
@@ -58,18 +63,20 @@ def head_box(grey: np.ndarray) -> tuple[int, int, int, int]:
     return int(y0), int(y1), int(x0), int(x1)
 
 
+def _shrunk(grey: np.ndarray, longest: int) -> np.ndarray:
+    """The image with its longer side at most `longest` (area interpolation; smaller images as they are)."""
+    f = longest / max(grey.shape)
+    if f >= 1:
+        return grey
+    return cv2.resize(grey, (max(1, round(grey.shape[1] * f)), max(1, round(grey.shape[0] * f))),
+                      interpolation=cv2.INTER_AREA)
+
+
 def canonical(image: np.ndarray, side: int = CANON) -> np.ndarray:
     """The canonical slice of an image (any size, grey or RGB): head box, square, side x side, equalised."""
-    grey = image if image.ndim == 2 else cv2.cvtColor(image, cv2.COLOR_RGB2GRAY)
-    scale = WORK_SIDE / max(grey.shape)
-    if scale < 1:
-        grey = cv2.resize(grey, (max(1, round(grey.shape[1] * scale)), max(1, round(grey.shape[0] * scale))),
-                          interpolation=cv2.INTER_AREA)
-    f = BOX_SIDE / max(grey.shape)
-    small = cv2.resize(grey, (max(1, round(grey.shape[1] * f)), max(1, round(grey.shape[0] * f))),
-                       interpolation=cv2.INTER_AREA) if f < 1 else grey
-    f = min(f, 1.0)
-    y0, y1, x0, x1 = head_box(small)
+    grey = _shrunk(image if image.ndim == 2 else cv2.cvtColor(image, cv2.COLOR_RGB2GRAY), WORK_SIDE)
+    f = min(1.0, BOX_SIDE / max(grey.shape))
+    y0, y1, x0, x1 = head_box(_shrunk(grey, BOX_SIDE))
     head = grey[int(y0 / f):int(np.ceil(y1 / f)), int(x0 / f):int(np.ceil(x1 / f))]
     h, w = head.shape
     n = max(h, w)
