@@ -116,9 +116,10 @@ def prepare(cfg: Config, run_dir: Path) -> Prepared:
     named = [ds.classes[i] for i in ds.labels]
     splits.check_unchanged(run_dir / "splits.csv", ds.paths, named, roles)  # before anything is rewritten
     figures = run_dir / "figures"
-    plots.near_duplicate_examples(originals, pairs, scores, figures / "near_duplicate_pairs", cfg.figure_formats)
+    plots.near_duplicate_examples(originals, pairs, scores, figures / "near_duplicate_pairs", formats=cfg.figure_formats)
     if report["label_conflicts"]:
-        plots.label_conflicts(originals, report["label_conflicts"], figures / "label_conflicts", cfg.figure_formats)
+        plots.label_conflicts(originals, report["label_conflicts"], figures / "label_conflicts",
+                              formats=cfg.figure_formats)
     report["test_split"] = test_split(cfg, roles, sources)
     write_atomic(run_dir / "audit.json", json.dumps(report, indent=2))
     splits.write_splits(run_dir / "splits.csv", ds.paths, named, ds.subsets, groups, roles, planes)
