@@ -45,16 +45,12 @@ def median_seconds(fn, reps: int, warmup: int = 1) -> tuple[float, list[float]]:
 def meta() -> dict:
     import keras
 
-    info = {"host": platform.node(), "cpu": platform.processor() or platform.machine(), "cpu_count": os.cpu_count(),
-            "python": platform.python_version(), "keras": keras.__version__, "backend": keras.backend.backend(),
-            "date": time.strftime("%Y-%m-%d")}
-    if keras.backend.backend() == "tensorflow":
-        import tensorflow as tf
+    from brainmri import backend
 
-        info["tensorflow"] = tf.__version__
-        gpus = tf.config.list_physical_devices("GPU")
-        info["device"] = "GPU" if gpus else "CPU"
-    return info
+    gpus = backend.gpu_names()
+    return {"host": platform.node(), "cpu": platform.processor() or platform.machine(), "cpu_count": os.cpu_count(),
+            "python": platform.python_version(), "keras": keras.__version__, "backend": keras.backend.backend(),
+            **backend.versions(), "device": ", ".join(gpus) if gpus else "CPU", "date": time.strftime("%Y-%m-%d")}
 
 
 def emit(result: dict, json_path: str | None) -> None:
