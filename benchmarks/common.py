@@ -42,6 +42,20 @@ def median_seconds(fn, reps: int, warmup: int = 1) -> tuple[float, list[float]]:
     return float(np.median(times)), times
 
 
+def interleaved_medians(fns: dict, reps: int) -> dict[str, tuple[float, list[float]]]:
+    """median_seconds of several functions, their repetitions taken in turn (a, b, a, b, ...), so that a
+    shared machine's load drifting during the run falls on all of them alike, not on whichever ran last."""
+    for fn in fns.values():
+        fn()  # warm-up
+    times = {k: [] for k in fns}
+    for _ in range(reps):
+        for k, fn in fns.items():
+            start = time.perf_counter()
+            fn()
+            times[k].append(time.perf_counter() - start)
+    return {k: (float(np.median(v)), v) for k, v in times.items()}
+
+
 def meta() -> dict:
     import keras
 

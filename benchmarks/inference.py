@@ -10,7 +10,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from common import emit, median_seconds, meta
+from common import emit, interleaved_medians, meta
 
 
 def run(backbone: str, size: int, n: int, batch: int, reps: int) -> dict:
@@ -24,8 +24,9 @@ def run(backbone: str, size: int, n: int, batch: int, reps: int) -> dict:
     images = np.random.default_rng(0).integers(0, 256, (n, size, size, 3)).astype(np.uint8)
     batches = [keras.ops.convert_to_tensor(images[i:i + batch].astype(np.float32)) for i in range(0, n, batch)]
     forward = backend.compiled_forward(model)
-    t_eval, all_eval = median_seconds(lambda: evaluation.predict(model, images, batch), reps)
-    t_fwd, all_fwd = median_seconds(lambda: [forward(b) for b in batches], reps)
+    timed = interleaved_medians({"evaluate": lambda: evaluation.predict(model, images, batch),
+                                 "forward": lambda: [forward(b) for b in batches]}, reps)
+    (t_eval, all_eval), (t_fwd, all_fwd) = timed["evaluate"], timed["forward"]
     return {"benchmark": "evaluate.py inference vs the compiled forward pass", "backbone": backbone,
             "image_size": size, "images": n, "batch": batch, "reps": reps,
             "images_per_second": {"evaluate_predict": n / t_eval, "compiled_forward": n / t_fwd},

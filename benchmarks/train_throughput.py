@@ -12,7 +12,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from common import data_root, emit, median_seconds, meta
+from common import data_root, emit, interleaved_medians, meta
 
 
 def run(backbone: str, size: int, batch: int, steps: int, reps: int) -> dict:
@@ -40,8 +40,9 @@ def run(backbone: str, size: int, batch: int, steps: int, reps: int) -> dict:
         for _ in range(steps):  # measured 40% slower than the real pipeline here: no ceiling)
             model.train_on_batch(x, y)
 
-    t_pipe, all_pipe = median_seconds(lambda: model.fit(pipeline, epochs=1, verbose=0), reps)
-    t_ceil, all_ceil = median_seconds(ceiling, reps)
+    timed = interleaved_medians({"pipeline": lambda: model.fit(pipeline, epochs=1, verbose=0), "ceiling": ceiling},
+                                reps)
+    (t_pipe, all_pipe), (t_ceil, all_ceil) = timed["pipeline"], timed["ceiling"]
     return {"benchmark": "training throughput vs the model's ceiling", "backbone": backbone, "image_size": size,
             "batch": batch, "steps": steps, "reps": reps, "jit_compile": settings["jit_compile"],
             "pipeline": type(pipeline).__name__,
