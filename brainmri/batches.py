@@ -10,7 +10,7 @@ import threading
 import keras
 import numpy as np
 
-WORKERS = min(4, os.cpu_count() or 1)  # threads preparing batches ahead (numpy gathers and casts release the GIL)
+WORKERS = min(4, os.cpu_count() or 1)  # threads preparing batches (tf.data map, or PyDataset workers)
 QUEUE = 8  # batches prepared ahead: enough to ride out a slow one, 8 x 8.6 MB at EfficientNet's 150 px
 
 
@@ -50,10 +50,12 @@ def make_tf_dataset(images: np.ndarray, labels: np.ndarray | None, num_classes: 
         x = tf.cast(tf.gather(pixels, idx), tf.float32)
         return x if labels is None else (x, tf.gather(targets, idx))
 
-    ds = ds.map(gather, num_parallel_calls=tf.data.AUTOTUNE)
+    ds = ds.map(gather, num_parallel_calls=WORKERS)
     if augment is not None:
-        ds = ds.map(lambda x, y: (augment(x, training=True), y), num_parallel_calls=tf.data.AUTOTUNE)
-    return ds.prefetch(tf.data.AUTOTUNE)
+        ds = ds.map(lambda x, y: (augment(x, training=True), y), num_parallel_calls=WORKERS)
+    options = tf.data.Options()
+    options.autotune.enabled = False  # its tuning cost B0 a third of its steps on 2 cores (benchmarks/README.md)
+    return ds.prefetch(QUEUE).with_options(options)
 
 
 def make_batches(images: np.ndarray, labels: np.ndarray | None, num_classes: int, batch_size: int,
