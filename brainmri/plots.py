@@ -57,7 +57,7 @@ def near_duplicate_examples(ds, pairs: np.ndarray, scores: np.ndarray, path: Pat
                             formats=FORMATS) -> list[Path]:
     """Sampled near-duplicate pairs per band of verified score (byte-identical ones left out): what the
     threshold joins, to check by eye."""
-    bands = [(0.95, 1.01), (0.9, 0.95), (0.8, 0.9), (float(scores.min(initial=0)), 0.8)]
+    bands = [(0.95, 1.01), (0.9, 0.95), (0.8, 0.9), (float(scores.min(initial=0.8)), 0.8)]
     distinct = np.array([ds.md5[i] != ds.md5[j] for i, j in pairs], bool)
     rng = np.random.default_rng(seed)
     with plt.rc_context(STYLE):

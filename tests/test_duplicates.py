@@ -100,3 +100,11 @@ def test_every_benchmark_path_exists_in_the_real_data():
     with open(BENCHMARK, newline="") as f:
         missing = [p for r in csv.DictReader(f) for p in (r["a"], r["b"]) if not (REAL_DATA / p).is_file()]
     assert missing == []
+
+
+def test_audit_of_a_single_group_says_the_shortcut_cannot_be_scored(data_copy):
+    from brainmri.audit import format_audit
+
+    ds = load_dataset(data_copy, 48)
+    report = audit(ds, np.zeros(len(ds.md5), np.int64))
+    assert report["shortcut"]["size_only_accuracy"] is None and "too few groups" in format_audit(report)
