@@ -203,9 +203,16 @@ def verify(canon_a: np.ndarray, canon_b: np.ndarray, pairs: np.ndarray, zoom_hin
     def score(n: int) -> float:
         i, j = pairs[n]
         best = max(_shift_match(a32[i], b32[j]), _shift_match(b32[j], a32[i]), _shift_match(sa32[i], sb32[j]))
-        for direction, z in _zooms_to_try(hints[n]):
+        if best >= SAME_SLICE:  # every decision is taken already: the zooms can only raise it
+            return best
+        peak = {1: -1.0, -1: -1.0}
+        for direction, z in _zooms_to_try(hints[n]):  # zooms in order: stop a direction once past its peak
+            if peak[direction] is None:
+                continue
             outer, inner = (a32[i], b32[j]) if direction > 0 else (b32[j], a32[i])
-            best = max(best, _zoom_match(outer, inner, VERIFY_ZOOMS[z]))
+            score = _zoom_match(outer, inner, VERIFY_ZOOMS[z])
+            best = max(best, score)
+            peak[direction] = None if score < peak[direction] - 0.05 else max(peak[direction], score)
         return best
 
     with ThreadPoolExecutor(min(8, os.cpu_count() or 1)) as pool:
