@@ -245,15 +245,11 @@ def _groups_of(run, paths):
 def faithfulness(model, images, heats, pred, maps_shape, out: Path) -> dict:
     """Deletion-curve area of the maps against random maps (lower is more faithful)."""
     import numpy as np
-    import tensorflow as tf
 
     from brainmri import cam, plots
+    from brainmri.backend import compiled_forward
 
-    compiled = tf.function(lambda x: model(x, training=False), reduce_retracing=True)
-
-    def forward(x):
-        return compiled(x).numpy()
-
+    forward = compiled_forward(model)
     fr, curve = cam.deletion_scores(forward, images, heats, pred)
     # the baseline: random maps at the map's own resolution, upsampled the same way, so both orders delete
     # compact regions (scattered single pixels would wreck any prediction and flatter the maps)

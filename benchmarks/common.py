@@ -42,19 +42,29 @@ def median_seconds(fn, reps: int, warmup: int = 1) -> tuple[float, list[float]]:
     return float(np.median(times)), times
 
 
+def interleaved_medians(fns: dict, reps: int) -> dict[str, tuple[float, list[float]]]:
+    """median_seconds of several functions, their repetitions taken in turn (a, b, a, b, ...), so that a
+    shared machine's load drifting during the run falls on all of them alike, not on whichever ran last."""
+    for fn in fns.values():
+        fn()  # warm-up
+    times = {k: [] for k in fns}
+    for _ in range(reps):
+        for k, fn in fns.items():
+            start = time.perf_counter()
+            fn()
+            times[k].append(time.perf_counter() - start)
+    return {k: (float(np.median(v)), v) for k, v in times.items()}
+
+
 def meta() -> dict:
     import keras
 
-    info = {"host": platform.node(), "cpu": platform.processor() or platform.machine(), "cpu_count": os.cpu_count(),
-            "python": platform.python_version(), "keras": keras.__version__, "backend": keras.backend.backend(),
-            "date": time.strftime("%Y-%m-%d")}
-    if keras.backend.backend() == "tensorflow":
-        import tensorflow as tf
+    from brainmri import backend
 
-        info["tensorflow"] = tf.__version__
-        gpus = tf.config.list_physical_devices("GPU")
-        info["device"] = "GPU" if gpus else "CPU"
-    return info
+    gpus = backend.gpu_names()
+    return {"host": platform.node(), "cpu": platform.processor() or platform.machine(), "cpu_count": os.cpu_count(),
+            "python": platform.python_version(), "keras": keras.__version__, "backend": keras.backend.backend(),
+            **backend.versions(), "device": ", ".join(gpus) if gpus else "CPU", "date": time.strftime("%Y-%m-%d")}
 
 
 def emit(result: dict, json_path: str | None) -> None:

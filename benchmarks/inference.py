@@ -1,5 +1,6 @@
-"""Benchmark 6: evaluate.py's prediction (brainmri.evaluation.predict: tf.data batches into model.predict)
-against the model's compiled forward pass (a tf.function call) on the same in-memory batches.
+"""Benchmark 6: evaluate.py's prediction (brainmri.evaluation.predict: uint8 slices of the image array into the
+compiled forward pass, cast on the device) against the bare compiled forward pass (brainmri.backend) on float32
+batches already on the device. Any backend (KERAS_BACKEND).
 
     python benchmarks/inference.py [--backbone efficientnetb0 --size 150 --images 384]
 """
@@ -9,23 +10,23 @@ from __future__ import annotations
 import argparse
 import sys
 
-from common import emit, median_seconds, meta
+from common import emit, interleaved_medians, meta
 
 
 def run(backbone: str, size: int, n: int, batch: int, reps: int) -> dict:
     import keras
     import numpy as np
-    import tensorflow as tf
 
-    from brainmri import evaluation, models
+    from brainmri import backend, evaluation, models
 
     keras.utils.set_random_seed(0)
     model = models.build_classifier(backbone, size, 4, weights="none")
     images = np.random.default_rng(0).integers(0, 256, (n, size, size, 3)).astype(np.uint8)
-    batches = [tf.constant(images[i:i + batch].astype(np.float32)) for i in range(0, n, batch)]
-    forward = tf.function(lambda x: model(x, training=False), reduce_retracing=True)
-    t_eval, all_eval = median_seconds(lambda: evaluation.predict(model, images, batch), reps)
-    t_fwd, all_fwd = median_seconds(lambda: [forward(b).numpy() for b in batches], reps)
+    batches = [keras.ops.convert_to_tensor(images[i:i + batch].astype(np.float32)) for i in range(0, n, batch)]
+    forward = backend.compiled_forward(model)
+    timed = interleaved_medians({"evaluate": lambda: evaluation.predict(model, images, batch),
+                                 "forward": lambda: [forward(b) for b in batches]}, reps)
+    (t_eval, all_eval), (t_fwd, all_fwd) = timed["evaluate"], timed["forward"]
     return {"benchmark": "evaluate.py inference vs the compiled forward pass", "backbone": backbone,
             "image_size": size, "images": n, "batch": batch, "reps": reps,
             "images_per_second": {"evaluate_predict": n / t_eval, "compiled_forward": n / t_fwd},

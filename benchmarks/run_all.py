@@ -3,6 +3,7 @@
     python benchmarks/run_all.py                 # on ../shared/datasets when present, else synthetic data
     python benchmarks/run_all.py --quick         # small settings: checks the scripts run (figures not meaningful)
     python benchmarks/run_all.py --only 1 5      # some of them
+    KERAS_BACKEND=jax python benchmarks/run_all.py --only 1 6   # on another backend (results file <machine>-jax)
 
 Writes benchmarks/results/<machine>.json and <machine>.md (README "Performance" shows the table).
 """
@@ -58,8 +59,9 @@ def headline(n: int, r: dict) -> tuple[str, str]:
     if n == 5:
         parts = []
         for m in r["results"]:
-            parts.append(f"{m['model']} {m['image_size']} px: **{m['batched_vs_eager']:.0f}x** eager, "
-                         f"**{m['batched_vs_compiled']:.1f}x** compiled loop, **{m['batched_vs_forward']:.2f}** of forward")
+            eager = f"**{m['batched_vs_eager']:.0f}x** eager Keras-example loop, " if "batched_vs_eager" in m else ""
+            parts.append(f"{m['model']} {m['image_size']} px: {eager}**{m['batched_vs_per_image']:.1f}x** per-image "
+                         f"compiled loop, **{m['batched_vs_forward']:.2f}** of forward")
         return ("batch 32", "; ".join(parts))
     if n == 6:
         ips = r["images_per_second"]
@@ -75,10 +77,16 @@ NAMES = {1: "training throughput vs ceiling", 2: "vs the study's way", 3: "data 
          4: "whole CV run overhead", 5: "Grad-CAM", 6: "inference", 7: "scaling with data size"}
 
 
+def _backend(meta: dict) -> str:
+    """'jax 0.10.2 (jaxlib 0.10.2)', 'tensorflow 2.21.0', 'torch 2.13.0+cpu'."""
+    name = meta.get("backend", "?")
+    extra = f" (jaxlib {meta['jaxlib']})" if name == "jax" and "jaxlib" in meta else ""
+    return f"{name} {meta.get(name, '')}{extra}"
+
+
 def table(results: dict[int, dict], machine: str, meta: dict) -> str:
     lines = [f"Machine **{machine}**: {meta.get('device', '?')}, {meta.get('cpu_count')} cores ({meta.get('cpu')}); "
-             f"Python {meta.get('python')}, TensorFlow {meta.get('tensorflow', '-')}, Keras {meta.get('keras')} "
-             f"({meta.get('backend')}); {meta.get('date')}. Medians after a warm-up; weights none (speed does not "
+             f"Python {meta.get('python')}, Keras {meta.get('keras')} on {_backend(meta)}; {meta.get('date')}. Medians after a warm-up; weights none (speed does not "
              "depend on them).", "", "| # | benchmark | setting | measured | goal | met |", "|---|---|---|---|---|---|"]
     for n, r in sorted(results.items()):
         if "error" in r:
@@ -93,7 +101,8 @@ def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--quick", action="store_true")
     p.add_argument("--only", nargs="+", type=int, choices=sorted(BENCHMARKS))
-    p.add_argument("--machine", default=os.environ.get("BENCH_MACHINE") or platform.node() or "machine")
+    p.add_argument("--machine", default=os.environ.get("BENCH_MACHINE") or platform.node() or "machine",
+                   help="results file name (the backend, KERAS_BACKEND, is appended unless it is tensorflow)")
     p.add_argument("--out", default=str(HERE / "results"))
     a = p.parse_args(argv)
     results = {}
@@ -113,7 +122,8 @@ def main(argv=None) -> int:
     meta = next((r["meta"] for r in results.values() if "meta" in r), {})
     out = Path(a.out)
     out.mkdir(parents=True, exist_ok=True)
-    name = a.machine + ("-quick" if a.quick else "")
+    backend = os.environ.get("KERAS_BACKEND", "tensorflow")
+    name = a.machine + ("" if backend == "tensorflow" else f"-{backend}") + ("-quick" if a.quick else "")
     (out / f"{name}.json").write_text(json.dumps({"machine": a.machine, "quick": a.quick,
                                                   "results": {str(k): v for k, v in results.items()}}, indent=2))
     md = table(results, a.machine, meta)

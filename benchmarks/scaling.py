@@ -37,7 +37,8 @@ def run(size: int, backbone: str, fractions=(0.25, 0.5, 1.0)) -> dict:
 
     from brainmri.duplicates import group_images
     from brainmri.config import load_config
-    from brainmri.data import find_images, load_dataset, make_tf_dataset
+    from brainmri.batches import make_batches
+    from brainmri.data import find_images, load_dataset
     from brainmri.training import compile_model
 
     rows = []
@@ -53,8 +54,9 @@ def run(size: int, backbone: str, fractions=(0.25, 0.5, 1.0)) -> dict:
             keras.utils.set_random_seed(0)
             model = compile_model(load_config(None, [f"backbone={backbone}", f"image_size={size}", "weights=none"]),
                                   4, jit_compile=False)
-            data = make_tf_dataset(ds.images, ds.labels, 4, 32, shuffle=True)
-            model.fit(data.take(2), epochs=1, verbose=0)  # warm-up: tracing is not per-image cost
+            data = make_batches(ds.images, ds.labels, 4, 32, shuffle=True)
+            model.fit(make_batches(ds.images[:64], ds.labels[:64], 4, 32), epochs=1, verbose=0)  # warm-up: tracing
+            # is not per-image cost
             start = time.perf_counter()
             model.fit(data, epochs=1, verbose=0)
             rows.append({"fraction": fraction, "images": len(ds.labels), "prep_seconds": prep,

@@ -1,5 +1,5 @@
 """Benchmark 2: the study notebook's way (every image decoded into one float32 NumPy array, then
-fit(validation_split=0.1)) against train.py's (uint8 array, tf.data batches cast on the fly). Same model,
+fit(validation_split=0.1)) against train.py's (uint8 array, batches cast on the fly). Same model,
 same images, same epochs; each way in its own process, so that its peak memory (RSS) is its own.
 
     python benchmarks/study_way.py [--backbone small_cnn --size 150 --epochs 1]
@@ -25,7 +25,8 @@ def one_way(way: str, backbone: str, size: int, epochs: int) -> dict:
     import numpy as np
 
     from brainmri.config import load_config
-    from brainmri.data import find_images, load_dataset, make_tf_dataset
+    from brainmri.batches import make_batches
+    from brainmri.data import find_images, load_dataset
     from brainmri.training import compile_model
 
     with tempfile.TemporaryDirectory() as tmp:
@@ -47,8 +48,8 @@ def one_way(way: str, backbone: str, size: int, epochs: int) -> dict:
             order = np.random.default_rng(0).permutation(len(ds.labels))
             cut = int(0.9 * len(order))
             tr, va = order[:cut], order[cut:]
-            model.fit(make_tf_dataset(ds.images[tr], ds.labels[tr], 4, 32, shuffle=True),
-                      validation_data=make_tf_dataset(ds.images[va], ds.labels[va], 4, 32), epochs=epochs, verbose=0)
+            model.fit(make_batches(ds.images[tr], ds.labels[tr], 4, 32, shuffle=True),
+                      validation_data=make_batches(ds.images[va], ds.labels[va], 4, 32), epochs=epochs, verbose=0)
             held = ds.images.nbytes
         seconds = time.perf_counter() - start
     return {"way": way, "seconds": seconds, "dataset_mb": held / 2**20,

@@ -4,7 +4,8 @@ The classifier is split at the chosen feature map into `features` (input -> feat
 (feature map -> class logits). The features run outside the gradient tape; only the small head is
 differentiated, once per batch. Since samples do not interact in inference mode, the gradient of the
 summed class scores gives every image its own gradient, so one forward and one (cheap) backward pass
-yield the maps of a whole batch. This path uses TensorFlow (GradientTape, tf.function).
+yield the maps of a whole batch. Written in keras.ops: the gradient and the compilation are the backend's
+(brainmri.backend), so it runs on TensorFlow, JAX and PyTorch alike.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from typing import Callable
 import keras
 import numpy as np
 
+from . import backend
 from .errors import UserError
 
 POOLING = ("Pooling", "Dropout", "Flatten")
@@ -143,84 +145,51 @@ def prepare(model: keras.Model, layer: str | None = None) -> CamModel:
     return CamModel(features, _head_to_logits(model, head), name, model.output_shape[-1] == 1)
 
 
+METHODS = ("gradcam", "gradcam++")
+
+
 def _weights(grads, acts, method: str):
     """Channel weights: mean gradient (Grad-CAM) or the Grad-CAM++ alpha-weighted positive gradient."""
-    import tensorflow as tf
-
+    ops = keras.ops
     if method == "gradcam":
-        return tf.reduce_mean(grads, axis=(1, 2))
+        return ops.mean(grads, axis=(1, 2))
     g2, g3 = grads ** 2, grads ** 3
-    denom = 2.0 * g2 + tf.reduce_sum(acts, axis=(1, 2), keepdims=True) * g3
-    alpha = tf.math.divide_no_nan(g2, denom)
-    return tf.reduce_sum(alpha * tf.nn.relu(grads), axis=(1, 2))
+    denom = 2.0 * g2 + ops.sum(acts, axis=(1, 2), keepdims=True) * g3
+    alpha = ops.divide_no_nan(g2, denom)
+    return ops.sum(alpha * ops.relu(grads), axis=(1, 2))
+
+
+def _class_score(cam: CamModel):
+    """(feature map, class indices) -> (sum of the chosen classes' logits, probabilities); class -1 means the
+    predicted one. A sigmoid output counts as two classes: class 1 is its logit, class 0 the negative."""
+    ops = keras.ops
+
+    def score(acts, classes):
+        logits = ops.cast(cam.logits(acts), "float32")
+        if cam.binary:
+            classes = ops.where(classes < 0, ops.cast(logits[:, 0] > 0, "int32"), classes)
+            sign = ops.where(classes == 1, 1.0, -1.0)
+            return ops.sum(logits[:, 0] * sign), ops.concatenate([ops.sigmoid(-logits), ops.sigmoid(logits)], 1)
+        classes = ops.where(classes < 0, ops.cast(ops.argmax(logits, -1), "int32"), classes)
+        return ops.sum(ops.take_along_axis(logits, classes[:, None], axis=1)), ops.softmax(logits)
+    return score
 
 
 def make_cam_fn(cam: CamModel, method: str = "gradcam"):
-    """A compiled function (images, class indices) -> (maps at feature resolution in [0, 1], probabilities);
-    TensorFlow's GradientTape, or jax.grad when Keras runs on JAX."""
-    if keras.backend.backend() == "jax":
-        return make_cam_fn_jax(cam, method)
-    import tensorflow as tf
+    """A compiled function (images, class indices) -> (maps at feature resolution in [0, 1], probabilities),
+    on any backend: the features run outside the gradient, which backend.grad_with_aux takes of the head."""
+    if method not in METHODS:
+        raise UserError(f"unknown method '{method}' (known: {', '.join(METHODS)})")
+    ops = keras.ops
+    grad = backend.grad_with_aux(_class_score(cam))
 
-    if method not in ("gradcam", "gradcam++"):
-        raise UserError(f"unknown method '{method}' (known: gradcam, gradcam++)")
-
-    @tf.function(reduce_retracing=True)
     def run(images, classes):
-        acts = tf.cast(cam.features(images), tf.float32)
-        with tf.GradientTape() as tape:
-            tape.watch(acts)
-            logits = tf.cast(cam.logits(acts), tf.float32)
-            if cam.binary:  # sigmoid: class 1 is the logit, class 0 its negative; -1 means "predicted"
-                classes = tf.where(classes < 0, tf.cast(logits[:, 0] > 0, tf.int32), classes)
-                sign = tf.where(classes == 1, 1.0, -1.0)
-                score = tf.reduce_sum(logits[:, 0] * sign)
-                probs = tf.concat([tf.sigmoid(-logits), tf.sigmoid(logits)], axis=1)  # as two classes
-            else:
-                classes = tf.where(classes < 0, tf.argmax(logits, -1, output_type=tf.int32), classes)
-                score = tf.reduce_sum(tf.gather(logits, classes, batch_dims=1))
-                probs = tf.nn.softmax(logits)
-        grads = tape.gradient(score, acts)
-        maps = tf.nn.relu(tf.einsum("bhwc,bc->bhw", acts, _weights(grads, acts, method)))
-        peak = tf.reduce_max(maps, axis=(1, 2), keepdims=True)
-        return tf.math.divide_no_nan(maps, peak), probs
+        acts = ops.cast(cam.features(ops.cast(images, "float32")), "float32")
+        grads, probs = grad(acts, ops.cast(classes, "int32"))
+        maps = ops.relu(ops.einsum("bhwc,bc->bhw", acts, _weights(grads, acts, method)))
+        return ops.divide_no_nan(maps, ops.max(maps, axis=(1, 2), keepdims=True)), probs
 
-    return run
-
-
-def make_cam_fn_jax(cam: CamModel, method: str = "gradcam"):
-    """The same batched computation with jax.grad and jax.jit (the features run outside the gradient)."""
-    import jax
-    import jax.numpy as jnp
-
-    if method not in ("gradcam", "gradcam++"):
-        raise UserError(f"unknown method '{method}' (known: gradcam, gradcam++)")
-
-    def score(acts, classes):
-        logits = jnp.asarray(cam.logits(acts), jnp.float32)
-        if cam.binary:
-            classes = jnp.where(classes < 0, (logits[:, 0] > 0).astype(jnp.int32), classes)
-            probs = jnp.concatenate([jax.nn.sigmoid(-logits), jax.nn.sigmoid(logits)], axis=1)
-            return jnp.sum(logits[:, 0] * jnp.where(classes == 1, 1.0, -1.0)), probs
-        classes = jnp.where(classes < 0, jnp.argmax(logits, -1).astype(jnp.int32), classes)
-        return jnp.sum(jnp.take_along_axis(logits, classes[:, None], axis=1)), jax.nn.softmax(logits)
-
-    @jax.jit
-    def run(images, classes):
-        acts = jnp.asarray(cam.features(images), jnp.float32)
-        grads, probs = jax.grad(score, has_aux=True)(acts, classes)
-        if method == "gradcam":
-            weights = grads.mean(axis=(1, 2))
-        else:
-            g2, g3 = grads ** 2, grads ** 3
-            denom = 2.0 * g2 + acts.sum(axis=(1, 2), keepdims=True) * g3
-            alpha = jnp.where(denom != 0, g2 / jnp.where(denom != 0, denom, 1.0), 0.0)
-            weights = (alpha * jax.nn.relu(grads)).sum(axis=(1, 2))
-        maps = jax.nn.relu(jnp.einsum("bhwc,bc->bhw", acts, weights))
-        peak = maps.max(axis=(1, 2), keepdims=True)
-        return jnp.where(peak > 0, maps / jnp.where(peak > 0, peak, 1.0), 0.0), probs
-
-    return lambda images, classes: tuple(np.asarray(v) for v in run(jnp.asarray(images), jnp.asarray(classes)))
+    return backend.compile_fn(run)
 
 
 def compute_maps(cam_fn, images: np.ndarray, classes: np.ndarray | None, batch_size: int = 32,

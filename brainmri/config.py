@@ -62,7 +62,7 @@ class Config:
     seed: int = 42
     mixed_precision: str = "auto"  # auto (on with a GPU) | on | off
     jit_compile: str = "auto"  # auto (on with a GPU) | on | off
-    cache_dir: str = ".cache"  # decoded, resized uint8 arrays and hashes
+    cache_dir: str = ".cache"  # decoded, resized uint8 arrays and hashes; JAX's compiled programs (jax/)
     figure_formats: tuple = ("png",)  # add "pdf" (or "svg") for vector figures in a paper
 
     def __post_init__(self):

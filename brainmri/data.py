@@ -1,4 +1,5 @@
-"""Find MRI class folders, decode and resize with OpenCV into one uint8 array, and feed tf.data."""
+"""Disk -> uint8 arrays: find MRI class folders, decode and resize with OpenCV into one uint8 array, cached.
+(Arrays -> Keras input is brainmri.batches.)"""
 
 from __future__ import annotations
 
@@ -204,79 +205,3 @@ def _from_cache(path: Path, root: Path, classes: tuple) -> Dataset:
     return Dataset(images=z["images"], labels=z["labels"], paths=z["paths"].tolist(), subsets=z["subsets"].tolist(),
                    classes=classes, root=root, original_sizes=z["original_sizes"], md5=z["md5"].tolist(),
                    canon=z["canon"], skipped=[tuple(r) for r in z["skipped"].tolist()])
-
-
-def training_targets(labels: np.ndarray, num_classes: int) -> np.ndarray:
-    """One-hot rows, or one 0/1 column for a single sigmoid output (num_classes 1)."""
-    if num_classes == 1:
-        return labels.astype(np.float32)[:, None]
-    return np.eye(num_classes, dtype=np.float32)[labels]
-
-
-def make_tf_dataset(images: np.ndarray, labels: np.ndarray | None, num_classes: int, batch_size: int,
-                    shuffle: bool = False, seed: int = 0, augment=None, first_epoch: int | None = None):
-    """uint8 images -> float32 batches (one-hot labels), shuffled per epoch if asked, augmented per batch by
-    the `augment` layers if given (training batches only), prefetched. With shuffle and `first_epoch`: an
-    endless stream of epochs from that one on (fit needs steps_per_epoch), each epoch's order set by (seed,
-    epoch) alone, so a resumed run gets the batches an uninterrupted one would."""
-    import tensorflow as tf
-
-    if labels is not None:
-        targets = tf.convert_to_tensor(training_targets(labels, num_classes))
-    pixels = tf.convert_to_tensor(images)  # uint8, held once; each batch is gathered from it by index
-    n = len(images)
-    if shuffle and first_epoch is not None:
-        def epoch(e):
-            order = tf.random.experimental.stateless_shuffle(tf.range(n, dtype=tf.int64),
-                                                              seed=tf.stack([tf.constant(seed, tf.int64), e]))
-            return tf.data.Dataset.from_tensor_slices(order).batch(batch_size)
-
-        ds = tf.data.Dataset.range(first_epoch, 2**62).flat_map(epoch)
-    else:
-        ds = tf.data.Dataset.range(n)  # shuffling indices, not images: no per-image copies
-        if shuffle:
-            ds = ds.shuffle(n, seed=seed, reshuffle_each_iteration=True)
-        ds = ds.batch(batch_size)
-
-    def gather(idx):
-        x = tf.cast(tf.gather(pixels, idx), tf.float32)
-        return x if labels is None else (x, tf.gather(targets, idx))
-
-    ds = ds.map(gather, num_parallel_calls=tf.data.AUTOTUNE)
-    if augment is not None:
-        ds = ds.map(lambda x, y: (augment(x, training=True), y), num_parallel_calls=tf.data.AUTOTUNE)
-    return ds.prefetch(tf.data.AUTOTUNE)
-
-
-def make_batches(images: np.ndarray, labels: np.ndarray | None, num_classes: int, batch_size: int,
-                 shuffle: bool = False, seed: int = 0, augment=None, first_epoch: int | None = None):
-    """The training/inference input for the backend Keras runs on: tf.data with TensorFlow, otherwise
-    (JAX, PyTorch: a GPU box without TensorFlow) a keras.utils.PyDataset over the same uint8 array.
-    `first_epoch`: see make_tf_dataset (the tf.data stream is then endless: pass steps_per_epoch to fit)."""
-    import keras
-
-    if keras.backend.backend() == "tensorflow":
-        return make_tf_dataset(images, labels, num_classes, batch_size, shuffle, seed, augment, first_epoch)
-    from .batches import ArrayBatches
-
-    return ArrayBatches(images, labels, num_classes, batch_size, shuffle, seed, augment, first_epoch)
-
-
-def augmentation_layers(rotation: float = 0, shift: float = 0, zoom: float = 0, flip: str = "none",
-                        contrast: float = 0, seed: int = 0):
-    """Keras preprocessing layers for on-the-fly augmentation (None when all are off). Rotation in degrees,
-    shift and zoom as fractions of the side; empty space is filled black, like the MRI background."""
-    import keras
-
-    steps = []
-    if flip != "none":
-        steps.append(keras.layers.RandomFlip("horizontal_and_vertical" if flip == "both" else flip, seed=seed))
-    if rotation:
-        steps.append(keras.layers.RandomRotation(rotation / 360.0, fill_mode="constant", seed=seed + 1))
-    if shift:
-        steps.append(keras.layers.RandomTranslation(shift, shift, fill_mode="constant", seed=seed + 2))
-    if zoom:
-        steps.append(keras.layers.RandomZoom(zoom, fill_mode="constant", seed=seed + 3))
-    if contrast:
-        steps.append(keras.layers.RandomContrast(contrast, value_range=(0, 255), seed=seed + 4))
-    return keras.Sequential(steps, name="augmentation") if steps else None

@@ -181,31 +181,16 @@ def find_fold_models(run_dir: Path) -> tuple[dict[int, Path], list[str]]:
 
 
 def predict(model, images: np.ndarray, batch_size: int, tta: bool = False) -> np.ndarray:
-    """Class probabilities; with tta, the mean over the image and its left-right mirror."""
-    from .data import make_batches
+    """Class probabilities (the compiled forward pass, brainmri.backend); with tta, the mean over the image
+    and its left-right mirror."""
+    from . import backend
     from .models import class_probabilities
 
-    forward = compiled_forward(model)
-    probs = forward(make_batches(images, None, 1, batch_size))
+    probs = backend.predict(model, images, batch_size)
     if tta:
         mirrored = np.ascontiguousarray(images[:, :, ::-1])
-        probs = (probs + forward(make_batches(mirrored, None, 1, batch_size))) / 2
+        probs = (probs + backend.predict(model, mirrored, batch_size)) / 2
     return class_probabilities(probs)
-
-
-def compiled_forward(model):
-    """batches -> outputs through one compiled inference call per batch (model.predict adds a callback
-    loop and per-batch conversions that cost a small model half its speed; benchmarks/inference.py)."""
-    import keras
-
-    if keras.backend.backend() != "tensorflow":
-        return lambda batches: model.predict(batches, verbose=0)
-    if getattr(model, "_brainmri_forward", None) is None:  # traced once per model, not once per call
-        import tensorflow as tf
-
-        step = tf.function(lambda x: model(x, training=False), reduce_retracing=True)
-        model._brainmri_forward = lambda batches: np.concatenate([step(b).numpy() for b in batches])
-    return model._brainmri_forward
 
 
 def write_predictions(path: Path, preds: list[Predictions], classes, has_duplicate: np.ndarray) -> None:

@@ -72,13 +72,12 @@ def environment() -> dict:
     import numpy
     import sklearn
 
+    from . import backend
+
     env = {"time": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "argv": sys.argv, "python": platform.python_version(),
            "platform": platform.platform(), "host": platform.node(), "keras": keras.__version__,
-           "keras_backend": keras.backend.backend(), "numpy": numpy.__version__, "opencv": cv2.__version__,
-           "scikit_learn": sklearn.__version__, "cpu_count": os.cpu_count(), "gpus": gpu_names()}
-    if keras.backend.backend() == "tensorflow":
-        import tensorflow as tf
-        env["tensorflow"] = tf.__version__
+           **backend.versions(), "numpy": numpy.__version__, "opencv": cv2.__version__,
+           "scikit_learn": sklearn.__version__, "cpu_count": os.cpu_count(), "gpus": backend.gpu_names()}
     try:
         here = Path(__file__).resolve().parent
         env["git_commit"] = subprocess.run(["git", "rev-parse", "HEAD"], cwd=here, capture_output=True, text=True,
@@ -86,18 +85,6 @@ def environment() -> dict:
     except (OSError, subprocess.SubprocessError):
         env["git_commit"] = None
     return env
-
-
-def gpu_names() -> list[str]:
-    import keras
-
-    if keras.backend.backend() == "tensorflow":
-        import tensorflow as tf
-        return [d.name for d in tf.config.list_physical_devices("GPU")]
-    if keras.backend.backend() == "jax":
-        import jax
-        return [str(d) for d in jax.devices() if d.platform == "gpu"]
-    return []
 
 
 def setup_logging(run_dir: Path | None = None) -> None:

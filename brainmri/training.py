@@ -13,9 +13,10 @@ from pathlib import Path
 import keras
 import numpy as np
 
-from . import models
+from . import backend, models
 from .config import Config
-from .data import Dataset, augmentation_layers, make_batches
+from .batches import augmentation_layers, make_batches
+from .data import Dataset
 from .errors import UserError
 from .evaluation import predict
 from .metrics import best_epoch_row, macro_metrics, summarise_folds, write_summary
@@ -26,20 +27,8 @@ log = logging.getLogger("brainmri")
 
 
 def device_settings(cfg: Config) -> dict:
-    """Mixed precision, XLA and the distribution strategy, resolved against the GPUs present."""
-    from .runs import gpu_names
-
-    gpus = gpu_names()
-    mixed = cfg.mixed_precision == "on" or (cfg.mixed_precision == "auto" and bool(gpus))
-    keras.mixed_precision.set_global_policy("mixed_float16" if mixed else "float32")
-    jit = {"auto": "auto", "on": True, "off": False}[cfg.jit_compile]
-    if cfg.jit_compile == "auto" and not gpus:
-        jit = False  # "auto" means: where a GPU is present, as the config documents
-    strategy = None
-    if len(gpus) > 1 and keras.backend.backend() == "tensorflow":
-        import tensorflow as tf
-        strategy = tf.distribute.MirroredStrategy()
-    return {"gpus": gpus, "mixed_precision": mixed, "jit_compile": jit, "strategy": strategy}
+    """Mixed precision, compilation and several GPUs for this backend (brainmri.backend.device_settings)."""
+    return backend.device_settings(cfg.mixed_precision, cfg.jit_compile, cfg.batch_size, cfg.cache_dir)
 
 
 def compile_model(cfg: Config, num_classes: int, jit_compile) -> keras.Model:
@@ -242,7 +231,8 @@ def train_fold(cfg: Config, ds: Dataset, roles: np.ndarray, fold: int, run_dir: 
         model, history, state = _model_for_fold(cfg, fold_dir, n, settings)
     augment = augmentation_layers(cfg.augment_rotation, cfg.augment_shift, cfg.augment_zoom, cfg.augment_flip,
                                   cfg.augment_contrast, seed=cfg.seed + fold)
-    val_data = make_batches(ds.images[va], ds.labels[va], n, cfg.batch_size)
+    multiple = settings.get("batch_multiple", 1)
+    val_data = make_batches(ds.images[va], ds.labels[va], n, cfg.batch_size, multiple=multiple)
     total = cfg.epochs + cfg.fine_tune_epochs
     log.info("fold %d: %d train, %d val, %d test images; %d epochs", fold, len(tr), len(va), len(te), total)
     weights = class_weights(ds.labels[tr], len(ds.classes)) if cfg.class_weight == "balanced" else None
@@ -257,7 +247,8 @@ def train_fold(cfg: Config, ds: Dataset, roles: np.ndarray, fold: int, run_dir: 
         if len(history) < phase_end:
             restore = state if state and state["epoch"] >= phase_start else None  # a new phase starts afresh
             train_data = make_batches(ds.images[tr], ds.labels[tr], n, cfg.batch_size, shuffle=True,
-                                      seed=cfg.seed + fold, augment=augment, first_epoch=len(history))
+                                      seed=cfg.seed + fold, augment=augment, first_epoch=len(history),
+                                      multiple=multiple)
             steps = None if isinstance(train_data, keras.utils.PyDataset) else -(-len(tr) // cfg.batch_size)
             model.fit(train_data, validation_data=val_data, epochs=phase_end, initial_epoch=len(history),
                       steps_per_epoch=steps,  # (the tf.data stream is endless; epoch e's batch order is fixed)
