@@ -110,9 +110,11 @@ def prepare(cfg: Config, run_dir: Path) -> Prepared:
     if len(copies):
         report["augmented_copies"] = int(len(copies))
     figures = run_dir / "figures"
-    plots.near_duplicate_examples(originals, pairs, scores, figures / "near_duplicate_pairs", cfg.figure_formats)
+    plots.near_duplicate_examples(originals, pairs, scores, figures / "near_duplicate_pairs",
+                                  formats=cfg.figure_formats)
     if report["label_conflicts"]:
-        plots.label_conflicts(originals, report["label_conflicts"], figures / "label_conflicts", cfg.figure_formats)
+        plots.label_conflicts(originals, report["label_conflicts"], figures / "label_conflicts",
+                          formats=cfg.figure_formats)
     log.info(audit_mod.format_audit(report))
     write_atomic(run_dir / "audit.json", json.dumps(report, indent=2))
     planes = planes_of(cfg, ds.paths)
