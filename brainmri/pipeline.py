@@ -114,7 +114,7 @@ def prepare(cfg: Config, run_dir: Path) -> Prepared:
                                   formats=cfg.figure_formats)
     if report["label_conflicts"]:
         plots.label_conflicts(originals, report["label_conflicts"], figures / "label_conflicts",
-                          formats=cfg.figure_formats)
+                              formats=cfg.figure_formats)
     log.info(audit_mod.format_audit(report))
     write_atomic(run_dir / "audit.json", json.dumps(report, indent=2))
     planes = planes_of(cfg, ds.paths)
