@@ -76,7 +76,7 @@ def test_the_report_is_one_self_contained_html_and_a_markdown_file(tiny_study):
     out, _ = tiny_study
     md, page = (out / "report.md").read_text(), (out / "report.html").read_text()
     assert "## The study's numbers beside this run's" in md and "98%" in md
-    for section in ("1. The data", "2. Five-fold", "3. The hold-out test", "5. Grad-CAM", "9. Tumor against"):
+    for section in ("1. The data", "2. Cross-validation", "3. The hold-out test", "5. Grad-CAM", "9. Tumor against"):
         assert section in md and section in page
     assert md.index("1. The data") < md.index("3. The hold-out test") < md.index("9. Tumor against")
     assert "skipped: no `--external` folder" in md
