@@ -159,3 +159,11 @@ def test_no_data_without_quick_is_a_one_line_error(tmp_path, capsys, monkeypatch
     monkeypatch.setattr(reproduce, "DEFAULT_DATA", tmp_path / "data")  # no data/Training there
     assert reproduce.main(["--out", str(tmp_path / "out")]) == 2
     assert "--quick for the synthetic demo" in capsys.readouterr().err
+
+
+def test_report_only_rebuilds_the_report_from_the_finished_steps(tiny_study, tmp_path):
+    out = tmp_path / "out"
+    shutil.copytree(tiny_study[0], out, ignore=shutil.ignore_patterns("report.*"))
+    assert reproduce.main(["--plan", str(_plan(tmp_path)), "--synthetic", "--out", str(out), "--report-only"]) == 0
+    assert (out / "report.md").is_file() and (out / "report.html").is_file()
+    assert _done(out) == _done(tiny_study[0])  # nothing was run
