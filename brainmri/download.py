@@ -42,6 +42,11 @@ def _children(folder: Path) -> list[Path]:
     return sorted(p for p in folder.iterdir() if p.is_dir() and not p.name.startswith((".", "__")))
 
 
+def _listing(folder: Path) -> str:
+    names = [p.name for p in _children(folder)]
+    return ", ".join(names[:8]) + (f", ... ({len(names)} in all)" if len(names) > 8 else "") or "nothing"
+
+
 def _find(folder: Path, names: tuple[str, ...]) -> Path | None:
     """`folder` itself or its first sub-folder (one level down) that holds every one of `names`."""
     for candidate in [folder, *_children(folder)]:
@@ -56,7 +61,7 @@ def study_root(folder: Path) -> Path:
     found = _find(Path(folder), ("training", "testing"))
     if found is None:
         raise UserError(f"no Training/ and Testing/ folders in {folder} or one level below it "
-                        f"(found {[p.name for p in _children(Path(folder))]})")
+                        f"(found: {_listing(Path(folder))})")
     return found
 
 
@@ -65,7 +70,7 @@ def yes_no_root(folder: Path) -> Path:
     found = _find(Path(folder), ("yes", "no"))
     if found is None:
         raise UserError(f"no yes/ and no/ folders in {folder} or one level below it "
-                        f"(found {[p.name for p in _children(Path(folder))]})")
+                        f"(found: {_listing(Path(folder))})")
     return found
 
 

@@ -464,15 +464,16 @@ class Progress:
     """One line per step, and what is left: the seconds per unit of cost of the finished steps, times the
     cost of the steps still to run."""
 
-    def __init__(self, steps: list[Step]):
+    def __init__(self, steps: list[Step], done: set[str] = frozenset()):
         self.steps, self.seconds, self.cost = steps, 0.0, 0.0
+        self.done = set(done)  # kept from an earlier run: nothing left to do for them
 
     def finished(self, step: Step, seconds: float) -> None:
         self.seconds += seconds
         self.cost += step.cost
 
     def left(self, index: int) -> str:
-        rest = sum(s.cost for s in self.steps[index + 1:])
+        rest = sum(s.cost for s in self.steps[index + 1:] if s.name not in self.done)
         if not rest:
             return "nothing left"
         if not self.cost or not self.seconds:
@@ -500,7 +501,8 @@ def run_plan(study: Study, say=print) -> list[str]:
     """Every step in order (finished ones kept, skippable ones skipped); returns the names of skipped steps.
     One line per step: its name when it starts, how it ended and what is left when it ends."""
     open_study(study)
-    progress, skipped = Progress(study.plan.steps), set()
+    kept = {s.name for s in study.plan.steps if done_record(study, s) and not newer_inputs(study, s)}
+    progress, skipped = Progress(study.plan.steps, kept), set()
     for i, step in enumerate(study.plan.steps):
         head = progress.head(i, step)
         record, changed = done_record(study, step), newer_inputs(study, step)

@@ -50,7 +50,7 @@ def test_download_finds_the_yes_no_set_at_the_top_or_one_level_down(tmp_path, mo
 
 def test_an_archive_without_the_expected_folders_is_a_one_line_error(tmp_path, monkeypatch):
     _stand_in(monkeypatch, {download.STUDY_DATASET: _folders(tmp_path / "odd", "images/a/b")})
-    with pytest.raises(UserError, match=r"no Training/ and Testing/ folders in .* \(found \['images'\]\)"):
+    with pytest.raises(UserError, match=r"no Training/ and Testing/ folders in .* \(found: images\)"):
         download.download_study()
 
 

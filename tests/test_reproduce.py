@@ -167,3 +167,10 @@ def test_report_only_rebuilds_the_report_from_the_finished_steps(tiny_study, tmp
     assert reproduce.main(["--plan", str(_plan(tmp_path)), "--synthetic", "--out", str(out), "--report-only"]) == 0
     assert (out / "report.md").is_file() and (out / "report.html").is_file()
     assert _done(out) == _done(tiny_study[0])  # nothing was run
+
+
+def test_the_estimate_leaves_out_steps_already_done():
+    steps = [study.Step(f"s{i}", "train", {}, 1.0) for i in range(4)]
+    progress = study.Progress(steps, done={"s2"})
+    progress.finished(steps[0], 10.0)
+    assert progress.left(0) == "about 20 s left"
