@@ -235,8 +235,7 @@ def settings_differences(results: Results) -> list[str]:
     """Each setting that differs from the study's, with why it matters."""
     run = key_run(results)
     cfg, env = results.config(run), (read_json(run / "env.json") if run else None) or {}
-    data = (done_record(results.study, results.study.step("data")) or {}).get("outputs", {}) \
-        if any(s.name == "data" for s in results.study.plan.steps) else {}
+    data = (done_record(results.study, results.study.step("data")) or {}).get("outputs", {})  # plans start with it
     out = []
     if data.get("source") == "synthetic":
         out.append(f"**Data**: the synthetic MRI-like demo set ({data.get('per_class')} images per class, drawn "
@@ -270,6 +269,7 @@ def short_settings(results: Results) -> str:
 # ---- the sections, in the study's order ------------------------------------------------------------------------
 
 def section_overview(doc: Doc, r: Results) -> None:
+    """Title, what the study did, how this report was made, and the headline table."""
     study = r.study
     seconds = sum((done_record(study, s) or {}).get("seconds", 0) for s in study.plan.steps)
     done = sum(1 for s in study.plan.steps if done_record(study, s))
@@ -286,8 +286,15 @@ def section_overview(doc: Doc, r: Results) -> None:
         ["model", short_settings(r)],
         ["time of the steps", duration(seconds)],
         ["study folder", f"`{study.out}`"]], versus=False)
+    doc.h(2, "The study's numbers beside this run's")
+    doc.table(HEADER, headline_rows(r))
+    doc.bullets(settings_differences(r), "What differs from the study in every section, and why")
+
+
+def headline_rows(r: Results) -> list[list[str]]:
+    """The first screen's table: the study's reported numbers and this run's, by split."""
     rows = [["4 classes: hold-out test accuracy", pct(STUDY["test_accuracy"], 0),
-             *_cells(r, r.by_split("test", "evaluate"), lambda s: pct(test_summary(r, s).get("accuracy")))],
+             *_cells(r, r.by_split("test", "evaluate"), lambda s: pct(evaluation_summary(r, s).get("accuracy")))],
             ["4 classes: cross-validation, mean validation accuracy", "reported (figure in the study)",
              *_cells(r, r.by_split("cv", "train"), lambda s: pm(*cv_mean(r, s, "val_accuracy")))]]
     for task, label in (("split", "tumor vs no tumor: a split of the same data"),
@@ -297,9 +304,7 @@ def section_overview(doc: Doc, r: Results) -> None:
         if steps:
             rows.append([label, pct(STUDY["binary"][task], 0),
                          *_cells(r, steps, lambda s: pct(binary_summary(r, s)["at_validation_threshold"]["accuracy"]))])
-    doc.h(2, "The study's numbers beside this run's")
-    doc.table(HEADER, rows)
-    doc.bullets(settings_differences(r), "What differs from the study in every section, and why")
+    return rows
 
 
 def cv_mean(r: Results, step: Step, key: str) -> tuple[float | None, float | None]:
@@ -307,7 +312,7 @@ def cv_mean(r: Results, step: Step, key: str) -> tuple[float | None, float | Non
     return (summary.get("mean") or {}).get(key), (summary.get("std") or {}).get(key)
 
 
-def test_summary(r: Results, step: Step) -> dict:
+def evaluation_summary(r: Results, step: Step) -> dict:
     return read_json(r.out(step, "evaluation") / "test" / "summary.json") or {}
 
 
@@ -332,9 +337,11 @@ def section_data(doc: Doc, r: Results) -> None:
         ["images", f"{STUDY['images']:,}", f"{audit.get('images', 'n/a'):,}" if audit else "n/a"],
         *[[c, str(n), str(counts.get(c, "n/a"))] for c, n in STUDY["classes"].items()],
         ["exact duplicates (byte-identical files)", "not checked",
-         f"{audit.get('exact_duplicate_sets', 'n/a')} sets, {audit.get('images_in_exact_duplicate_sets', 'n/a')} images"],
+         f"{audit.get('exact_duplicate_sets', 'n/a')} sets, {audit.get('images_in_exact_duplicate_sets', 'n/a')} "
+         "images"],
         ["near-duplicate groups (copies, adjacent slices)", "not checked",
-         f"{audit.get('near_duplicate_groups', 'n/a')} groups, {audit.get('images_in_near_duplicate_groups', 'n/a')} images"],
+         f"{audit.get('near_duplicate_groups', 'n/a')} groups, {audit.get('images_in_near_duplicate_groups', 'n/a')} "
+         "images"],
         ["Testing images with a near-duplicate in Training", "not checked",
          str(audit.get("testing_with_near_duplicate_in_training_total", "n/a"))]])
     doc.bullets(["The study split the images at random. Near-duplicates then land on both sides of a split, and a "
@@ -386,33 +393,40 @@ def section_test(doc: Doc, r: Results) -> None:
     doc.h(2, "3. The hold-out test set (10%)")
     steps = r.by_split("test", "evaluate")
 
-    def dup(s, key):
-        d = test_summary(r, s).get(key) or {}
-        return f"{d.get('images', 0)} images, accuracy {pct(d.get('accuracy'))}" if d.get("images") else "none"
+    def cells(value) -> list[str]:
+        return _cells(r, steps, lambda s: value(evaluation_summary(r, s)))
 
     doc.table(HEADER, [
-        ["accuracy of the fold ensemble (95% CI)", pct(STUDY["test_accuracy"], 0),
-         *_cells(r, steps, lambda s: "{} ({}-{})".format(pct(test_summary(r, s).get("accuracy")),
-                                                        *map(pct, test_summary(r, s).get("accuracy_ci95_groups", [None, None]))))],
-        ["mean accuracy of the fold models", "", *_cells(r, steps, lambda s: pct(test_summary(r, s).get("mean_fold_accuracy")))],
-        ["macro F1 (ensemble)", "", *_cells(r, steps, lambda s: pct(test_summary(r, s).get("macro_f1")))],
-        ["test images", "327 (10% of 3,264)", *_cells(r, steps, lambda s: str(test_summary(r, s).get("images")))],
+        ["accuracy of the fold ensemble (95% CI)", pct(STUDY["test_accuracy"], 0), *cells(_with_ci)],
+        ["mean accuracy of the fold models", "", *cells(lambda m: pct(m.get("mean_fold_accuracy")))],
+        ["macro F1 (ensemble)", "", *cells(lambda m: pct(m.get("macro_f1")))],
+        ["test images", "327 (10% of 3,264)", *cells(lambda m: str(m.get("images")))],
         ["with a near-duplicate in training", "not checked",
-         *_cells(r, steps, lambda s: dup(s, "with_near_duplicate_in_training"))],
-        ["without", "", *_cells(r, steps, lambda s: dup(s, "without_near_duplicate_in_training"))]])
+         *cells(lambda m: _share(m.get("with_near_duplicate_in_training")))],
+        ["without", "", *cells(lambda m: _share(m.get("without_near_duplicate_in_training")))]])
     doc.figures([(r.out(s, "evaluation") / "test" / "figures" / "confusion_ensemble.png",
-                  f"Confusion matrix of the fold ensemble, `split={k}`") for k, s in steps.items() if r.out(s, "evaluation")])
-    items = []
+                  f"Confusion matrix of the fold ensemble, `split={k}`")
+                 for k, s in steps.items() if r.out(s, "evaluation")])
+    items = [f"Settings: {short_settings(r)} (see the top)."]
     random = steps.get("random")
     if random is not None and r.out(random, "evaluation"):
-        s = test_summary(r, random)
-        w, wo = s.get("with_near_duplicate_in_training") or {}, s.get("without_near_duplicate_in_training") or {}
-        items.append(f"**Leakage**: with `split=random`, {w.get('images', 0)} of {s.get('images')} test images have a "
-                     f"near-duplicate in training; accuracy on them {pct(w.get('accuracy'))}, on the others "
-                     f"{pct(wo.get('accuracy'))}. `split=group` keeps each near-duplicate group on one side, so its "
-                     "figure is the one to expect on new patients.")
-    items.append(f"Settings: {short_settings(r)} (see the top).")
+        m = evaluation_summary(r, random)
+        w, wo = m.get("with_near_duplicate_in_training") or {}, m.get("without_near_duplicate_in_training") or {}
+        items.insert(0, f"**Leakage**: with `split=random`, {w.get('images', 0)} of {m.get('images')} test images "
+                        f"have a near-duplicate in training; accuracy on them {pct(w.get('accuracy'))}, on the "
+                        f"others {pct(wo.get('accuracy'))}. `split=group` keeps each near-duplicate group on one "
+                        "side, so its figure is the one to expect on new patients.")
     doc.bullets(items, "What differs and why")
+
+
+def _with_ci(summary: dict) -> str:
+    lo, hi = summary.get("accuracy_ci95_groups") or (None, None)
+    return f"{pct(summary.get('accuracy'))} ({pct(lo)}-{pct(hi)})"
+
+
+def _share(part: dict | None) -> str:
+    """'N images, accuracy A' of a part of the test set (with or without near-duplicates in training)."""
+    return f"{part['images']} images, accuracy {pct(part.get('accuracy'))}" if part and part.get("images") else "none"
 
 
 def comparison_rows(r: Results, step: Step) -> list[dict]:
@@ -440,7 +454,8 @@ def section_compare(doc: Doc, r: Results, section: str, title: str, study_says: 
 def _variant(row: dict) -> str:
     diff = (row.get("vs_reference") or {}).get("mean_difference")
     versus = "" if diff is None else f"; {100 * diff:+.1f} points vs the reference"
-    return f"val {pm(row.get('val_accuracy_mean'), row.get('val_accuracy_std'))}, test {pct(row.get('test_accuracy_mean'))}{versus}"
+    val = pm(row.get("val_accuracy_mean"), row.get("val_accuracy_std"))
+    return f"val {val}, test {pct(row.get('test_accuracy_mean'))}{versus}"
 
 
 def section_optimizers(doc: Doc, r: Results) -> None:
@@ -474,7 +489,8 @@ def section_balance(doc: Doc, r: Results) -> None:
     by_split = section_compare(doc, r, "balance", "6. Balancing no_tumor by rotation and translation",
                                {"original": "500 no_tumor images",
                                 "balanced": f"{STUDY['no_tumor_after']} no_tumor images (rotated, shifted copies)"},
-                               lambda row: _variant(row) + f"; no_tumor test recall {pct(row.get('test_recall_no_tumor'))}")
+                               lambda row: f"{_variant(row)}; no_tumor test recall "
+                                           f"{pct(row.get('test_recall_no_tumor'))}")
     if record:
         doc.p(f"{record.get('class')}: {record.get('before')} images brought up to {record.get('target')} "
               f"(the study: 500 to {STUDY['no_tumor_after']}); copies are trained on only where their source image is.")
@@ -502,8 +518,9 @@ def section_planes(doc: Doc, r: Results) -> None:
 
 def section_backbones(doc: Doc, r: Results) -> None:
     def value(row):
-        return (f"{row.get('params_trainable', 0):,} trainable; val {pm(row.get('val_accuracy_mean'), row.get('val_accuracy_std'))}, "
-                f"test {pct(row.get('test_accuracy_mean'))}; {row.get('seconds_per_epoch', 0):.0f} s/epoch")
+        val = pm(row.get("val_accuracy_mean"), row.get("val_accuracy_std"))
+        return (f"{row.get('params_trainable', 0):,} trainable; val {val}, test {pct(row.get('test_accuracy_mean'))}; "
+                f"{row.get('seconds_per_epoch', 0):.0f} s/epoch")
 
     section_compare(doc, r, "backbones", "8. EfficientNetB0 against EfficientNetB2 and frozen VGG16",
                     {"efficientnetb0": "4.0M trainable parameters; the final model",
