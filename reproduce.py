@@ -1,6 +1,6 @@
 """Run the whole course study in order, one folder per experiment, and write one report beside it.
 
-    python reproduce.py --quick                              # ~15 min on a CPU: synthetic data, small model
+    python reproduce.py --quick                              # ~8 min on 2 CPU cores: synthetic data, small model
     python reproduce.py --quick --data DATA                  # the same on a share of the real images
     python reproduce.py --download                           # fetch the data with kagglehub, then the study (GPU)
     python reproduce.py --data DATA --external YES_NO_DIR    # the study with folders at hand
