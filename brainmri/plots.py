@@ -246,7 +246,10 @@ def _draw_slice(ax, image, heat=None, mask=None) -> None:
     """One slice, its overlay when a map is given, the lesion outline when a mask is."""
     ax.imshow(_rgb(image) if heat is None else overlay(image, heat), interpolation="nearest")
     if mask is not None and np.any(mask):
-        ax.contour(np.asarray(mask) > 0, levels=[0.5], colors=OUTLINE, linewidths=0.9)
+        from matplotlib import patheffects
+
+        halo = [patheffects.withStroke(linewidth=1.9, foreground="black")]  # keeps it visible on yellow, in grey
+        ax.contour(np.asarray(mask) > 0, levels=[0.5], colors=OUTLINE, linewidths=0.8, path_effects=halo)
     ax.set_axis_off()
 
 
