@@ -120,7 +120,8 @@ def prepare(cfg: Config, run_dir: Path) -> Prepared:
     roles = splits.make_roles(ds.labels, groups, ds.subsets, cfg.protocol, cfg.folds, cfg.test_fraction,
                               cfg.split == "group", cfg.seed, planes, cfg.train_planes, cfg.test_planes, sources)
     figures = run_dir / "figures"
-    plots.near_duplicate_examples(originals, pairs, scores, figures / "near_duplicate_pairs", formats=cfg.figure_formats)
+    plots.near_duplicate_examples(originals, pairs, scores, figures / "near_duplicate_pairs",
+                                  formats=cfg.figure_formats)
     if report["label_conflicts"]:
         plots.label_conflicts(originals, report["label_conflicts"], figures / "label_conflicts",
                               formats=cfg.figure_formats)
