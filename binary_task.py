@@ -140,8 +140,9 @@ def main(argv=None) -> int:
     if wrong and args.gradcam_limit:
         import gradcam
 
+        fold = min(fold_p)  # gradcam.py explains one fold model: caption it at that model's own threshold
         gradcam.main([str(run), *wrong[: args.gradcam_limit], "--limit", str(args.gradcam_limit), "--class", "tumor",
-                      "--threshold", str(threshold)])  # the evidence for "tumor", captioned at our threshold
+                      "--fold", str(fold), "--threshold", str(fold_thresholds(run)[fold])])
     runs.log.info("report: %s", run / "binary" / "report.md")
     return 0
 

@@ -149,16 +149,23 @@ def main(argv=None) -> int:
     scores = {"method": args.method, "layer": cm.layer, "images": len(images)}
     if args.misclassified:  # also the map of the true class, beside the predicted one
         true_heats = cam.upsample(cam.compute_maps(fn, images, truth, args.batch_size)[0], size)
+    sub = f"{args.method.replace('gradcam', 'Grad-CAM')}, layer {cm.layer} ({maps.shape[1]}x{maps.shape[2]} map)"
     for i, path in enumerate(tqdm(paths, desc="panels", unit="img", disable=None)):
         shown = pred[i] if wanted is None else wanted[i]
-        panels, titles = [heats[i]], [f"{classes[shown]} (p {probs[i, shown]:.2f})"]
+        panels, titles = [heats[i]], [f"{plots.short(classes[shown])} (p {probs[i, shown]:.2f})"]
+        what = plots.short(classes[shown])
         if args.misclassified:
-            panels, titles = [true_heats[i], heats[i]], [f"true {classes[truth[i]]}", f"predicted {classes[pred[i]]}"]
-        plots.cam_panel(images[i], panels, titles, out / "images" / f"{i:04d}_{Path(path).stem}")
-    grid = [plots.overlay(im, h) for im, h in zip(images[:36], heats[:36])]
+            panels, what = [true_heats[i], heats[i]], "the true and the predicted class"
+            titles = [f"true: {plots.short(classes[truth[i]])}", f"predicted: {titles[0]}"]
+        plots.cam_panel(images[i], panels, titles, out / "images" / f"{i:04d}_{Path(path).stem}",
+                        title=f"Where the model looked for {what}", subtitle=sub,
+                        mask=plots.lesion_mask(root, path, size))
     captions = [f"{'true ' + plots.short(classes[t]) + chr(10) if t >= 0 else ''}pred {plots.short(classes[p])} {pr[p]:.2f}"
                 for t, p, pr in zip(truth[:36], pred[:36], probs[:36])]
-    plots.image_gallery(grid, captions, out / "grid", f"{args.method} ({cm.layer})")
+    what = plots.short(args.class_name) if args.class_name else "the class it predicted"
+    plots.cam_grid(images[:36], heats[:36], captions, out / "grid", f"Where the model looked for {what}", sub,
+                   masks=[plots.lesion_mask(root, p, size) for p in paths[:36]],
+                   flagged=[t >= 0 and t != p for t, p in zip(truth[:36], pred[:36])], total=len(images))
     if args.score:
         cell = size / maps.shape[1]  # the map's own resolution limits where its peak can be
         scores["localization"] = localization(images, heats, truth, pred, paths, classes, root, cfg, cell,

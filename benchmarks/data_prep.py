@@ -1,4 +1,4 @@
-"""Data preparation: the project's decode + resize + hash (threads, uint8) vs a plain single-threaded
+"""Data preparation: the project's decode + resize + near-duplicate grouping (threads, uint8) vs a plain single-threaded
 OpenCV loop, and the second run served from the cache.
 
     python benchmarks/data_prep.py [--data DIR] [--size 150]
@@ -24,7 +24,7 @@ from common import emit  # noqa: E402
 import cv2  # noqa: E402
 import numpy as np  # noqa: E402
 
-from brainmri.audit import group_images, hash_images  # noqa: E402
+from brainmri.duplicates import group_images  # noqa: E402
 from brainmri.data import find_images, load_dataset  # noqa: E402
 from brainmri.synthetic import write_synthetic  # noqa: E402
 
@@ -54,8 +54,8 @@ def main(argv=None) -> int:
         cache = Path(tmp) / "cache"
         t_plain, plain = timed(lambda: plain_loop(root, args.size))
         t_load, ds = timed(lambda: load_dataset(root, args.size, cache_dir=cache))
-        t_hash, hashes = timed(lambda: hash_images(ds.images))
-        t_group, _ = timed(lambda: group_images(hashes, ds.md5, 4))
+        t_hash = 0.0  # the canonical slices for near-duplicate search are made while decoding (in t_load)
+        t_group, _ = timed(lambda: group_images(ds))
         t_cached, _ = timed(lambda: load_dataset(root, args.size, cache_dir=cache))
     ours = t_load + t_hash + t_group
     result = {"data": str(root), "images": len(ds.paths), "size": args.size,

@@ -49,7 +49,7 @@ def real(root: Path) -> tuple[dict, np.ndarray]:
 def synthetic(canon: np.ndarray, n: int, seed: int = 0) -> dict:
     rng = np.random.default_rng(seed)
     base = canon[rng.integers(0, len(canon), n)].astype(np.int16)
-    shifted = np.roll(base, tuple(rng.integers(-2, 3, 2)), axis=(1, 2))
+    shifted = np.stack([np.roll(b, tuple(rng.integers(-2, 3, 2)), axis=(0, 1)) for b in base])  # each its own
     fake = np.clip(shifted + rng.normal(0, 6, base.shape), 0, 255).astype(np.uint8)
     t_vec, vectors = timed(lambda: duplicates.retrieval_vectors(fake))
     t_ret, pairs = timed(lambda: duplicates.candidate_pairs(vectors))

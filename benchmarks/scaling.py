@@ -1,7 +1,6 @@
 """Benchmark 7: data preparation (decode, resize, hash, group) and one training epoch at 25%, 50% and 100%
-of the dataset. Both should grow linearly: near-duplicates are grouped through hash-band buckets (the
-64-bit pHash cut into hash_distance + 1 bands; only images sharing a band value are compared), not by
-comparing every pair.
+of the dataset. Training should grow linearly; near-duplicate retrieval is a chunked matrix product
+(quadratic, but a small share of the time at this size: benchmarks/near_duplicates.py measures it alone).
 
     python benchmarks/scaling.py [--size 96 --backbone small_cnn]
 """
@@ -36,7 +35,7 @@ def run(size: int, backbone: str, fractions=(0.25, 0.5, 1.0)) -> dict:
     import keras
     import numpy as np
 
-    from brainmri.audit import group_images, hash_images
+    from brainmri.duplicates import group_images
     from brainmri.config import load_config
     from brainmri.batches import make_batches
     from brainmri.data import find_images, load_dataset
@@ -50,7 +49,7 @@ def run(size: int, backbone: str, fractions=(0.25, 0.5, 1.0)) -> dict:
             folder = _share_folder(root, items, fraction, Path(tmp) / f"share{fraction}")
             start = time.perf_counter()
             ds = load_dataset(folder, size)
-            group_images(hash_images(ds.images), ds.md5, 4)
+            group_images(ds)
             prep = time.perf_counter() - start
             keras.utils.set_random_seed(0)
             model = compile_model(load_config(None, [f"backbone={backbone}", f"image_size={size}", "weights=none"]),

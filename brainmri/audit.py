@@ -20,7 +20,10 @@ def size_shortcut_score(ds: Dataset, groups: np.ndarray, seed: int = 0) -> dict:
     h, w = ds.original_sizes[:, 0], ds.original_sizes[:, 1]
     features = np.stack([h, w, h / np.maximum(w, 1)], 1)
     counts = np.bincount(ds.labels)
-    folds = max(2, min(5, int(counts[counts > 0].min()), len(set(groups))))
+    folds = min(5, int(counts[counts > 0].min()), len(set(groups)))
+    if folds < 2:
+        return {"size_only_accuracy": None, "majority_class_accuracy": round(float(counts.max() / counts.sum()), 4),
+                "distinct_sizes": int(len(set(map(tuple, ds.original_sizes)))), "note": "too few groups to score"}
     cv = StratifiedGroupKFold(folds, shuffle=True, random_state=seed)
     scores = cross_val_score(RandomForestClassifier(100, random_state=seed, n_jobs=1), features, ds.labels,
                              groups=groups, cv=cv)
@@ -96,7 +99,7 @@ def format_audit(report: dict) -> str:
         lines.append(f"  Testing images with a near-duplicate in Training: "
                      f"{report['testing_with_near_duplicate_in_training_total']} ({per})")
     s = report["shortcut"]
-    lines.append(f"  shortcut: original size alone predicts the class with accuracy {s['size_only_accuracy']:.3f} "
-                 "(group-wise CV) "
-                 f"(majority class {s['majority_class_accuracy']:.3f}; {s['distinct_sizes']} distinct sizes)")
+    score = "n/a (too few groups)" if s["size_only_accuracy"] is None else f"{s['size_only_accuracy']:.3f}"
+    lines.append(f"  shortcut: original size alone predicts the class with accuracy {score} (group-wise CV; "
+                 f"majority class {s['majority_class_accuracy']:.3f}; {s['distinct_sizes']} distinct sizes)")
     return "\n".join(lines)

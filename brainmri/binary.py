@@ -170,7 +170,7 @@ def report_markdown(task: str, test_name: str, summary: dict) -> str:
              *_per_fold_table(summary["per_fold"]), "",
              "![ROC](figures/roc.png)", "", "Every prediction: [test_predictions.csv](test_predictions.csv); "
              "misclassified: [misclassified.csv](misclassified.csv); Grad-CAM maps of the evidence for 'tumor' in "
-             "the misclassified images (fold 0's model, captions at the ensemble threshold): `../gradcam/`.", ""]
+             "the misclassified images (the ensemble's misclassified; maps of the first fold's model, captioned at that model's own threshold): `../gradcam/`.", ""]
     return "\n".join(lines)
 
 

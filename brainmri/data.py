@@ -14,7 +14,7 @@ import cv2
 import numpy as np
 from tqdm import tqdm
 
-from .duplicates import canonical
+from .duplicates import SIGNATURE_VERSION, canonical
 from .errors import UserError
 
 log = logging.getLogger(__name__)
@@ -148,7 +148,7 @@ def load_resized(path: str | Path, size: int) -> tuple[np.ndarray, tuple[int, in
 
 
 def _cache_key(root: Path, items: list, size: int) -> str:
-    h = hashlib.sha1(f"v3|{root.resolve()}|{size}".encode())
+    h = hashlib.sha1(f"v3|{SIGNATURE_VERSION}|{root.resolve()}|{size}".encode())
     for rel, label, _ in items:
         st = os.stat(root / rel)
         h.update(f"{rel}|{label}|{st.st_size}|{st.st_mtime_ns}".encode())

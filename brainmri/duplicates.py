@@ -14,8 +14,9 @@ contrast changes do not matter). Pairs are then found in two steps, with no all-
    (OpenCV's matchTemplate).
 
 A pair whose verified score reaches the threshold (SAME_OR_ADJACENT) is a near-duplicate: the same slice
-or an adjacent slice of one scan; from SAME_SLICE on it is taken to be the same slice. Groups are the
-connected components of these pairs, with exact copies (equal MD5) always joined. Both thresholds were
+or an adjacent slice of one scan; from SAME_SLICE on it is taken to be the same slice. Groups join
+through pairs from JOIN_ALWAYS on, and through a weaker pair only where it is one group's best link to
+another (see joining_pairs); exact copies (equal MD5) always join. Both thresholds were
 chosen on the "choose" half of data/near_duplicate_pairs.csv, 487 pairs labelled by eye, and measured on
 its other half (tools/near_duplicate_benchmark.py); tools/near_duplicate_stress.py measures copies made
 at known strengths.
@@ -33,6 +34,7 @@ from scipy.sparse import coo_matrix
 from scipy.sparse.csgraph import connected_components
 
 CANON = 48  # side of the canonical slice (px): enough to tell an adjacent slice from another patient's
+SIGNATURE_VERSION = 1  # part of the image cache's key: bump it when canonical() changes
 THUMB = 16  # side of the retrieval vectors
 ZOOMS = (1.0, 0.9, 0.8, 0.7)  # retrieval: share of the source a re-cropped copy may keep (per side)
 VERIFY_ZOOMS = (1.0, 0.95, 0.9, 0.85, 0.8, 0.75, 0.7)  # verification: the same range, finer
@@ -41,6 +43,7 @@ CANDIDATES = 6  # retrieval keeps this many nearest images per image
 MIN_RETRIEVAL = 0.6  # cosine similarity below which a candidate is not verified at all
 SAME_OR_ADJACENT = 0.72  # verified score from which a pair is the same or an adjacent slice (benchmark)
 SAME_SLICE = 0.9  # verified score from which a pair is the same slice (label conflicts are listed from here)
+JOIN_ALWAYS = 0.85  # a pair this close joins its two groups; a weaker one only as a group's best link
 WORK_SIDE = 256  # images are reduced to this longer side first (speed; a 48 px slice needs no more)
 BOX_SIDE = 96  # the head is found on an image of this longer side (speed: the box needs no detail)
 
@@ -138,10 +141,13 @@ def candidate_pairs(vectors_a: np.ndarray, vectors_b: np.ndarray | None = None, 
 
 def likely_zoom(vectors_a: np.ndarray, vectors_b: np.ndarray, pairs: np.ndarray) -> np.ndarray:
     """Per pair, the retrieval's best zoom as a signed index: +z (b is a crop of a at ZOOMS[z]), -z (a of b)."""
-    i, j = pairs[:, 0], pairs[:, 1]
-    a_in = np.einsum("zpd,pd->zp", vectors_a[:, i], vectors_b[0, j])  # b matches a zoomed-in a
-    b_in = np.einsum("zpd,pd->zp", vectors_b[:, j], vectors_a[0, i])
-    return np.where(a_in.max(0) >= b_in.max(0), a_in.argmax(0), -b_in.argmax(0))
+    out = np.empty(len(pairs), np.int64)
+    for start in range(0, len(pairs), 50_000):  # bounded memory at any size
+        i, j = pairs[start:start + 50_000, 0], pairs[start:start + 50_000, 1]
+        a_in = np.einsum("zpd,pd->zp", vectors_a[:, i], vectors_b[0, j])  # b matches a zoomed-in a
+        b_in = np.einsum("zpd,pd->zp", vectors_b[:, j], vectors_a[0, i])
+        out[start:start + len(i)] = np.where(a_in.max(0) >= b_in.max(0), a_in.argmax(0), -b_in.argmax(0))
+    return out
 
 
 def _shift_match(a: np.ndarray, b: np.ndarray) -> float:
@@ -176,20 +182,38 @@ def structure(canon: np.ndarray) -> np.ndarray:
     return np.stack([c - cv2.GaussianBlur(c, (0, 0), BAND_SIGMA) for c in out]) if len(out) else out
 
 
+def stretched(canon: np.ndarray) -> np.ndarray:
+    """Each canonical slice with its head stretched to fill the square: the same for a copy whose width or
+    height alone was rescaled (an image resized to a square, say), which padding to a square is not."""
+    out = np.empty_like(canon)
+    for k, c in enumerate(canon):
+        y0, y1, x0, x1 = head_box(c)
+        out[k] = cv2.resize(c[y0:y1, x0:x1], c.shape[::-1], interpolation=cv2.INTER_AREA)
+    return out
+
+
 def verify(canon_a: np.ndarray, canon_b: np.ndarray, pairs: np.ndarray, zoom_hint: np.ndarray | None = None
            ) -> np.ndarray:
     """Verified similarity (best normalised cross-correlation of structure, -1..1) of each pair (i in a, j in b):
-    shifted at the same framing, and re-cropped at finer zooms in the retrieval's direction (all without a hint).
-    Threads share the pairs (OpenCV releases the GIL)."""
+    shifted at the same framing, re-cropped at finer zooms in the retrieval's direction (every zoom without a
+    hint), and with both heads stretched to the square. Threads share the pairs (OpenCV releases the GIL)."""
     a32, b32 = structure(canon_a), structure(canon_b)
+    sa32, sb32 = structure(stretched(canon_a)), structure(stretched(canon_b))
     hints = [None] * len(pairs) if zoom_hint is None else [int(h) for h in zoom_hint]
 
     def score(n: int) -> float:
         i, j = pairs[n]
-        best = max(_shift_match(a32[i], b32[j]), _shift_match(b32[j], a32[i]))
-        for direction, z in _zooms_to_try(hints[n]):
+        best = max(_shift_match(a32[i], b32[j]), _shift_match(b32[j], a32[i]), _shift_match(sa32[i], sb32[j]))
+        if best >= SAME_SLICE:  # every decision is taken already: the zooms can only raise it
+            return best
+        peak = {1: -1.0, -1: -1.0}
+        for direction, z in _zooms_to_try(hints[n]):  # zooms in order: stop a direction once past its peak
+            if peak[direction] is None:
+                continue
             outer, inner = (a32[i], b32[j]) if direction > 0 else (b32[j], a32[i])
-            best = max(best, _zoom_match(outer, inner, VERIFY_ZOOMS[z]))
+            score = _zoom_match(outer, inner, VERIFY_ZOOMS[z])
+            best = max(best, score)
+            peak[direction] = None if score < peak[direction] - 0.05 else max(peak[direction], score)
         return best
 
     with ThreadPoolExecutor(min(8, os.cpu_count() or 1)) as pool:
@@ -201,7 +225,9 @@ def scored_pairs(canon: np.ndarray, canon_b: np.ndarray | None = None) -> tuple[
     """Candidate pairs and their verified scores, within one set of slices or between two."""
     va = retrieval_vectors(canon)
     vb = None if canon_b is None else retrieval_vectors(canon_b)
-    pairs = candidate_pairs(va, vb)
+    sa = _unit_rows(_zoomed(stretched(canon), 1.0, THUMB))[None]  # finds copies rescaled in one direction
+    sb = None if canon_b is None else _unit_rows(_zoomed(stretched(canon_b), 1.0, THUMB))[None]
+    pairs = np.unique(np.concatenate([candidate_pairs(va, vb), candidate_pairs(sa, sb)]), axis=0)
     hint = likely_zoom(va, va if vb is None else vb, pairs)
     return pairs, verify(canon, canon if canon_b is None else canon_b, pairs, hint)
 
@@ -253,10 +279,32 @@ class Detector:
         return np.ones(len(scores), bool) if self.method == "phash" else scores >= SAME_SLICE
 
 
+def joining_pairs(pairs: np.ndarray, scores: np.ndarray) -> np.ndarray:
+    """The near-duplicate pairs that join groups: every pair from JOIN_ALWAYS on (copies and the same slice),
+    and, between the groups those make, a weaker pair only when it is one group's best link to any other
+    group. Chaining every pair over the threshold ran through generic-looking slices and joined different
+    patients into groups of 200 (measured on the real data: docs/method.md, near-duplicates)."""
+    pairs = pairs.reshape(-1, 2)
+    strong = scores >= JOIN_ALWAYS
+    if not len(pairs) or strong.all():
+        return pairs
+    comp = groups_from_pairs(int(pairs.max()) + 1, pairs[strong])[pairs]  # (P, 2) group of each end
+    weak = np.flatnonzero(~strong & (comp[:, 0] != comp[:, 1]))
+    best: dict[int, tuple[float, int]] = {}  # group -> (score, pair index) of its best link
+    for k in weak:
+        for g in comp[k]:
+            if scores[k] > best.get(int(g), (-2.0, -1))[0]:
+                best[int(g)] = (float(scores[k]), int(k))
+    chosen = sorted({k for _, k in best.values()})
+    return np.concatenate([pairs[strong], pairs[chosen]])
+
+
 def group_images(ds, detector: Detector = Detector()) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Group id per image (exact copies and near-duplicates, transitively), with the pairs and their scores."""
+    """Group id per image (exact copies and near-duplicates, see joining_pairs), with the near-duplicate pairs
+    and their scores."""
     pairs, scores = detector.pairs(ds)
-    return groups_from_pairs(len(ds.md5), pairs, ds.md5), pairs, scores
+    joined = pairs if detector.method == "phash" else joining_pairs(pairs, scores)
+    return groups_from_pairs(len(ds.md5), joined, ds.md5), pairs, scores
 
 
 def group_with_sources(groups_of_originals: np.ndarray, sources: np.ndarray) -> np.ndarray:

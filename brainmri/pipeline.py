@@ -95,6 +95,12 @@ def prepare(cfg: Config, run_dir: Path) -> Prepared:
     if cfg.subset_fraction < 1:
         ds = take(ds, stratified_share(ds.labels, cfg.subset_fraction, cfg.seed))
         log.info("subset_fraction %g: %d images kept", cfg.subset_fraction, len(ds.paths))
+    named = [ds.classes[i] for i in ds.labels]
+    saved = splits.saved_splits(run_dir / "splits.csv", ds.paths, named)  # before anything is rewritten
+    if saved is not None:
+        log.info("splits: the run folder's splits.csv (fold jobs and --resume never split again)")
+        report = json.loads((run_dir / "audit.json").read_text()) if (run_dir / "audit.json").is_file() else {}
+        return Prepared(ds, saved["groups"], saved["roles"], report)
     sources = source_of(ds.paths, read_manifest(data_root(cfg)))
     copies = np.flatnonzero(sources != -1)
     if len(copies):
@@ -113,10 +119,9 @@ def prepare(cfg: Config, run_dir: Path) -> Prepared:
     planes = planes_of(cfg, ds.paths)
     roles = splits.make_roles(ds.labels, groups, ds.subsets, cfg.protocol, cfg.folds, cfg.test_fraction,
                               cfg.split == "group", cfg.seed, planes, cfg.train_planes, cfg.test_planes, sources)
-    named = [ds.classes[i] for i in ds.labels]
-    splits.check_unchanged(run_dir / "splits.csv", ds.paths, named, roles)  # before anything is rewritten
     figures = run_dir / "figures"
-    plots.near_duplicate_examples(originals, pairs, scores, figures / "near_duplicate_pairs", formats=cfg.figure_formats)
+    plots.near_duplicate_examples(originals, pairs, scores, figures / "near_duplicate_pairs",
+                                  formats=cfg.figure_formats)
     if report["label_conflicts"]:
         plots.label_conflicts(originals, report["label_conflicts"], figures / "label_conflicts",
                               formats=cfg.figure_formats)

@@ -151,26 +151,27 @@ def write_splits(path: Path, paths, labels_named, subsets, groups, roles: np.nda
     tmp.replace(path)
 
 
-def check_unchanged(path: Path, paths, labels_named, roles: np.ndarray) -> None:
-    """Refuse to go on with a run folder (fold jobs, --resume) whose splits.csv differs from the splits of
-    the data as it is now: its finished folds were trained on the saved splits, so new ones could test on
-    images that a fold trained on."""
+def saved_splits(path: Path, paths, labels_named) -> dict | None:
+    """The splits a run folder already has (fold jobs, --resume), in the order of `paths`; None for a new run.
+    They are reused, never recomputed (the grouping's floating point may differ on another machine). Refused
+    when the data changed: finished folds were trained on the saved splits, so new ones could test on images
+    that a fold trained on."""
     if not path.is_file():
-        return
+        return None
     saved = read_splits(path)
-    old = {p: (label, tuple(r)) for p, label, r in zip(saved["paths"], saved["labels"], saved["roles"])}
-    new = {p: (label, tuple(r)) for p, label, r in zip(paths, labels_named, roles)}
+    old, new = dict(zip(saved["paths"], saved["labels"])), dict(zip(paths, labels_named))
     added = [p for p in new if p not in old]
     removed = [p for p in old if p not in new]
     changed = [p for p in new if p in old and old[p] != new[p]]
-    if not (added or removed or changed):
-        return
-    first = ([f"added {p}" for p in added[:1]] + [f"removed {p}" for p in removed[:1]]
-             + [f"{p} was {old[p][0]} {'/'.join(old[p][1])}, now {new[p][0]} {'/'.join(new[p][1])}"
-                for p in changed[:1]])[0]
-    raise UserError(f"the data changed since {path} was written: {len(added)} images added, {len(removed)} removed, "
-                    f"{len(changed)} changed label or role (first: {first}); finished folds used the saved splits: "
-                    "restore the data folder, or start a new run folder")
+    if added or removed or changed:
+        first = ([f"added {p}" for p in added[:1]] + [f"removed {p}" for p in removed[:1]]
+                 + [f"{p} was {old[p]}, now {new[p]}" for p in changed[:1]])[0]
+        raise UserError(f"the data changed since {path} was written: {len(added)} images added, {len(removed)} "
+                        f"removed, {len(changed)} changed label (first: {first}); finished folds used the saved "
+                        "splits: restore the data folder, or start a new run folder")
+    index = {p: i for i, p in enumerate(saved["paths"])}
+    order = [index[p] for p in paths]
+    return {"groups": saved["groups"][order], "roles": saved["roles"][order]}
 
 
 def read_splits(path: Path) -> dict:

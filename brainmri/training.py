@@ -71,6 +71,7 @@ def read_history(path: Path) -> list[dict]:
 
 
 RESUME_STATE = "last_state.json"  # beside last.keras: the training state a resumed fold needs besides the model
+BEST_PENDING = ".best.pending.keras"  # the best checkpoint until its epoch is saved for resume (Keras wants .keras)
 
 
 def _model_for_fold(cfg: Config, fold_dir: Path, num_classes: int, settings: dict):
@@ -80,7 +81,7 @@ def _model_for_fold(cfg: Config, fold_dir: Path, num_classes: int, settings: dic
     last = fold_dir / "last.keras"
     if history and last.is_file():
         return _resume(fold_dir, models.load_model(last), history)
-    for stale in ("history.csv", "last.keras", "best.keras", RESUME_STATE):
+    for stale in ("history.csv", "last.keras", "best.keras", BEST_PENDING, RESUME_STATE):
         (fold_dir / stale).unlink(missing_ok=True)
     model = compile_model(cfg, num_classes, settings["jit_compile"])
     n = models.count_params(model)
@@ -139,7 +140,8 @@ class PlateauLR(keras.callbacks.ReduceLROnPlateau):
 
 class SaveForResume(keras.callbacks.Callback):
     """At each epoch end, after the learning-rate cut and the history row: last.keras, then RESUME_STATE
-    (the plateau counter, the best checkpoint's value, the dropout seeds), each replaced atomically."""
+    (the plateau counter, the best checkpoint's value, the dropout seeds), each replaced atomically, then the
+    epoch's best checkpoint (written as BEST_PENDING) becomes best.keras."""
 
     def __init__(self, fold_dir: Path, plateau: PlateauLR, best: keras.callbacks.ModelCheckpoint):
         super().__init__()
@@ -155,6 +157,9 @@ class SaveForResume(keras.callbacks.Callback):
                  "best_checkpoint": None if self.best.best is None else float(self.best.best),
                  "seed_states": [keras.ops.convert_to_numpy(v).tolist() for v in _seed_states(self.model)]}
         write_atomic(self.fold_dir / RESUME_STATE, json.dumps(state, indent=1))
+        pending = self.fold_dir / BEST_PENDING
+        if pending.is_file():  # only now: an epoch that resume would run again must not leave its best behind
+            pending.replace(self.fold_dir / "best.keras")
 
 
 def _callbacks(cfg: Config, fold_dir: Path, history: list[dict], state: dict | None = None) -> list:
@@ -165,10 +170,22 @@ def _callbacks(cfg: Config, fold_dir: Path, history: list[dict], state: dict | N
         best_so_far = state["best_checkpoint"]
     plateau = PlateauLR(state["plateau"] if state else None, monitor="val_accuracy", mode="max",
                         factor=cfg.lr_factor, patience=cfg.lr_patience, verbose=1)
-    best = keras.callbacks.ModelCheckpoint(fold_dir / "best.keras", monitor="val_accuracy", mode="max",
+    (fold_dir / BEST_PENDING).unlink(missing_ok=True)  # left by an epoch that did not finish saving
+    best = keras.callbacks.ModelCheckpoint(fold_dir / BEST_PENDING, monitor="val_accuracy", mode="max",
                                            save_best_only=True, initial_value_threshold=best_so_far)
     return [plateau, best, keras.callbacks.CSVLogger(fold_dir / "history.csv", append=bool(history)),
-            SaveForResume(fold_dir, plateau, best)]
+            SaveForResume(fold_dir, plateau, best), *_tensorboard(fold_dir)]
+
+
+def _tensorboard(fold_dir: Path) -> list:
+    """Curves for `tensorboard --logdir outputs` (<run>/tensorboard/foldK), where TensorFlow is installed:
+    Keras' TensorBoard callback writes through tf.summary (with the tensorboard package) on every backend."""
+    import importlib.util
+
+    if importlib.util.find_spec("tensorflow") is None or importlib.util.find_spec("tensorboard") is None:
+        return []
+    return [keras.callbacks.TensorBoard(log_dir=str(fold_dir.parent / "tensorboard" / fold_dir.name),
+                                        write_graph=False, profile_batch=0)]
 
 
 def class_weights(labels: np.ndarray, num_classes: int) -> dict[int, float]:

@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 
 from brainmri.audit import audit
-from brainmri.duplicates import group_images, groups_from_pairs, hash_images, phash, phash_pairs
+from brainmri.duplicates import group_images, groups_from_pairs, phash, phash_pairs
 from brainmri.data import load_dataset
 from brainmri.errors import UserError
 from brainmri.splits import EXCLUDED, TEST, TRAIN, VAL, holdout, kfold, make_roles

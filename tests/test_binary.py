@@ -3,6 +3,7 @@
 import csv
 import json
 import shutil
+from pathlib import Path
 
 import cv2
 import numpy as np
@@ -112,7 +113,7 @@ def test_threshold_is_youden_on_validation(tmp_path):
         binary.load_external(tmp_path, 32)
 
 
-def _fake_binary_run(folder, val: dict) -> "Path":
+def _fake_binary_run(folder, val: dict) -> Path:
     """A run folder holding only each fold's validation predictions: {fold: (labels, P(tumor))}."""
     for k, (labels, p) in val.items():
         (folder / f"fold{k}").mkdir(parents=True)

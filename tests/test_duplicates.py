@@ -20,10 +20,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tools"))
 import near_duplicate_stress as stress  # noqa: E402
 
 BENCHMARK = Path(__file__).resolve().parents[1] / "data" / "near_duplicate_pairs.csv"
-# The stress transforms at strengths the detector is measured to survive on real images (docs: the README's
-# near-duplicate section has the full table, including where it falls short: crops of 20%, shifts of 10%).
+# The stress transforms at strengths the detector survives, and (xfail) where it is measured to fall short
+# on real images (tools/near_duplicate_stress.py; docs/results.md has the table).
 SURVIVED = [("rescale", 0.6), ("rescale", 1.3), ("crop", 0.05), ("jpeg", 30), ("shift", 0.03), ("gamma", 1.8),
-            ("watermark", 0.5)]
+            ("watermark", 0.5), ("stretch", 1.25)]
+SHORT_OF_GOAL = [("crop", 0.2), ("shift", 0.1), ("watermark", 1.2)]
 
 
 def _heads(n: int, size: int = 256) -> list[np.ndarray]:
@@ -36,7 +37,9 @@ def _as_dataset(images) -> SimpleNamespace:
                            md5=[f"file{i}" for i in range(len(images))])
 
 
-@pytest.mark.parametrize("kind,strength", SURVIVED)
+@pytest.mark.parametrize("kind,strength", SURVIVED + [
+    pytest.param(k, v, marks=pytest.mark.xfail(reason="below the 0.99 goal on real images", strict=False))
+    for k, v in SHORT_OF_GOAL])
 def test_a_transformed_copy_joins_its_source(kind, strength):
     heads = _heads(3)
     rng = np.random.default_rng(0)
@@ -100,3 +103,11 @@ def test_every_benchmark_path_exists_in_the_real_data():
     with open(BENCHMARK, newline="") as f:
         missing = [p for r in csv.DictReader(f) for p in (r["a"], r["b"]) if not (REAL_DATA / p).is_file()]
     assert missing == []
+
+
+def test_audit_of_a_single_group_says_the_shortcut_cannot_be_scored(data_copy):
+    from brainmri.audit import format_audit
+
+    ds = load_dataset(data_copy, 48)
+    report = audit(ds, np.zeros(len(ds.md5), np.int64))
+    assert report["shortcut"]["size_only_accuracy"] is None and "too few groups" in format_audit(report)

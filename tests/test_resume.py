@@ -141,3 +141,16 @@ def test_an_epochs_batch_order_does_not_depend_on_where_the_run_started_without_
     batches.on_epoch_end()
     resumed = ArrayBatches(images, labels, 2, 4, shuffle=True, seed=3, first_epoch=2)
     assert batches.order.tolist() == resumed.order.tolist()
+
+
+def test_a_best_checkpoint_left_by_an_unsaved_epoch_is_dropped(tmp_path):
+    """An epoch that wrote its best checkpoint but died before last.keras and the resume state runs again on
+    resume: its checkpoint must not survive as best.keras (the re-run may score lower)."""
+    from brainmri import training
+    from brainmri.config import Config
+
+    (tmp_path / "best.keras").write_text("the best of a saved epoch")
+    (tmp_path / training.BEST_PENDING).write_text("the best of the epoch that runs again")
+    training._callbacks(Config(), tmp_path, [{"epoch": 0, "val_accuracy": 0.5}])
+    assert not (tmp_path / training.BEST_PENDING).exists()
+    assert (tmp_path / "best.keras").read_text() == "the best of a saved epoch"

@@ -139,3 +139,24 @@ def test_a_changed_data_folder_is_refused_by_later_jobs(tmp_path, data_copy, cap
     assert "first: " in err and ("gl_0005.png" in err or "new_scan.png" in err)
     assert (run / "splits.csv").read_bytes() == saved
     assert not (run / "fold1").exists()
+
+
+def test_later_fold_jobs_reuse_the_saved_splits(tmp_path, data_copy):
+    """A fold job on another machine must not re-split: the saved splits.csv is what finished folds used, even
+    where near-duplicate scores would round differently there (simulated: the saved groups are edited)."""
+    run = tmp_path / "out" / "shared"
+    assert _run(tmp_path, data_copy, argv=["--run-dir", str(run), "--fold", "0"]) == 0
+    lines = (run / "splits.csv").read_text().splitlines()
+    header = lines[0].split(",")
+    col = header.index("group")
+    edited = [lines[0]] + [",".join(r[:col] + ["7"] + r[col + 1:]) for r in (ln.split(",") for ln in lines[1:])]
+    (run / "splits.csv").write_text("\n".join(edited) + "\n")
+    saved = (run / "splits.csv").read_bytes()
+    assert _run(tmp_path, data_copy, argv=["--run-dir", str(run), "--fold", "1"]) == 0
+    assert (run / "splits.csv").read_bytes() == saved and (run / "fold1" / "done.json").is_file()
+
+
+def test_training_curves_are_logged_for_tensorboard(trained_run):
+    pytest.importorskip("tensorflow")
+    pytest.importorskip("tensorboard")
+    assert list((trained_run / "tensorboard" / "fold0").rglob("events.out.tfevents.*"))

@@ -14,9 +14,12 @@ from __future__ import annotations
 
 import argparse
 import csv
+import hashlib
+import json
 import sys
 import time
 from pathlib import Path
+from types import SimpleNamespace
 
 import cv2
 import numpy as np
@@ -134,30 +137,47 @@ def precision_recall(truth: np.ndarray, said: np.ndarray) -> dict:
 
 
 def measure(root: Path, csv_path: Path) -> dict:
-    """Precision and recall for 'same or adjacent slice' of the old and the new detector, per part."""
+    """Precision and recall for 'same or adjacent slice' of the old and the new detector as the pipeline runs
+    them on the whole dataset (retrieval included): per pair (the pair was found) and per group (the two
+    images ended up in one group, which is what the splits use), for each part of the benchmark."""
     rows = [r for r in read_rows(csv_path) if r["label"]]
     if not rows:
         raise UserError(f"{csv_path} has no labelled pair")
-    names = sorted({p for r in rows for p in (r["a"], r["b"])})
-    index = {p: i for i, p in enumerate(names)}
-    images = [decode(root / p) for p in tqdm(names, desc="decode", unit="img", disable=None)]
-    old = [phash(cv2.resize(im, (OLD_SIZE, OLD_SIZE), interpolation=cv2.INTER_AREA)) for im in images]
-    canon = duplicates.canonical_slices(images)
-    pairs = np.array([(index[r["a"]], index[r["b"]]) for r in rows])
-    score = duplicates.verify(canon, canon, pairs)
-    old_dist = np.array([hamming(old[i], old[j]) for i, j in pairs])
+    items, _ = find_images(root)
+    paths = [rel for rel, _, _ in items]
+    images = [decode(root / p) for p in tqdm(paths, desc="decode", unit="img", disable=None)]
+    ds = SimpleNamespace(images=[cv2.resize(im, (OLD_SIZE, OLD_SIZE), interpolation=cv2.INTER_AREA) for im in images],
+                         canon=duplicates.canonical_slices(images),
+                         md5=[hashlib.md5((root / p).read_bytes()).hexdigest() for p in paths])
+    index = {p: i for i, p in enumerate(paths)}
+    labelled = np.array([(index[r["a"]], index[r["b"]]) for r in rows])
     truth = np.array([r["label"] in ("same", "adjacent") for r in rows])
     same = np.array([r["label"] == "same" for r in rows])
-    out = {}
-    for part in ("choose", "report"):
-        sel = np.array([r["part"] == part for r in rows])
-        out[part] = {"pairs": int(sel.sum()), "positives": int(truth[sel].sum()),
-                     "same_slice": int(same[sel].sum()),
-                     "old_phash_le_4": precision_recall(truth[sel], old_dist[sel] <= OLD_DISTANCE),
-                     "new": precision_recall(truth[sel], score[sel] >= duplicates.SAME_OR_ADJACENT),
-                     "new_same_slice_only": precision_recall(same[sel], score[sel] >= duplicates.SAME_SLICE)}
-    out["scores"] = {r["pair"]: float(s) for r, s in zip(rows, score)}
+    part = np.array([r["part"] for r in rows])
+    out: dict = {}
+    for name, detector in (("old_phash_le_4", duplicates.Detector("phash", hash_distance=OLD_DISTANCE)),
+                           ("new", duplicates.Detector())):
+        groups, pairs, scores = duplicates.group_images(ds, detector)
+        found = {tuple(sorted(map(int, p))): float(s) for p, s in zip(pairs, scores)}
+        score = np.array([found.get(tuple(sorted(map(int, p))), -1.0) for p in labelled])
+        said = {"pair": score > -1, "group": groups[labelled[:, 0]] == groups[labelled[:, 1]]}
+        if detector.method != "phash":
+            said["same_slice_pair"] = score >= duplicates.SAME_SLICE
+        sizes = np.bincount(groups)
+        out[name] = {"groups": int(len(sizes)), "largest_group": int(sizes.max()),
+                     "groups_with_two_labels": int(sum(len({ds_label(items, i) for i in np.flatnonzero(groups == g)}) > 1
+                                                       for g in np.flatnonzero(sizes > 1)))}
+        for p_name in ("choose", "report"):
+            sel = part == p_name
+            out[name][p_name] = {k: precision_recall((same if k == "same_slice_pair" else truth)[sel], v[sel])
+                                 for k, v in said.items()}
+    out["pairs"] = {p_name: {"pairs": int((part == p_name).sum()), "positives": int(truth[part == p_name].sum()),
+                             "same_slice": int(same[part == p_name].sum())} for p_name in ("choose", "report")}
     return out
+
+
+def ds_label(items, i: int) -> str:
+    return items[i][1]
 
 
 def parse_args(argv):
@@ -177,6 +197,7 @@ def parse_args(argv):
     s = sub.add_parser("measure")
     s.add_argument("data")
     s.add_argument("csv")
+    s.add_argument("--json", help="write the figures here too")
     return p.parse_args(argv)
 
 
@@ -190,13 +211,18 @@ def main(argv=None) -> int:
     else:
         start = time.perf_counter()
         result = measure(Path(args.data), Path(args.csv))
-        for part in ("choose", "report"):
-            r = result[part]
-            print(f"{part}: {r['pairs']} pairs, {r['positives']} same or adjacent ({r['same_slice']} same)")
-            for name in ("old_phash_le_4", "new", "new_same_slice_only"):
-                m = r[name]
-                print(f"  {name:20} precision {m['precision']:.3f} recall {m['recall']:.3f} "
-                      f"(tp {m['tp']}, fp {m['fp']}, fn {m['fn']})")
+        for name in ("old_phash_le_4", "new"):
+            r = result[name]
+            print(f"{name}: {r['groups']} groups, largest {r['largest_group']}, {r['groups_with_two_labels']} "
+                  "with two labels")
+            for part in ("choose", "report"):
+                n = result["pairs"][part]
+                print(f"  {part} ({n['pairs']} pairs, {n['positives']} same or adjacent, {n['same_slice']} same):")
+                for k, m in r[part].items():
+                    print(f"    {k:16} precision {m['precision']:.3f} recall {m['recall']:.3f} "
+                          f"(tp {m['tp']}, fp {m['fp']}, fn {m['fn']})")
+        if args.json:
+            Path(args.json).write_text(json.dumps(result, indent=2))
         print(f"({time.perf_counter() - start:.1f} s)")
     return 0
 
