@@ -118,6 +118,29 @@ def _data_parallel(n_gpus: int, batch_size: int, kind: str = "gpu") -> dict:
     return {}
 
 
+def rng_state() -> list | None:
+    """The backend's global random state, where Keras draws from it (PyTorch: Dropout without a seed uses
+    torch's generator, not the layer's seed variable), for last_state.json; None elsewhere."""
+    if name() != "torch":
+        return None
+    import torch
+
+    cuda = torch.cuda.get_rng_state_all() if torch.cuda.is_available() else []
+    return [s.tolist() for s in [torch.get_rng_state(), *cuda]]
+
+
+def set_rng_state(state: list | None) -> None:
+    """Put back what rng_state() returned (a resumed fold then draws the dropout masks it would have)."""
+    if not state or name() != "torch":
+        return
+    import torch
+
+    tensors = [torch.tensor(s, dtype=torch.uint8) for s in state]
+    torch.set_rng_state(tensors[0])
+    if len(tensors) > 1 and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(tensors[1:])
+
+
 def to_numpy(x) -> np.ndarray:
     return keras.ops.convert_to_numpy(x)
 

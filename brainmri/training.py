@@ -140,12 +140,18 @@ class PlateauLR(keras.callbacks.ReduceLROnPlateau):
 
 class SaveForResume(keras.callbacks.Callback):
     """At each epoch end, after the learning-rate cut and the history row: last.keras, then RESUME_STATE
-    (the plateau counter, the best checkpoint's value, the dropout seeds), each replaced atomically, then the
-    epoch's best checkpoint (written as BEST_PENDING) becomes best.keras."""
+    (the plateau counter, the best checkpoint's value, the dropout seeds, the backend's random state), each
+    replaced atomically, then the epoch's best checkpoint (written as BEST_PENDING) becomes best.keras.
+    `rng`: a resumed phase's saved random state, put back as its first epoch begins (PyTorch's fit draws from
+    it on starting, which the uninterrupted run did once, before its first epoch)."""
 
-    def __init__(self, fold_dir: Path, plateau: PlateauLR, best: keras.callbacks.ModelCheckpoint):
+    def __init__(self, fold_dir: Path, plateau: PlateauLR, best: keras.callbacks.ModelCheckpoint, rng=None):
         super().__init__()
-        self.fold_dir, self.plateau, self.best = fold_dir, plateau, best
+        self.fold_dir, self.plateau, self.best, self.rng = fold_dir, plateau, best, rng
+
+    def on_epoch_begin(self, epoch, logs=None):
+        backend.set_rng_state(self.rng)
+        self.rng = None
 
     def on_epoch_end(self, epoch, logs=None):
         tmp = self.fold_dir / ".last.tmp.keras"  # Keras insists on the .keras suffix
@@ -155,7 +161,8 @@ class SaveForResume(keras.callbacks.Callback):
                  "learning_rate": float(keras.ops.convert_to_numpy(self.model.optimizer.learning_rate)),
                  "plateau": self.plateau.state(),
                  "best_checkpoint": None if self.best.best is None else float(self.best.best),
-                 "seed_states": [keras.ops.convert_to_numpy(v).tolist() for v in _seed_states(self.model)]}
+                 "seed_states": [keras.ops.convert_to_numpy(v).tolist() for v in _seed_states(self.model)],
+                 "backend_rng": backend.rng_state()}
         write_atomic(self.fold_dir / RESUME_STATE, json.dumps(state, indent=1))
         pending = self.fold_dir / BEST_PENDING
         if pending.is_file():  # only now: an epoch that resume would run again must not leave its best behind
@@ -174,7 +181,7 @@ def _callbacks(cfg: Config, fold_dir: Path, history: list[dict], state: dict | N
     best = keras.callbacks.ModelCheckpoint(fold_dir / BEST_PENDING, monitor="val_accuracy", mode="max",
                                            save_best_only=True, initial_value_threshold=best_so_far)
     return [plateau, best, keras.callbacks.CSVLogger(fold_dir / "history.csv", append=bool(history)),
-            SaveForResume(fold_dir, plateau, best), *_tensorboard(fold_dir)]
+            SaveForResume(fold_dir, plateau, best, state and state.get("backend_rng")), *_tensorboard(fold_dir)]
 
 
 def _tensorboard(fold_dir: Path) -> list:
