@@ -179,6 +179,11 @@ def results(run: Path) -> dict:
             "test": {k: test[k] for k in keep if k in test}}
 
 
+def resolved(settings: list[str]) -> list[str]:
+    """key=value overrides with the later of two same keys kept, in first-seen order."""
+    return [f"{k}={v}" for k, v in dict(s.split("=", 1) for s in settings).items()]
+
+
 def markdown(r: dict) -> str:
     t, e, g, c = r["timings"], r["timings"]["epochs"], r["timings"]["gradcam"], r["timings"]["ceiling"]
     cv, test = r["figures"]["cv"], r["figures"]["test"]
@@ -237,7 +242,7 @@ def main(argv=None) -> int:
     gpus = backend.gpu_names()
     result = {"device": ", ".join(gpus) or "CPU (no GPU found)", "quick": args.quick, "date": time.strftime("%Y-%m-%d"),
               "versions": {"keras": keras.__version__, **backend.versions()}, "mixed_precision": bool(gpus),
-              "settings": STUDY + (QUICK if args.quick else []), "data": str(args.data), "run": str(run),
+              "settings": resolved(STUDY + (QUICK if args.quick else [])), "data": str(args.data), "run": str(run),
               "gradcam_images": gradcam_images,
               "timings": {"whole_run_seconds": whole, "train_seconds": t_train, "evaluate_seconds": t_eval,
                           "gradcam_seconds": t_cam, "epochs": epoch_figures(timer.rows, run),
