@@ -1,7 +1,7 @@
 """Train several variants (backbones, optimizers, remedies) on the same folds and compare them fairly.
 
-    python compare_backbones.py                                   # configs/backbones.yaml: the study's backbones
-    python compare_backbones.py --config configs/optimizers.yaml  # Adam vs SGD, same folds
+    python compare_backbones.py                                   # configs/plans/backbones.yaml: the study's backbones
+    python compare_backbones.py --config configs/plans/optimizers.yaml  # Adam vs SGD, same folds
     python compare_backbones.py --config C --set data_dir=D epochs=3   # overrides for every variant
     python compare_backbones.py --resume outputs/compare/<run>    # finish an interrupted comparison
     python compare_backbones.py --runs orig=outputs/a/RUN bal=outputs/b/RUN --reference orig   # table only
@@ -24,7 +24,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 from brainmri.errors import UserError, cli_entry  # noqa: E402
 
 log = logging.getLogger("brainmri")
-DEFAULT_PLAN = "configs/backbones.yaml"
+DEFAULT_PLAN = "configs/plans/backbones.yaml"
 
 
 def parse_args(argv):

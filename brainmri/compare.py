@@ -10,11 +10,9 @@ from pathlib import Path
 
 import numpy as np
 
-from .config import Config, load_config, merge, parse_overrides, read_yaml
+from .config import PLAN_KEYS, Config, load_config, merge, parse_overrides, read_yaml
 from .errors import UserError
 from .splits import read_splits
-
-PLAN_KEYS = {"base", "set", "reference", "variants"}
 
 
 def load_plan(path: str | Path, overrides: list[str] | None = None) -> tuple[dict[str, Config], str]:
@@ -22,6 +20,8 @@ def load_plan(path: str | Path, overrides: list[str] | None = None) -> tuple[dic
     the reference variant. Command-line overrides apply to every variant, below the variant's own settings
     (which are what the comparison is about)."""
     plan = read_yaml(path)
+    if plan and not set(plan) & PLAN_KEYS and set(plan) <= set(Config().to_dict()):
+        raise UserError(f"{path} is a run config, not a comparison plan: train it with python train.py --config {path}")
     unknown = sorted(set(plan) - PLAN_KEYS)
     if unknown:
         raise UserError(f"unknown key(s) {unknown} in {path} (known: {', '.join(sorted(PLAN_KEYS))})")

@@ -11,6 +11,7 @@ import yaml
 from .errors import UserError
 
 STUDY_CLASSES = ("glioma_tumor", "meningioma_tumor", "no_tumor", "pituitary_tumor")
+PLAN_KEYS = {"base", "set", "reference", "variants"}  # a comparison plan (configs/plans/), not a run config
 
 
 @dataclasses.dataclass(frozen=True)
@@ -199,7 +200,11 @@ def load_config(path: str | None = None, overrides: list[str] | None = None) -> 
     """Defaults, then the YAML file, then key=value overrides from the command line."""
     cfg = Config()
     if path:
-        cfg = merge(cfg, read_yaml(path), str(path))
+        data = read_yaml(path)
+        if "variants" in data:
+            raise UserError(f"{path} is a comparison plan, not a run config: run it with "
+                            f"python compare_backbones.py --config {path}")
+        cfg = merge(cfg, data, str(path))
     return merge(cfg, parse_overrides(overrides), "command-line overrides")
 
 
