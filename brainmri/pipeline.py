@@ -16,7 +16,7 @@ from . import audit as audit_mod
 from . import plots
 from . import splits
 from .config import Config
-from .augment import read_manifest, source_of
+from .manifest import read_manifest, source_of
 from .data import Dataset, load_dataset, negative_class_of, take, to_binary
 from .duplicates import Detector, group_images, group_with_sources
 from .errors import UserError

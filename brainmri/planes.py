@@ -11,12 +11,17 @@ from __future__ import annotations
 
 import csv
 import json
+import logging
 from pathlib import Path
 
 import cv2
 import numpy as np
+from tqdm import tqdm
 
+from .data import decode, find_images
 from .errors import UserError
+
+log = logging.getLogger("brainmri")
 
 PLANES = ("axial", "sagittal", "coronal")
 MODEL_FILE = Path(__file__).with_name("plane_model.json")
@@ -109,3 +114,29 @@ def write_planes(path: Path, rows: list[tuple[str, str]], extra: dict[str, list]
         w.writerow(["path", "plane", *extra])
         for i, (p, plane) in enumerate(rows):
             w.writerow([p, plane, *(v[i] for v in extra.values())])
+
+
+def estimate_folder(data: Path, out: Path, force: bool = False) -> dict[str, int]:
+    """Write planes.csv for a dataset folder (never into it): every readable image's estimated plane and
+    its probability; returns the count per plane."""
+    if out.exists() and not force:
+        raise UserError(f"{out} exists: choose another file, or pass --force")
+    if data.resolve() in out.resolve().parents:
+        raise UserError(f"write {out} outside the input folder {data}")
+    items, _ = find_images(data)
+    rows, probs = [], []
+    for rel, _, _ in tqdm(items, desc="estimate planes", unit="img", disable=None):
+        try:
+            feats = plane_features(decode(data / rel))[None]
+        except ValueError as err:
+            log.warning("skipped %s: %s", data / rel, err)
+            continue
+        name, p = predict_planes(feats)
+        rows.append((rel, name[0]))
+        probs.append(f"{p.max():.3f}")
+    write_planes(out, rows, {"probability": probs})
+    counts = {pl: sum(1 for _, x in rows if x == pl) for pl in PLANES}
+    log.info("wrote %s: %d images, %s (estimated; %d skipped)", out, len(rows), counts, len(items) - len(rows))
+    check = load_estimator()["check"]
+    log.info("the estimator's accuracy on %d hand-checked slices: %.3f", check["images"], check["accuracy"])
+    return counts
