@@ -115,7 +115,7 @@ def main(argv=None) -> int:
     from brainmri.binary import fold_thresholds, write_report
 
     run = runs.start_run(cfg)
-    prepared = pipeline.prepare(cfg, run)
+    prepared = pipeline.prepare_data(cfg, run)
     training.run_folds(cfg, prepared.ds, prepared.roles, run)
     if args.task == "external":
         paths, files, labels, fold_p, copies = external_test_set(run, prepared, args.external_test, cfg)

@@ -60,7 +60,7 @@ def train_variants(configs: dict, out: Path) -> dict[str, Path]:
         run = runs.start_run(cfg, out / name)
         log.info("=== variant %d/%d: %s (%s, %d px) ===", i, len(configs), name, cfg.backbone, cfg.image_size)
         start = time.perf_counter()
-        prepared = pipeline.prepare(cfg, run)
+        prepared = pipeline.prepare_data(cfg, run)
         training.run_folds(cfg, prepared.ds, prepared.roles, run)
         log.info("variant %s: %.0f s", name, time.perf_counter() - start)
         done[name] = run

@@ -134,7 +134,7 @@ def main(argv=None) -> int:
         raise UserError(f"--class {args.class_name}: not one of {', '.join(classes)}")
     if args.score and not (cfg and cfg.synthetic):  # checked before any work, so no half-finished folder
         raise UserError("--score needs lesion masks: use a run trained on the synthetic data (configs/demo.yaml)")
-    cm = cam.prepare(model, args.layer)
+    cm = cam.split_model(model, args.layer)
     fn = cam.make_cam_fn(cm, args.method)
     size = model.input_shape[1]
     paths, images, truth, root = select_images(args, run, cfg, classes, size)

@@ -70,7 +70,7 @@ def main(argv=None) -> int:
     from brainmri import training
 
     run = runs.start_run(cfg, run_dir)
-    prepared = pipeline.prepare(cfg, run)
+    prepared = pipeline.prepare_data(cfg, run)
     if args.audit_only:
         return 0
     training.run_folds(cfg, prepared.ds, prepared.roles, run, None if args.fold is None else [args.fold])

@@ -76,7 +76,7 @@ def gradcam(images, size, batch, reps) -> dict:
     from brainmri import cam, models
 
     model = models.build_classifier("efficientnetb0", size, 4, weights="none")
-    c = cam.prepare(model)
+    c = cam.split_model(model)
     batched = cam.make_cam_fn(c)
     x = images[:batch].astype(np.float32)
     classes = np.zeros(len(x), np.int32)

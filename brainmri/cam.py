@@ -137,7 +137,7 @@ def _head_to_logits(model: keras.Model, head: Callable) -> Callable:
     return logits
 
 
-def prepare(model: keras.Model, layer: str | None = None) -> CamModel:
+def split_model(model: keras.Model, layer: str | None = None) -> CamModel:
     """Split `model` at `layer` (default: the last feature map)."""
     name = find_layer(model, layer)
     body = _up_to_logits(model)

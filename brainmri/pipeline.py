@@ -87,7 +87,7 @@ def stratified_share(labels: np.ndarray, fraction: float, seed: int) -> np.ndarr
     return np.sort(keep)
 
 
-def prepare(cfg: Config, run_dir: Path) -> Prepared:
+def prepare_data(cfg: Config, run_dir: Path) -> Prepared:
     """Load, hash, group, audit and split; write audit, splits and data summary into the run folder."""
     ds = load_dataset(data_root(cfg), cfg.image_size, cfg.classes, cfg.cache_dir)
     if cfg.task == "binary":

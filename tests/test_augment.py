@@ -15,7 +15,7 @@ import augment
 from brainmri import balance
 from brainmri.config import load_config
 from brainmri.errors import UserError
-from brainmri.pipeline import prepare
+from brainmri.pipeline import prepare_data
 
 
 def tree_digest(root: Path) -> str:
@@ -147,7 +147,7 @@ def test_no_copy_of_a_held_out_image_is_trained_on(kaggle_dir, tmp_path):
     copies = [r for r in csv.DictReader(open(out / "manifest.csv")) if r["kind"] == "augmented"]
     cfg = load_config(None, [f"data_dir={out}", "image_size=32", f"cache_dir={tmp_path / 'c'}", "folds=3"])
     (tmp_path / "with").mkdir()
-    prepared = prepare(cfg, tmp_path / "with")
+    prepared = prepare_data(cfg, tmp_path / "with")
     assert _leaks(tmp_path / "with", copies) == 0
     is_copy = np.isin(prepared.ds.paths, [c["path"] for c in copies])
     assert not np.isin(prepared.roles[is_copy], ["val", "test"]).any()
@@ -156,7 +156,7 @@ def test_no_copy_of_a_held_out_image_is_trained_on(kaggle_dir, tmp_path):
     shutil.copytree(out, plain)
     (plain / "manifest.csv").unlink()
     (tmp_path / "without").mkdir()
-    prepare(load_config(None, [f"data_dir={plain}", "image_size=32", f"cache_dir={tmp_path / 'c'}", "folds=3"]),
+    prepare_data(load_config(None, [f"data_dir={plain}", "image_size=32", f"cache_dir={tmp_path / 'c'}", "folds=3"]),
             tmp_path / "without")
     assert _leaks(tmp_path / "without", copies) > 0
 
@@ -167,7 +167,7 @@ def test_copies_do_not_change_the_originals_split(kaggle_dir, tmp_path):
     common = ["image_size=32", f"cache_dir={tmp_path / 'c'}", "folds=3"]
     for name, data in (("orig", kaggle_dir), ("bal", out)):
         (tmp_path / name / "run").mkdir(parents=True)
-        prepare(load_config(None, [f"data_dir={data}", *common]), tmp_path / name / "run")
+        prepare_data(load_config(None, [f"data_dir={data}", *common]), tmp_path / name / "run")
     orig = {r["path"]: r for r in csv.DictReader(open(tmp_path / "orig" / "run" / "splits.csv"))}
     bal = {r["path"]: r for r in csv.DictReader(open(tmp_path / "bal" / "run" / "splits.csv"))}
     assert all(bal[p]["fold0"] == r["fold0"] and bal[p]["fold2"] == r["fold2"] for p, r in orig.items())

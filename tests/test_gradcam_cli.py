@@ -85,7 +85,7 @@ def test_threshold_without_class_explains_the_class_it_captions(tmp_path, monkey
     panels = []
     monkeypatch.setattr(plots, "cam_panel", lambda image, heats, titles, path: panels.append((image, heats, titles)))
     assert gradcam.main([str(tmp_path / "binary.keras"), str(tmp_path / "images"), "--threshold", "0.3"]) == 0
-    fn = cam.make_cam_fn(cam.prepare(model))
+    fn = cam.make_cam_fn(cam.split_model(model))
     images = np.stack([image for image, _, _ in panels])
     tumor_maps = cam.upsample(cam.compute_maps(fn, images, np.ones(len(images)))[0], 32)
     for (_, heats, titles), expected in zip(panels, tumor_maps):
