@@ -70,7 +70,8 @@ def own_test_set(run, prepared):
     """The run's test images (roles 'test'), each fold model's P(tumor), near-duplicate flags."""
     import numpy as np
 
-    from brainmri.evaluation import duplicate_flags_from_splits, predict
+    from brainmri.evaluation import duplicate_flags_from_splits
+    from brainmri.predictions import predict
     from brainmri.splits import read_splits
 
     idx = np.flatnonzero(prepared.roles[:, 0] == "test")
@@ -88,7 +89,8 @@ def external_test_set(run, prepared, folder, cfg):
 
     from brainmri.binary import load_external
     from brainmri.duplicates import Detector
-    from brainmri.evaluation import duplicate_flags_external, predict
+    from brainmri.evaluation import duplicate_flags_external
+    from brainmri.predictions import predict
 
     ext = load_external(folder, cfg.image_size, cfg.cache_dir)
     trained = np.isin(prepared.roles, ["train"]).any(1)

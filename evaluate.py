@@ -104,6 +104,7 @@ def main(argv=None) -> int:
     args = parse_args(argv)
     from brainmri import evaluation
     from brainmri import runs
+    from brainmri.predictions import Predictions, predict
 
     target = Path(args.target)
     run_dir, cfg, classes, model_paths, notes = open_target(target)
@@ -125,7 +126,7 @@ def main(argv=None) -> int:
     batch = cfg.batch_size if cfg else 32
     sections = []
     for name, paths, labels, images, flags, planes, groups in test_sets:
-        preds = [evaluation.Predictions(f"fold{k}", paths, labels, evaluation.predict(m, images, batch, args.tta))
+        preds = [Predictions(f"fold{k}", paths, labels, predict(m, images, batch, args.tta))
                  for k, m in loaded.items()]
         summary = evaluation.evaluate_test_set(name, out / name, preds, flags, images, classes, formats, planes,
                                                groups)
@@ -161,15 +162,13 @@ def write_label_errors(run_dir: Path, cfg, classes, out: Path, formats) -> list[
     from brainmri import evaluation, plots
     from brainmri.data import load_resized
     from brainmri.plots import short
+    from brainmri.predictions import read_predictions
 
-    paths, labels, probs = [], [], []
-    for f in sorted(run_dir.glob("fold*/val_predictions.csv")):
-        with open(f, newline="") as fh:
-            for r in csv.DictReader(fh):
-                paths.append(r["path"])
-                labels.append(classes.index(r["true"]))
-                probs.append([float(r[f"p_{c}"]) for c in classes])
-    rows = evaluation.label_error_candidates(paths, labels, np.array(probs).reshape(-1, len(classes)), classes)
+    tables = [read_predictions(f)[""] for f in sorted(run_dir.glob("fold*/val_predictions.csv"))]
+    paths = [p for t in tables for p in t["paths"]]
+    labels = [y for t in tables for y in t["labels"]]
+    probs = np.concatenate([t["probs"] for t in tables]) if tables else np.zeros((0, len(classes)))
+    rows = evaluation.label_error_candidates(paths, labels, probs, classes)
     with open(out / "label_errors.csv", "w", newline="") as fh:
         w = csv.DictWriter(fh, fieldnames=["path", "label", "suggested", "p_suggested", "p_label"])
         w.writeheader()

@@ -26,6 +26,7 @@ from sklearn.metrics import roc_auc_score, roc_curve
 
 from .data import Dataset, load_dataset, negative_class_of, to_binary
 from .errors import UserError
+from .predictions import read_predictions
 
 
 def load_external(folder: str | Path, size: int, cache_dir=None) -> Dataset:
@@ -73,9 +74,10 @@ def binary_metrics(labels: np.ndarray, p_tumor: np.ndarray, threshold: float) ->
 
 
 def _read_validation(path: Path) -> tuple[np.ndarray, np.ndarray]:
-    with open(path, newline="") as f:
-        rows = list(csv.DictReader(f))
-    return np.array([int(r["true"] == "tumor") for r in rows]), np.array([float(r["p_tumor"]) for r in rows])
+    """A fold's validation labels (tumor 1) and P(tumor), from its predictions table."""
+    table = read_predictions(path)[""]
+    tumor = table["classes"].index("tumor")
+    return (table["labels"] == tumor).astype(int), table["probs"][:, tumor]
 
 
 def validation_predictions(run_dir: Path) -> tuple[np.ndarray, np.ndarray]:

@@ -12,6 +12,7 @@ import numpy as np
 
 from .config import PLAN_KEYS, Config, load_config, merge, parse_overrides, read_yaml
 from .errors import UserError
+from .predictions import read_predictions
 from .splits import read_splits
 
 
@@ -45,10 +46,17 @@ def _read_csv(path: Path) -> list[dict]:
         return list(csv.DictReader(f))
 
 
-def per_class_recall(rows: list[dict], classes: list[str]) -> dict[str, float]:
-    true = np.array([r["true"] for r in rows])
-    pred = np.array([r["pred"] for r in rows])
-    return {c: float((pred[true == c] == c).mean()) if (true == c).any() else float("nan") for c in classes}
+def per_class_recall(tables: list[dict]) -> dict[str, float]:
+    """Recall of each class over predictions tables (read_predictions' parts), pooled."""
+    true = np.concatenate([t["labels"] for t in tables])
+    pred = np.concatenate([t["pred"] for t in tables])
+    return {c: float((pred[true == i] == i).mean()) if (true == i).any() else float("nan")
+            for i, c in enumerate(tables[0]["classes"])}
+
+
+def _fold_predictions(run_dir: Path, fold, kind: str) -> dict:
+    """fold<k>/<kind>_predictions.csv of a run, read."""
+    return read_predictions(run_dir / f"fold{fold}" / f"{kind}_predictions.csv")[""]
 
 
 def inference_ms(model, images: np.ndarray, repeats: int = 5) -> float:
@@ -75,10 +83,9 @@ def fold_accuracies(run_dir: Path, folds) -> dict[str, dict[int, float]]:
 
     out = {"last_epoch_val_accuracy": {int(k): read_history(run_dir / f"fold{k}" / "history.csv")[-1]["val_accuracy"]
                                        for k in folds}}
-    files = {int(k): run_dir / f"fold{k}" / "test_predictions.csv" for k in folds}
-    if all(f.is_file() for f in files.values()):
-        out["test_accuracy"] = {k: float(np.mean([r["true"] == r["pred"] for r in _read_csv(f)]))
-                                for k, f in files.items()}
+    if all((run_dir / f"fold{k}" / "test_predictions.csv").is_file() for k in folds):
+        tables = {int(k): _fold_predictions(run_dir, k, "test") for k in folds}
+        out["test_accuracy"] = {k: float(np.mean(t["labels"] == t["pred"])) for k, t in tables.items()}
     return out
 
 
@@ -103,9 +110,9 @@ def run_row(name: str, run_dir: Path, batch: int = 32) -> tuple[dict, dict[str, 
     rng = np.random.default_rng(0)
     ms = inference_ms(model, rng.integers(0, 256, (batch, size, size, 3)).astype(np.uint8))
     epochs = sum(d.get("epochs_run", d["epoch"]) for d in done)
-    val_rows = [r for k in folds for r in _read_csv(run_dir / f"fold{k}" / "val_predictions.csv")]
-    test_files = [run_dir / f"fold{k}" / "test_predictions.csv" for k in folds]
-    test_recall = [per_class_recall(_read_csv(f), classes) for f in test_files if f.is_file()]
+    val_recall = per_class_recall([_fold_predictions(run_dir, k, "val") for k in folds])
+    test_recall = [per_class_recall([_fold_predictions(run_dir, k, "test")]) for k in folds
+                   if (run_dir / f"fold{k}" / "test_predictions.csv").is_file()]
     per_fold = fold_accuracies(run_dir, folds)
     test_acc = list(per_fold.get("test_accuracy", {}).values())
     last_acc = list(per_fold["last_epoch_val_accuracy"].values())
@@ -119,7 +126,7 @@ def run_row(name: str, run_dir: Path, batch: int = 32) -> tuple[dict, dict[str, 
            "last_epoch_val_accuracy_std": _std(last_acc),
            "seconds_per_epoch": sum(d["fit_seconds"] for d in done) / max(epochs, 1),
            "inference_ms_per_image": ms, "model_mb": model_path.stat().st_size / 2**20, "run": str(run_dir)}
-    row.update({f"val_recall_{c}": v for c, v in per_class_recall(val_rows, classes).items()})
+    row.update({f"val_recall_{c}": v for c, v in val_recall.items()})
     if test_recall:
         row.update({f"test_recall_{c}": float(np.mean([r[c] for r in test_recall])) for c in classes})
     return row, per_fold

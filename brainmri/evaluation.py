@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import csv
 import json
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -13,20 +12,7 @@ from sklearn.metrics import accuracy_score, classification_report, f1_score, pre
 
 from .errors import UserError
 from .planes import PLANES
-
-
-@dataclass
-class Predictions:
-    """Probabilities of one model (a fold or the ensemble) on one test set."""
-
-    name: str  # "fold0", ..., "ensemble"
-    paths: list[str]
-    labels: np.ndarray  # true class index
-    probs: np.ndarray  # (N, C)
-
-    @property
-    def pred(self) -> np.ndarray:
-        return self.probs.argmax(1)
+from .predictions import Predictions, write_predictions
 
 
 def report_dict(p: Predictions, classes) -> dict:
@@ -180,45 +166,6 @@ def find_fold_models(run_dir: Path) -> tuple[dict[int, Path], list[str]]:
     return models, notes
 
 
-def predict(model, images: np.ndarray, batch_size: int, tta: bool = False) -> np.ndarray:
-    """Class probabilities (the compiled forward pass, brainmri.backend); with tta, the mean over the image
-    and its left-right mirror."""
-    from . import backend
-    from .models import class_probabilities
-
-    probs = backend.predict(model, images, batch_size)
-    if tta:
-        mirrored = np.ascontiguousarray(images[:, :, ::-1])
-        probs = (probs + backend.predict(model, mirrored, batch_size)) / 2
-    return class_probabilities(probs)
-
-
-def write_predictions(path: Path, preds: list[Predictions], classes, has_duplicate: np.ndarray) -> None:
-    """predictions.csv: one row per image and model (each fold, and the ensemble)."""
-    with open(path, "w", newline="") as f:
-        w = csv.writer(f)
-        w.writerow(["path", "true", "pred", *[f"p_{c}" for c in classes], "model", "near_duplicate_in_training"])
-        for p in preds:
-            for path_, y, probs, dup in zip(p.paths, p.labels, p.probs, has_duplicate):
-                w.writerow([path_, classes[y], classes[int(probs.argmax())], *[f"{x:.6f}" for x in probs], p.name,
-                            int(dup)])
-
-
-def read_predictions(path: Path) -> dict[str, dict]:
-    """predictions.csv back, per model: labels, probabilities, near-duplicate flags (used by the tests)."""
-    with open(path, newline="") as f:
-        rows = list(csv.DictReader(f))
-    classes = [k[2:] for k in rows[0] if k.startswith("p_")]
-    out = {}
-    for r in rows:
-        m = out.setdefault(r["model"], {"labels": [], "probs": [], "dup": [], "pred": []})
-        m["labels"].append(classes.index(r["true"]))
-        m["pred"].append(classes.index(r["pred"]))
-        m["probs"].append([float(r[f"p_{c}"]) for c in classes])
-        m["dup"].append(int(r["near_duplicate_in_training"]))
-    return {k: {kk: np.array(vv) for kk, vv in v.items()} for k, v in out.items()}
-
-
 def duplicate_flags_from_splits(splits: dict, test_paths: list[str], folds: list[int]) -> np.ndarray:
     """Whether each test image shares a near-duplicate group with a training image of the given folds."""
     roles, groups = splits["roles"], splits["groups"]
@@ -256,7 +203,7 @@ def evaluate_test_set(name: str, folder: Path, fold_preds: list[Predictions], ha
     ensemble = Predictions("ensemble", fold_preds[0].paths, fold_preds[0].labels,
                            np.mean([p.probs for p in fold_preds], axis=0))
     models = fold_preds + [ensemble] if len(fold_preds) > 1 else fold_preds
-    write_predictions(folder / "predictions.csv", models, classes, has_duplicate)
+    write_predictions(folder / "predictions.csv", classes, models, model=True, near_duplicate=has_duplicate)
     for p in models:
         write_report(report_dict(p, classes), folder, f"report_{p.name}", f"{name}, {p.name}")
         plots.confusion_matrices(p.labels, p.pred, classes, folder / "figures" / f"confusion_{p.name}",

@@ -18,8 +18,8 @@ from .config import Config
 from .batches import augmentation_layers, make_batches
 from .data import Dataset
 from .errors import UserError
-from .evaluation import predict
 from .metrics import best_epoch_row, macro_metrics, summarise_folds, write_summary
+from .predictions import Predictions, predict, write_predictions
 from .runs import environment, write_atomic
 from .splits import TEST, TRAIN, VAL
 
@@ -189,15 +189,6 @@ def class_weights(labels: np.ndarray, num_classes: int) -> dict[int, float]:
     return out
 
 
-def write_predictions(path: Path, ds: Dataset, idx: np.ndarray, probs: np.ndarray) -> None:
-    with open(path, "w", newline="") as f:
-        w = csv.writer(f)
-        w.writerow(["path", "subset", "true", "pred", *[f"p_{c}" for c in ds.classes]])
-        for i, p in zip(idx, probs):
-            w.writerow([ds.paths[i], ds.subsets[i], ds.classes[ds.labels[i]], ds.classes[int(np.argmax(p))],
-                        *[f"{x:.6f}" for x in p]])
-
-
 def score(labels: np.ndarray, probs: np.ndarray, num_classes: int, prefix: str) -> dict:
     """Loss, accuracy and macro precision/recall/F1 (over the classes present in `labels`) with scikit-learn."""
     from sklearn.metrics import accuracy_score, log_loss, precision_recall_fscore_support
@@ -263,7 +254,9 @@ def train_fold(cfg: Config, ds: Dataset, roles: np.ndarray, fold: int, run_dir: 
     for name, idx in (("val", va), ("test", te)):
         if len(idx):
             probs = predict(best, ds.images[idx], cfg.batch_size)
-            write_predictions(fold_dir / f"{name}_predictions.csv", ds, idx, probs)
+            write_predictions(fold_dir / f"{name}_predictions.csv", ds.classes,
+                              [Predictions(f"fold{fold}", [ds.paths[i] for i in idx], ds.labels[idx], probs)],
+                              subsets=[ds.subsets[i] for i in idx])
             if name == "test":
                 result.update(score(ds.labels[idx], probs, len(ds.classes), "test"))
     for name in ("last.keras", RESUME_STATE):  # the best model is what is kept

@@ -9,7 +9,8 @@ import pytest
 from sklearn.metrics import accuracy_score, f1_score, precision_recall_fscore_support
 
 import evaluate
-from brainmri.evaluation import calibration, read_predictions
+from brainmri.evaluation import calibration
+from brainmri.predictions import NEAR_DUPLICATE, read_predictions
 
 def test_report_numbers_recompute_from_predictions_csv(run_copy, kaggle_dir):
     assert evaluate.main([str(run_copy), "--test-dir", str(kaggle_dir / "Testing")]) == 0
@@ -40,7 +41,7 @@ def test_report_numbers_recompute_from_predictions_csv(run_copy, kaggle_dir):
         for kind in ("images", "groups"):
             lo, hi = summary[f"accuracy_ci95_{kind}"]
             assert lo <= summary["accuracy"] <= hi
-        dup = ens["dup"].astype(bool)
+        dup = np.array(ens[NEAR_DUPLICATE]) == "1"
         if dup.any():
             assert summary["with_near_duplicate_in_training"]["accuracy"] == pytest.approx(accuracy_score(ens["labels"][dup], ens["pred"][dup]))
     assert evaluate.main([str(run_copy)]) == 0  # a second evaluation never overwrites the first
@@ -83,8 +84,8 @@ def test_single_model_with_an_external_folder(run_copy, kaggle_dir):
 
 
 def test_mirror_tta_averages_the_image_and_its_mirror():
-    from brainmri.evaluation import predict
     from brainmri.models import build_classifier
+    from brainmri.predictions import predict
 
     model = build_classifier("small_cnn", 32, 4, weights="none")
     images = np.random.default_rng(0).integers(0, 255, (5, 32, 32, 3)).astype(np.uint8)
@@ -141,7 +142,8 @@ def test_macro_f1_from_confusion_matrices_matches_scikit_learn():
 
 
 def test_macro_average_is_over_the_classes_present_in_the_test_labels():
-    from brainmri.evaluation import Predictions, bootstrap_ci, report_dict, report_markdown
+    from brainmri.evaluation import bootstrap_ci, report_dict, report_markdown
+    from brainmri.predictions import Predictions
     from brainmri.training import score
 
     classes = ["glioma_tumor", "meningioma_tumor", "no_tumor", "pituitary_tumor"]
