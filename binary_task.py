@@ -113,12 +113,12 @@ def main(argv=None) -> int:
         load_external(args.external_test, 32)  # its errors before any training (decoded again at full size)
     import numpy as np
 
-    from brainmri import training
+    from brainmri import crossval
     from brainmri.binary import fold_thresholds, write_report
 
     run = runs.start_run(cfg)
     prepared = pipeline.prepare_data(cfg, run)
-    training.run_folds(cfg, prepared.ds, prepared.roles, run)
+    crossval.run_folds(cfg, prepared.ds, prepared.roles, run)
     if args.task == "external":
         paths, files, labels, fold_p, copies = external_test_set(run, prepared, args.external_test, cfg)
         name = f"external folder {args.external_test}"

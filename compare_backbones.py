@@ -51,7 +51,7 @@ def parse_runs(pairs: list[str]) -> dict[str, Path]:
 
 def train_variants(configs: dict, out: Path) -> dict[str, Path]:
     """Each variant into out/<name>, one after the other; a finished variant is skipped (resume)."""
-    from brainmri import pipeline, runs, training
+    from brainmri import crossval, pipeline, runs
 
     for cfg in configs.values():
         pipeline.check_inputs(cfg)  # every variant's input errors before hours of training
@@ -61,7 +61,7 @@ def train_variants(configs: dict, out: Path) -> dict[str, Path]:
         log.info("=== variant %d/%d: %s (%s, %d px) ===", i, len(configs), name, cfg.backbone, cfg.image_size)
         start = time.perf_counter()
         prepared = pipeline.prepare_data(cfg, run)
-        training.run_folds(cfg, prepared.ds, prepared.roles, run)
+        crossval.run_folds(cfg, prepared.ds, prepared.roles, run)
         log.info("variant %s: %.0f s", name, time.perf_counter() - start)
         done[name] = run
     return done

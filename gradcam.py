@@ -211,9 +211,9 @@ def localization(images, heats, truth, pred, paths, classes, root, cfg, cell: fl
 
 def _pointing_score(hits, groups) -> dict:
     """The hit rate and its 95% bootstrap interval (null with a single group)."""
-    from brainmri import cam
+    from brainmri.metrics import bootstrap_mean_ci
 
-    return {"pointing_game": float(hits.mean()), "pointing_game_ci95": cam.bootstrap_ci(hits, groups)}
+    return {"pointing_game": float(hits.mean()), "pointing_game_ci95": bootstrap_mean_ci(hits, groups)}
 
 
 def _pointing_line(loc: dict) -> str:

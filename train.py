@@ -60,20 +60,20 @@ def main(argv=None) -> int:
     from brainmri import pipeline, runs  # no TensorFlow yet: input errors come at once
 
     if args.aggregate:
-        from brainmri import training
+        from brainmri import crossval
 
         runs.setup_logging()
-        return 0 if training.aggregate(Path(run_dir), cfg) else 1
+        return 0 if crossval.aggregate(Path(run_dir), cfg) else 1
     if args.audit_only:
         cfg = dataclasses.replace(cfg, experiment="audit")
     pipeline.check_inputs(cfg)
-    from brainmri import training
+    from brainmri import crossval
 
     run = runs.start_run(cfg, run_dir)
     prepared = pipeline.prepare_data(cfg, run)
     if args.audit_only:
         return 0
-    training.run_folds(cfg, prepared.ds, prepared.roles, run, None if args.fold is None else [args.fold])
+    crossval.run_folds(cfg, prepared.ds, prepared.roles, run, None if args.fold is None else [args.fold])
     return 0
 
 

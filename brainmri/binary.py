@@ -22,10 +22,11 @@ import json
 from pathlib import Path
 
 import numpy as np
-from sklearn.metrics import roc_auc_score, roc_curve
+from sklearn.metrics import roc_curve
 
 from .data import Dataset, load_dataset, negative_class_of, to_binary
 from .errors import UserError
+from .metrics import binary_metrics
 from .predictions import read_predictions
 
 
@@ -52,25 +53,6 @@ def choose_threshold(labels: np.ndarray, p_tumor: np.ndarray) -> float:
     best = np.flatnonzero(j == j.max())
     t = thresholds[best[np.argmin(np.abs(thresholds[best] - 0.5))]]
     return float(min(max(t, 1e-6), 1.0))
-
-
-def binary_metrics(labels: np.ndarray, p_tumor: np.ndarray, threshold: float) -> dict:
-    """Counts and rates at `threshold` (tumor when P(tumor) >= threshold), and the ROC AUC."""
-    pred = (p_tumor >= threshold).astype(int)
-    tp = int(((pred == 1) & (labels == 1)).sum())
-    tn = int(((pred == 0) & (labels == 0)).sum())
-    fp = int(((pred == 1) & (labels == 0)).sum())
-    fn = int(((pred == 0) & (labels == 1)).sum())
-
-    def ratio(a, b):
-        return a / b if b else None
-
-    return {"images": int(len(labels)), "tumor": int(labels.sum()), "no_tumor": int((labels == 0).sum()),
-            "threshold": threshold, "accuracy": ratio(tp + tn, len(labels)),
-            "sensitivity": ratio(tp, tp + fn), "specificity": ratio(tn, tn + fp),
-            "ppv": ratio(tp, tp + fp), "npv": ratio(tn, tn + fn),
-            "auc": float(roc_auc_score(labels, p_tumor)) if len(set(labels.tolist())) == 2 else None,
-            "tp": tp, "tn": tn, "fp": fp, "fn": fn}
 
 
 def _read_validation(path: Path) -> tuple[np.ndarray, np.ndarray]:

@@ -259,21 +259,6 @@ def pointing_with_baselines(maps: np.ndarray, masks: np.ndarray, labels, toleran
             "centre": _hits(centre, masks, tolerance)}
 
 
-def bootstrap_ci(values, groups=None, level: float = 0.95, resamples: int = 2000) -> tuple[float, float] | None:
-    """Percentile bootstrap interval of the mean of `values`, resampling whole groups (else images), so
-    near-duplicates count once; None with a single group."""
-    from scipy import stats
-
-    _, inv = np.unique(np.arange(len(values)) if groups is None else np.asarray(groups), return_inverse=True)
-    if inv.max(initial=0) < 1:
-        return None
-    sums, counts = np.bincount(inv, np.asarray(values, np.float64)), np.bincount(inv).astype(np.float64)
-    res = stats.bootstrap((sums, counts), lambda s, c, axis=-1: s.sum(axis) / c.sum(axis), paired=True,
-                          vectorized=True, n_resamples=resamples, confidence_level=level, method="percentile",
-                          random_state=0)
-    return float(res.confidence_interval.low), float(res.confidence_interval.high)
-
-
 def energy_share(maps: np.ndarray, masks: np.ndarray) -> np.ndarray:
     """Per image: the share of the map's total energy that falls inside the lesion mask."""
     inside = (maps * (masks > 0)).sum((1, 2))

@@ -8,27 +8,11 @@ import json
 from pathlib import Path
 
 import numpy as np
-from sklearn.metrics import accuracy_score, classification_report, f1_score, precision_recall_fscore_support
+from sklearn.metrics import accuracy_score
 
 from .errors import UserError
-from .planes import PLANES
+from .metrics import bootstrap_ci, calibration, class_report, per_plane_accuracy
 from .predictions import Predictions, write_predictions
-
-
-def report_dict(p: Predictions, classes) -> dict:
-    """scikit-learn's classification report (precision, recall, F1, support per class), class names. Every
-    class of the model gets a row, but the macro average is over the classes present in the test labels
-    (its "classes" says how many): a class with no test image would count as 0 and halve the macro F1 of a
-    2-class external set that is classified without error."""
-    labels = list(range(len(classes)))
-    report = classification_report(p.labels, p.pred, labels=labels, target_names=list(classes), output_dict=True,
-                                   zero_division=0)
-    present = np.unique(p.labels)
-    prec, rec, f1, _ = precision_recall_fscore_support(p.labels, p.pred, labels=present, average="macro",
-                                                       zero_division=0)
-    report["macro avg"].update({"precision": float(prec), "recall": float(rec), "f1-score": float(f1),
-                                "classes": len(present)})
-    return report
 
 
 def report_markdown(report: dict, title: str) -> str:
@@ -60,53 +44,6 @@ def write_report(report: dict, folder: Path, stem: str, title: str) -> None:
                 w.writerow([name, row["precision"], row["recall"], row["f1-score"], row["support"]])
 
 
-def macro_f1_of_confusion(matrices: np.ndarray) -> np.ndarray:
-    """Macro F1 of each (..., C, C) confusion matrix (rows true), over the classes present in its labels."""
-    tp = np.diagonal(matrices, axis1=-2, axis2=-1)
-    true, pred = matrices.sum(-1), matrices.sum(-2)
-    f1 = np.divide(2 * tp, true + pred, out=np.zeros(tp.shape), where=(true + pred) > 0)  # = 2PR / (P + R)
-    present = true > 0
-    return (f1 * present).sum(-1) / np.maximum(present.sum(-1), 1)
-
-
-def _resampled_counts(groups: np.ndarray, rounds: int, seed: int) -> np.ndarray:
-    """(rounds, N): how often each image is drawn when whole groups are drawn with replacement."""
-    _, which = np.unique(groups, return_inverse=True)
-    g = which.max() + 1
-    counts = np.random.default_rng(seed).multinomial(g, np.full(g, 1 / g), size=rounds)
-    return counts[:, which]
-
-
-def _percentile_ci(labels, pred, n_classes: int, groups, rounds: int, seed: int) -> tuple[list, list]:
-    """95% percentile intervals of accuracy and macro F1 over `rounds` group resamples, all at once: each
-    round's confusion matrix is its draw counts times the one-hot (true, predicted) cell of each image."""
-    weights = _resampled_counts(groups, rounds, seed).astype(np.float64)
-    cells = np.eye(n_classes * n_classes)[labels * n_classes + pred]
-    matrices = (weights @ cells).reshape(rounds, n_classes, n_classes)
-    acc = np.trace(matrices, axis1=1, axis2=2) / weights.sum(1)
-    return (np.percentile(acc, [2.5, 97.5]).tolist(),
-            np.percentile(macro_f1_of_confusion(matrices), [2.5, 97.5]).tolist())
-
-
-def bootstrap_ci(labels: np.ndarray, pred: np.ndarray, n_classes: int, rounds: int = 2000, seed: int = 0,
-                 groups: np.ndarray | None = None) -> dict:
-    """Accuracy and macro F1 (over the classes present in `labels`) with 95% percentile bootstrap intervals,
-    twice: resampling images (*_ci95_images) and resampling near-duplicate groups (*_ci95_groups, the
-    cluster bootstrap). Near-duplicates of one scan are right or wrong together, so only the group interval
-    counts them once; without `groups` each image is its own group and the two intervals are the same."""
-    labels, pred = np.asarray(labels), np.asarray(pred)
-    groups = np.arange(len(labels)) if groups is None else np.asarray(groups)
-    present = np.unique(labels)
-    out = {"accuracy": float(accuracy_score(labels, pred)),
-           "macro_f1": float(f1_score(labels, pred, labels=present, average="macro", zero_division=0)),
-           "macro_f1_classes": len(present), "images": len(labels), "groups": len(np.unique(groups)),
-           "rounds": rounds}
-    for kind, g in (("images", np.arange(len(labels))), ("groups", groups)):
-        out[f"accuracy_ci95_{kind}"], out[f"macro_f1_ci95_{kind}"] = _percentile_ci(labels, pred, n_classes, g,
-                                                                                    rounds, seed)
-    return out
-
-
 def write_intervals_csv(path: Path, ci: dict) -> None:
     """confidence_intervals.csv: each metric with its image-bootstrap and group-bootstrap 95% intervals."""
     with open(path, "w", newline="") as f:
@@ -116,22 +53,6 @@ def write_intervals_csv(path: Path, ci: dict) -> None:
         for m in ("accuracy", "macro_f1"):
             w.writerow([m, ci[m], *ci[f"{m}_ci95_groups"], *ci[f"{m}_ci95_images"], ci["groups"], ci["images"],
                         ci["rounds"]])
-
-
-def calibration(labels: np.ndarray, probs: np.ndarray, bins: int = 10) -> dict:
-    """Expected calibration error of the top-class confidence, with the per-bin table."""
-    conf, correct = probs.max(1), (probs.argmax(1) == labels)
-    edges = np.linspace(0, 1, bins + 1)
-    which = np.clip(np.digitize(conf, edges[1:-1]), 0, bins - 1)
-    table, ece = [], 0.0
-    for b in range(bins):
-        sel = which == b
-        if sel.any():
-            gap = abs(correct[sel].mean() - conf[sel].mean())
-            ece += sel.mean() * gap
-            table.append({"bin": [float(edges[b]), float(edges[b + 1])], "count": int(sel.sum()),
-                          "accuracy": float(correct[sel].mean()), "confidence": float(conf[sel].mean())})
-    return {"ece": float(ece), "bins": table}
 
 
 def label_error_candidates(paths, labels, probs, classes, threshold: float = 0.9) -> list[dict]:
@@ -186,13 +107,6 @@ def duplicate_flags_external(train_ds, trained: np.ndarray, ext_ds, detector) ->
     return copies_in(take(train_ds, np.flatnonzero(trained)), ext_ds, detector)
 
 
-def per_plane_accuracy(correct: np.ndarray, planes) -> dict:
-    """Accuracy per slice plane, for the images whose plane is known ({} when none is)."""
-    planes = np.asarray(planes if planes is not None else [""] * len(correct))
-    return {pl: {"images": int((planes == pl).sum()), "accuracy": float(correct[planes == pl].mean())}
-            for pl in PLANES if (planes == pl).any()}
-
-
 def evaluate_test_set(name: str, folder: Path, fold_preds: list[Predictions], has_duplicate: np.ndarray,
                       images: np.ndarray, classes, formats, planes=None, groups=None) -> dict:
     """Reports, figures and headline numbers for one test set; returns what report.md shows. `groups`: the
@@ -205,7 +119,7 @@ def evaluate_test_set(name: str, folder: Path, fold_preds: list[Predictions], ha
     models = fold_preds + [ensemble] if len(fold_preds) > 1 else fold_preds
     write_predictions(folder / "predictions.csv", classes, models, model=True, near_duplicate=has_duplicate)
     for p in models:
-        write_report(report_dict(p, classes), folder, f"report_{p.name}", f"{name}, {p.name}")
+        write_report(class_report(p.labels, p.pred, classes), folder, f"report_{p.name}", f"{name}, {p.name}")
         plots.confusion_matrices(p.labels, p.pred, classes, folder / "figures" / f"confusion_{p.name}",
                                  f"{name}: {p.name} ({len(p.labels)} images)", formats)
     best = models[-1]

@@ -18,7 +18,7 @@ from .config import Config
 from .batches import augmentation_layers, make_batches
 from .data import Dataset
 from .errors import UserError
-from .metrics import best_epoch_row, macro_metrics, summarise_folds, write_summary
+from .metrics import best_epoch_row, score
 from .predictions import Predictions, predict, write_predictions
 from .runs import environment, write_atomic
 from .splits import TEST, TRAIN, VAL
@@ -46,7 +46,7 @@ def _compile(model, cfg: Config, learning_rate: float, num_classes: int, jit_com
                                                 keras.metrics.Precision(name="precision"),
                                                 keras.metrics.Recall(name="recall")]
     else:
-        loss, metrics = "categorical_crossentropy", macro_metrics(num_classes)
+        loss, metrics = "categorical_crossentropy", models.macro_metrics(num_classes)
     # Keras 3 passes sample weights (what class_weight becomes) to the loss and to weighted_metrics only, never
     # to metrics= (trainers/compile_utils.py, CompileMetrics.update_state): with class_weight the training loss
     # is weighted and every logged metric (accuracy, macro precision/recall/F1, AUC) stays the plain one.
@@ -189,20 +189,6 @@ def class_weights(labels: np.ndarray, num_classes: int) -> dict[int, float]:
     return out
 
 
-def score(labels: np.ndarray, probs: np.ndarray, num_classes: int, prefix: str) -> dict:
-    """Loss, accuracy and macro precision/recall/F1 (over the classes present in `labels`) with scikit-learn."""
-    from sklearn.metrics import accuracy_score, log_loss, precision_recall_fscore_support
-
-    pred = probs.argmax(1)
-    probs = probs / probs.sum(1, keepdims=True)  # float32 softmax sums to 1 only within rounding
-    # a class with no image here would count as 0 (sklearn's default averages over labels and predictions)
-    p, r, f, _ = precision_recall_fscore_support(labels, pred, labels=np.unique(labels), average="macro",
-                                                 zero_division=0)
-    return {f"{prefix}_loss": float(log_loss(labels, probs, labels=list(range(num_classes)))),
-            f"{prefix}_accuracy": float(accuracy_score(labels, pred)), f"{prefix}_precision": float(p),
-            f"{prefix}_recall": float(r), f"{prefix}_f1": float(f)}
-
-
 def train_fold(cfg: Config, ds: Dataset, roles: np.ndarray, fold: int, run_dir: Path, settings: dict) -> dict:
     """Train fold `fold` (skipped if already done), keep its best model and predictions; return its row."""
     fold_dir = run_dir / f"fold{fold}"
@@ -266,41 +252,3 @@ def train_fold(cfg: Config, ds: Dataset, roles: np.ndarray, fold: int, run_dir: 
     log.info("fold %d: best epoch %d, val_accuracy %.4f, test_accuracy %s", fold, result["epoch"],
              result["val_accuracy"], f"{result.get('test_accuracy', float('nan')):.4f}")
     return result
-
-
-def run_folds(cfg: Config, ds: Dataset, roles: np.ndarray, run_dir: Path, folds=None) -> dict | None:
-    """Train the given folds (default all; finished ones are skipped), then the CV summary."""
-    settings = device_settings(cfg)
-    for fold in range(cfg.folds) if folds is None else folds:
-        train_fold(cfg, ds, roles, fold, run_dir, settings)
-    return aggregate(run_dir, cfg)
-
-
-def finished_folds(run_dir: Path) -> dict[int, dict]:
-    """Results of every fold whose done.json exists (half-written folds have none)."""
-    out = {}
-    for path in sorted(run_dir.glob("fold*/done.json")):
-        row = json.loads(path.read_text())
-        out[int(row["fold"])] = row
-    return out
-
-
-def aggregate(run_dir: Path, cfg: Config) -> dict | None:
-    """Build the CV summary and figures from whatever folds are done."""
-    from . import plots
-
-    done = finished_folds(run_dir)
-    if not done:
-        log.warning("no finished folds in %s yet", run_dir)
-        return None
-    summary = summarise_folds(done)
-    folds = cfg.folds
-    summary["complete"] = len(done) == folds
-    summary["folds_expected"] = folds
-    write_summary(summary, run_dir)
-    histories = {k: read_history(run_dir / f"fold{k}" / "history.csv") for k in done}
-    plots.training_curves(histories, run_dir / "figures", cfg.figure_formats)
-    missing = sorted(set(range(folds)) - set(done))
-    log.info("CV summary over %d/%d folds%s:\n%s", len(done), folds,
-             f" (missing {missing})" if missing else "", (run_dir / "cv_summary.md").read_text())
-    return summary

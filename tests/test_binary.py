@@ -11,7 +11,7 @@ import pytest
 from sklearn.metrics import confusion_matrix, roc_auc_score
 
 import binary_task
-from brainmri import binary
+from brainmri import binary, metrics
 from brainmri.errors import UserError
 
 TINY = ["backbone=small_cnn", "weights=none", "image_size=32", "epochs=1", "folds=2", "batch_size=16"]
@@ -105,7 +105,7 @@ def test_threshold_is_youden_on_validation(tmp_path):
     labels = np.array([0, 0, 0, 1, 1, 1])
     p = np.array([0.1, 0.2, 0.7, 0.6, 0.8, 0.9])
     t = binary.choose_threshold(labels, p)
-    m = binary.binary_metrics(labels, p, t)
+    m = metrics.binary_metrics(labels, p, t)
     assert m["sensitivity"] + m["specificity"] - 1 == pytest.approx(2 / 3)
     for name in ("yes", "no", "maybe"):
         (tmp_path / name).mkdir()
@@ -143,7 +143,7 @@ def test_each_fold_model_is_cut_at_its_own_validation_threshold(tmp_path):
     assert ens["sensitivity"] == ens["specificity"] == 1
     # the old design: one threshold from the pooled single-model outputs, applied to the mean of the models
     pooled = binary.choose_threshold(*binary.validation_predictions(run))
-    old = binary.binary_metrics(y, np.mean(list(fold_p.values()), axis=0), pooled)
+    old = metrics.binary_metrics(y, np.mean(list(fold_p.values()), axis=0), pooled)
     assert min(old["sensitivity"], old["specificity"]) == 0
     rows = list(csv.DictReader(open(tmp_path / "binary" / "test_predictions.csv")))
     assert [float(r["p_tumor_fold1"]) for r in rows] == pytest.approx(fold_p[1])

@@ -6,6 +6,7 @@ import pytest
 
 from brainmri import cam, models
 from brainmri.errors import UserError
+from brainmri.metrics import bootstrap_mean_ci
 
 
 def _images(n=6, size=48, seed=0):
@@ -186,8 +187,8 @@ def test_the_location_prior_never_sees_the_image_it_scores():
 
 def test_bootstrap_interval_contains_the_estimate_and_resamples_groups():
     hits = np.repeat(np.random.default_rng(0).random(20) < 0.7, 3).astype(float)  # groups of three agree
-    low, high = cam.bootstrap_ci(hits)
+    low, high = bootstrap_mean_ci(hits)
     assert low < hits.mean() < high
-    g_low, g_high = cam.bootstrap_ci(hits, np.repeat(np.arange(20), 3))
+    g_low, g_high = bootstrap_mean_ci(hits, np.repeat(np.arange(20), 3))
     assert g_low < hits.mean() < g_high and g_high - g_low > 1.3 * (high - low)  # 20 independent units, not 60
-    assert cam.bootstrap_ci(np.ones(4), np.zeros(4)) is None  # one group: no interval
+    assert bootstrap_mean_ci(np.ones(4), np.zeros(4)) is None  # one group: no interval

@@ -9,7 +9,7 @@ import pytest
 from sklearn.metrics import accuracy_score, f1_score, precision_recall_fscore_support
 
 import evaluate
-from brainmri.evaluation import calibration
+from brainmri.metrics import calibration
 from brainmri.predictions import NEAR_DUPLICATE, read_predictions
 
 def test_report_numbers_recompute_from_predictions_csv(run_copy, kaggle_dir):
@@ -105,7 +105,7 @@ def _correlated_test_set(group_size: int, groups: int = 20, seed: int = 0):
 
 
 def test_group_bootstrap_is_wider_when_near_duplicates_are_correlated():
-    from brainmri.evaluation import bootstrap_ci
+    from brainmri.metrics import bootstrap_ci
 
     labels, pred, groups = _correlated_test_set(group_size=15)
     ci = bootstrap_ci(labels, pred, 4, groups=groups)
@@ -117,7 +117,7 @@ def test_group_bootstrap_is_wider_when_near_duplicates_are_correlated():
 
 
 def test_group_bootstrap_with_singleton_groups_is_the_image_bootstrap():
-    from brainmri.evaluation import bootstrap_ci
+    from brainmri.metrics import bootstrap_ci
 
     labels, pred, _ = _correlated_test_set(group_size=1, groups=300)
     ci = bootstrap_ci(labels, pred, 4, groups=np.arange(300) * 7, seed=3)  # any ids, one image each
@@ -131,7 +131,7 @@ def test_group_bootstrap_with_singleton_groups_is_the_image_bootstrap():
 def test_macro_f1_from_confusion_matrices_matches_scikit_learn():
     from sklearn.metrics import confusion_matrix
 
-    from brainmri.evaluation import macro_f1_of_confusion
+    from brainmri.metrics import macro_f1_of_confusion
 
     rng = np.random.default_rng(1)
     cases = [(rng.integers(0, 4, 40), rng.integers(0, 4, 40)) for _ in range(5)]
@@ -142,14 +142,13 @@ def test_macro_f1_from_confusion_matrices_matches_scikit_learn():
 
 
 def test_macro_average_is_over_the_classes_present_in_the_test_labels():
-    from brainmri.evaluation import bootstrap_ci, report_dict, report_markdown
-    from brainmri.predictions import Predictions
-    from brainmri.training import score
+    from brainmri.evaluation import report_markdown
+    from brainmri.metrics import bootstrap_ci, class_report, score
 
     classes = ["glioma_tumor", "meningioma_tumor", "no_tumor", "pituitary_tumor"]
     labels = np.array([2, 2, 2, 3, 3, 3])
     probs = np.eye(4)[labels] * 0.9 + 0.025  # a 2-class external subset of a 4-class model, all correct
-    report = report_dict(Predictions("fold0", [""] * 6, labels, probs), classes)
+    report = class_report(labels, probs.argmax(1), classes)
     assert report["macro avg"]["f1-score"] == 1.0 and report["macro avg"]["classes"] == 2
     assert report["glioma_tumor"]["support"] == 0  # every class of the model is still listed
     assert "macro avg (over the 2 classes present)" in report_markdown(report, "external")
