@@ -114,7 +114,7 @@ def main(argv=None) -> int:
     import numpy as np
 
     from brainmri import crossval
-    from brainmri.binary import fold_thresholds, write_report
+    from brainmri.binary import fold_thresholds, write_binary_report
 
     run = runs.start_run(cfg)
     prepared = pipeline.prepare_data(cfg, run)
@@ -130,7 +130,7 @@ def main(argv=None) -> int:
     notes = [f"{cfg.backbone}, {cfg.image_size} px, weights {cfg.weights}, {cfg.epochs} epochs, {cfg.folds}-fold "
              f"ensemble, class weights {cfg.class_weight}; each fold model's threshold chosen on its own validation "
              "predictions, the ensemble's is their mean"]
-    summary = write_report(run / "binary", args.task, name, paths, labels, fold_p, copies, fold_thresholds(run), notes,
+    summary = write_binary_report(run / "binary", args.task, name, paths, labels, fold_p, copies, fold_thresholds(run), notes,
                            other_source=args.task == "external")
     m = summary["at_validation_threshold"]
     threshold, p = m["threshold"], np.mean(list(fold_p.values()), axis=0)

@@ -140,7 +140,7 @@ def main(argv=None) -> int:
             log.info("%s per plane: %s", name, ", ".join(f"{pl} {evaluation.format_accuracy(v)}"
                                                          for pl, v in summary["per_plane"].items()))
     label_errors = write_label_errors(run_dir, cfg, classes, out, formats) if run_dir else None
-    report = evaluation.write_report_md(out, run_dir, sections, label_errors, notes)
+    report = evaluation.write_evaluation_report(out, run_dir, sections, label_errors, notes)
     log.info("report: %s", report)
     return 0
 

@@ -133,7 +133,7 @@ def _per_fold_table(per_fold: list[dict]) -> list[str]:
     return lines
 
 
-def report_markdown(task: str, test_name: str, summary: dict) -> str:
+def binary_report_markdown(task: str, test_name: str, summary: dict) -> str:
     at_threshold, clean, copies = summary["at_validation_threshold"], summary["without_copies_in_training"], \
         summary["near_duplicates_in_training"]
     rows = [("images (tumor / no tumor)", f"{at_threshold['images']} ({at_threshold['tumor']} / {at_threshold['no_tumor']})"),
@@ -163,8 +163,8 @@ THRESHOLD_RULE = ("the mean of the fold models' own validation thresholds (a tum
                   "out-of-fold validation values)")
 
 
-def write_report(out: Path, task: str, test_name: str, paths, labels, fold_p: dict[int, np.ndarray], copies,
-                 thresholds: dict[int, float], notes: list[str], other_source: bool = False) -> dict:
+def write_binary_report(out: Path, task: str, test_name: str, paths, labels, fold_p: dict[int, np.ndarray], copies,
+                        thresholds: dict[int, float], notes: list[str], other_source: bool = False) -> dict:
     """binary_summary.json, report.md, test_predictions.csv, misclassified.csv and the ROC figure, for the
     fold models' P(tumor) on the test images (`fold_p`) and their own validation thresholds (`thresholds`)."""
     from . import plots
@@ -193,7 +193,7 @@ def write_report(out: Path, task: str, test_name: str, paths, labels, fold_p: di
                         f"{p_tumor[i]:.4f}"])
     if at_threshold["auc"] is not None:
         plots.binary_roc(labels, p_tumor, threshold, out / "figures" / "roc", f"{task}: {test_name}")
-    (out / "report.md").write_text(report_markdown(task, test_name, summary))
+    (out / "report.md").write_text(binary_report_markdown(task, test_name, summary))
     return summary
 
 

@@ -15,7 +15,7 @@ from .metrics import bootstrap_ci, calibration, class_report, per_plane_accuracy
 from .predictions import Predictions, write_predictions
 
 
-def report_markdown(report: dict, title: str) -> str:
+def class_report_markdown(report: dict, title: str) -> str:
     """The report as a Markdown table laid out like scikit-learn's text report."""
     lines = [f"**{title}**", "", "| | precision | recall | f1-score | support |", "|---|---|---|---|---|"]
     for name, row in report.items():
@@ -30,10 +30,10 @@ def report_markdown(report: dict, title: str) -> str:
     return "\n".join(lines) + "\n"
 
 
-def write_report(report: dict, folder: Path, stem: str, title: str) -> None:
+def write_class_report(report: dict, folder: Path, stem: str, title: str) -> None:
     """<stem>.json, .csv and .md."""
     (folder / f"{stem}.json").write_text(json.dumps(report, indent=2))
-    (folder / f"{stem}.md").write_text(report_markdown(report, title))
+    (folder / f"{stem}.md").write_text(class_report_markdown(report, title))
     with open(folder / f"{stem}.csv", "w", newline="") as f:
         w = csv.writer(f)
         w.writerow(["class", "precision", "recall", "f1-score", "support"])
@@ -119,7 +119,7 @@ def evaluate_test_set(name: str, folder: Path, fold_preds: list[Predictions], ha
     models = fold_preds + [ensemble] if len(fold_preds) > 1 else fold_preds
     write_predictions(folder / "predictions.csv", classes, models, model=True, near_duplicate=has_duplicate)
     for p in models:
-        write_report(class_report(p.labels, p.pred, classes), folder, f"report_{p.name}", f"{name}, {p.name}")
+        write_class_report(class_report(p.labels, p.pred, classes), folder, f"report_{p.name}", f"{name}, {p.name}")
         plots.confusion_matrices(p.labels, p.pred, classes, folder / "figures" / f"confusion_{p.name}",
                                  f"{name}: {p.name} ({len(p.labels)} images)", formats)
     best = models[-1]
@@ -164,8 +164,8 @@ def _rel(path: Path, start: Path) -> str:
     return Path(os.path.relpath(path, start)).as_posix()
 
 
-def write_report_md(out: Path, run_dir: Path | None, sections: list[dict], label_errors: list[dict] | None,
-                    notes: list[str]) -> Path:
+def write_evaluation_report(out: Path, run_dir: Path | None, sections: list[dict], label_errors: list[dict] | None,
+                            notes: list[str]) -> Path:
     """report.md: the whole run on one page, in reading order, linking every table and figure."""
     lines = [f"# Evaluation of `{run_dir or out}`", ""]
     lines += [f"> {n}" for n in notes] + ([""] if notes else [])

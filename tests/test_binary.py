@@ -133,8 +133,8 @@ def test_each_fold_model_is_cut_at_its_own_validation_threshold(tmp_path):
     thresholds = binary.fold_thresholds(run)
     assert thresholds == {k: pytest.approx(binary.choose_threshold(*v)) for k, v in val.items()}
     fold_p = {k: p + 0.01 for k, (_, p) in val.items()}  # the test images, as each fold model sees them
-    summary = binary.write_report(tmp_path / "binary", "split", "hold-out", [f"t{i}" for i in range(8)], y, fold_p,
-                                  np.zeros(8, bool), thresholds, notes=[])
+    summary = binary.write_binary_report(tmp_path / "binary", "split", "hold-out", [f"t{i}" for i in range(8)], y,
+                                         fold_p, np.zeros(8, bool), thresholds, notes=[])
     for row in summary["per_fold"]:
         assert row["threshold"] == pytest.approx(thresholds[row["fold"]])
         assert row["at_validation_threshold"]["sensitivity"] == row["at_validation_threshold"]["specificity"] == 1
@@ -152,9 +152,9 @@ def test_each_fold_model_is_cut_at_its_own_validation_threshold(tmp_path):
 def test_report_on_another_source_says_the_threshold_does_not_transfer(tmp_path):
     y = np.array([0] * 10 + [1] * 10)
     p = np.r_[np.linspace(0.05, 0.45, 10), np.linspace(0.31, 0.91, 10)]  # tumors score lower on this scanner
-    summary = binary.write_report(tmp_path / "binary", "external", "external folder", [f"e{i}" for i in range(20)],
-                                  y, {0: p, 1: p}, np.zeros(20, bool), {0: 0.87, 1: 0.87}, notes=[],
-                                  other_source=True)
+    summary = binary.write_binary_report(tmp_path / "binary", "external", "external folder",
+                                         [f"e{i}" for i in range(20)], y, {0: p, 1: p}, np.zeros(20, bool),
+                                         {0: 0.87, 1: 0.87}, notes=[], other_source=True)
     at_t, at_half = summary["at_validation_threshold"], summary["at_0.5"]
     assert at_t["threshold"] == pytest.approx(0.87) and at_t["sensitivity"] == pytest.approx(0.1)
     assert at_half["sensitivity"] == pytest.approx(0.7) and summary["other_source"]

@@ -142,7 +142,7 @@ def test_macro_f1_from_confusion_matrices_matches_scikit_learn():
 
 
 def test_macro_average_is_over_the_classes_present_in_the_test_labels():
-    from brainmri.evaluation import report_markdown
+    from brainmri.evaluation import class_report_markdown
     from brainmri.metrics import bootstrap_ci, class_report, score
 
     classes = ["glioma_tumor", "meningioma_tumor", "no_tumor", "pituitary_tumor"]
@@ -151,7 +151,7 @@ def test_macro_average_is_over_the_classes_present_in_the_test_labels():
     report = class_report(labels, probs.argmax(1), classes)
     assert report["macro avg"]["f1-score"] == 1.0 and report["macro avg"]["classes"] == 2
     assert report["glioma_tumor"]["support"] == 0  # every class of the model is still listed
-    assert "macro avg (over the 2 classes present)" in report_markdown(report, "external")
+    assert "macro avg (over the 2 classes present)" in class_report_markdown(report, "external")
     assert bootstrap_ci(labels, probs.argmax(1), 4)["macro_f1"] == 1.0
     assert score(labels, probs, 4, "test")["test_f1"] == 1.0
     probs[0] = [0.1, 0.7, 0.1, 0.1]  # one image called meningioma, a class with no test image
