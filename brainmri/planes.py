@@ -106,6 +106,12 @@ def read_planes(path: str | Path) -> dict[str, str]:
     return {r["path"]: r["plane"] for r in rows}
 
 
+def planes_for(path: str | Path, paths: list[str]) -> list[str]:
+    """Each image's plane from a planes.csv ("" where it has none)."""
+    known = read_planes(path)
+    return [known.get(p, "") for p in paths]
+
+
 def write_planes(path: Path, rows: list[tuple[str, str]], extra: dict[str, list] | None = None) -> None:
     """planes.csv: path, plane (and any extra columns, such as the estimator's confidence)."""
     extra = extra or {}
