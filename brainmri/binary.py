@@ -19,19 +19,25 @@ from __future__ import annotations
 
 import csv
 import json
+import logging
 from pathlib import Path
 
 import numpy as np
 from sklearn.metrics import roc_curve
 
-from .data import Dataset, load_dataset, negative_class_of, to_binary
+from .config import Config
+from .data import BINARY_CLASSES, Dataset, negative_class_of
 from .errors import UserError
 from .metrics import binary_metrics
-from .predictions import read_predictions
+from .predictions import predict, read_predictions
+from .runs import find_fold_models, open_fold_model
+from .testsets import TestSet, external_test_set, own_test_set, trained_images
+
+log = logging.getLogger("brainmri")
 
 
-def load_external(folder: str | Path, size: int, cache_dir=None) -> Dataset:
-    """An external test folder with two class folders (yes/no, tumor/no_tumor, ...), as tumor=1 / no tumor=0."""
+def check_external(folder: str | Path) -> None:
+    """The task's external folder holds exactly two class folders (yes/ and no/, tumor/ and no_tumor/, ...)."""
     folder = Path(folder)
     if not folder.is_dir():
         raise UserError(f"external test folder not found: {folder}")
@@ -39,8 +45,7 @@ def load_external(folder: str | Path, size: int, cache_dir=None) -> Dataset:
     if len(classes) != 2:
         raise UserError(f"external test folder {folder} must hold two class folders, tumor and no tumor (e.g. yes/ "
                         f"and no/); found {classes}")
-    ds = load_dataset(folder, size, tuple(classes), cache_dir)
-    return to_binary(ds, negative_class_of(ds.classes))
+    negative_class_of(classes)  # one of them must name the no-tumor class
 
 
 def choose_threshold(labels: np.ndarray, p_tumor: np.ndarray) -> float:
@@ -204,3 +209,63 @@ def _mean_of_folds(per_fold: list[dict]) -> dict:
         vals = [r["at_validation_threshold"][key] for r in per_fold if r["at_validation_threshold"][key] is not None]
         out[key] = float(np.mean(vals)) if vals else None
     return out
+
+
+def evaluate_task(task: str, run: Path, cfg: Config, ds: Dataset, external: str | None = None) -> tuple[dict, list[str]]:
+    """Score a trained task run on its test set (the run's own, or the external folder): binary/report.md
+    and the rest (write_binary_report); returns the summary and the files the ensemble got wrong."""
+    models, _ = find_fold_models(run)
+    ts = task_test_set(task, run, cfg, ds, sorted(models), external)
+    fold_p = fold_p_tumor(models, ts.images, cfg.batch_size)
+    name = test_set_name(task, cfg, external)
+    summary = write_binary_report(run / "binary", task, name, ts.paths, ts.labels, fold_p, ts.trained_copy,
+                                  fold_thresholds(run), run_notes(cfg), other_source=task == "external")
+    m = summary["at_validation_threshold"]
+    log.info("binary task %s on %s: AUC %s, accuracy %.4f, sensitivity %s, specificity %s at threshold %.3f; "
+             "%d test images have a near-duplicate in training", task, name, "n/a" if m["auc"] is None else
+             f"{m['auc']:.4f}", m["accuracy"], m["sensitivity"], m["specificity"], m["threshold"],
+             summary["near_duplicates_in_training"])
+    p = np.mean(list(fold_p.values()), axis=0)
+    wrong = [str(ts.root / ts.paths[i]) for i in range(len(ts.labels)) if int(p[i] >= m["threshold"]) != ts.labels[i]]
+    return summary, wrong
+
+
+def task_test_set(task: str, run: Path, cfg: Config, ds: Dataset, folds: list[int], external=None) -> TestSet:
+    """The external folder (task external), else the run's own test images."""
+    if task == "external":
+        return external_test_set(external, cfg.image_size, BINARY_CLASSES, cfg, trained_images(run, ds),
+                                 cfg.cache_dir, grouped=False)
+    return own_test_set(run, ds, folds)
+
+
+def fold_p_tumor(models: dict[int, Path], images: np.ndarray, batch_size: int) -> dict[int, np.ndarray]:
+    """Each fold model's P(tumor) for the images."""
+    from .models import load_model
+
+    return {k: predict(load_model(p, compile=False), images, batch_size)[:, 1] for k, p in sorted(models.items())}
+
+
+def test_set_name(task: str, cfg: Config, external: str | None) -> str:
+    """The test set as report.md names it."""
+    return {"external": f"external folder {external}",
+            "split": f"{cfg.test_fraction:.0%} hold-out ({cfg.split} split)",
+            "external-only": f"{cfg.test_fraction:.0%} hold-out of {cfg.data_dir} ({cfg.split} split)",
+            "planes": f"{'+'.join(cfg.test_planes)} slices (trained on {'+'.join(cfg.train_planes)})"}[task]
+
+
+def run_notes(cfg: Config) -> list[str]:
+    return [f"{cfg.backbone}, {cfg.image_size} px, weights {cfg.weights}, {cfg.epochs} epochs, {cfg.folds}-fold "
+            f"ensemble, class weights {cfg.class_weight}; each fold model's threshold chosen on its own validation "
+            "predictions, the ensemble's is their mean"]
+
+
+def explain_misclassified(run: Path, files: list[str], limit: int) -> Path:
+    """Grad-CAM maps of the evidence for 'tumor' in (at most `limit` of) the misclassified test images, by the
+    first fold's model, captioned at that model's own threshold, into <run>/gradcam/."""
+    from . import explain
+    from .models import load_model
+
+    fold = min(find_fold_models(run)[0])
+    trained = open_fold_model(run, fold)
+    request = explain.Request(class_name="tumor", threshold=fold_thresholds(run)[fold], limit=limit)
+    return explain.gradcam(trained, load_model(trained.models[fold], compile=False), request, files[:limit])[0]

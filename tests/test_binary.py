@@ -110,7 +110,7 @@ def test_threshold_is_youden_on_validation(tmp_path):
     for name in ("yes", "no", "maybe"):
         (tmp_path / name).mkdir()
     with pytest.raises(UserError, match="two class folders"):
-        binary.load_external(tmp_path, 32)
+        binary.check_external(tmp_path)
 
 
 def _fake_binary_run(folder, val: dict) -> Path:

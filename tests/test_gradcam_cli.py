@@ -83,7 +83,8 @@ def test_threshold_without_class_explains_the_class_it_captions(tmp_path, monkey
     for i, img in enumerate(np.random.default_rng(1).integers(0, 255, (3, 32, 32, 3)).astype(np.uint8)):
         cv2.imwrite(str(tmp_path / "images" / f"{i}.png"), img)
     panels = []
-    monkeypatch.setattr(plots, "cam_panel", lambda image, heats, titles, path: panels.append((image, heats, titles)))
+    monkeypatch.setattr(plots, "cam_panel",
+                        lambda image, heats, titles, path, formats=None: panels.append((image, heats, titles)))
     assert gradcam.main([str(tmp_path / "binary.keras"), str(tmp_path / "images"), "--threshold", "0.3"]) == 0
     fn = cam.make_cam_fn(cam.split_model(model))
     images = np.stack([image for image, _, _ in panels])
