@@ -89,10 +89,8 @@ def fold_accuracies(run_dir: Path, folds) -> dict[str, dict[int, float]]:
     return out
 
 
-def run_row(name: str, run_dir: Path, batch: int = 32) -> tuple[dict, dict[str, dict[int, float]]]:
+def run_row(name: str, run_dir: Path) -> tuple[dict, dict[str, dict[int, float]]]:
     """The table row of one finished run, and its per-fold accuracies by basis (see fold_accuracies)."""
-    from .models import count_params, load_model, set_trainable
-
     summary_path = run_dir / "cv_summary.json"
     if not summary_path.is_file():
         raise UserError(f"{run_dir} has no cv_summary.json: no fold of '{name}' finished")
@@ -100,15 +98,7 @@ def run_row(name: str, run_dir: Path, batch: int = 32) -> tuple[dict, dict[str, 
     classes = json.loads((run_dir / "classes.json").read_text())
     folds = summary["folds"]
     done = [json.loads((run_dir / f"fold{k}" / "done.json").read_text()) for k in folds]
-    model_path = run_dir / f"fold{folds[0]}" / "best.keras"
-    model = load_model(model_path, compile=False)
     cfg = load_config(run_dir / "config.yaml")
-    if cfg.fine_tune_epochs:  # the best checkpoint may be from the frozen first phase: count the final phase's
-        set_trainable(model, True, cfg.unfreeze, freeze_bn=True)
-    params = count_params(model)
-    size = model.input_shape[1]
-    rng = np.random.default_rng(0)
-    ms = inference_ms(model, rng.integers(0, 256, (batch, size, size, 3)).astype(np.uint8))
     epochs = sum(d.get("epochs_run", d["epoch"]) for d in done)
     val_recall = per_class_recall([_fold_predictions(run_dir, k, "val") for k in folds])
     test_recall = [per_class_recall([_fold_predictions(run_dir, k, "test")]) for k in folds
@@ -117,19 +107,33 @@ def run_row(name: str, run_dir: Path, batch: int = 32) -> tuple[dict, dict[str, 
     test_acc = list(per_fold.get("test_accuracy", {}).values())
     last_acc = list(per_fold["last_epoch_val_accuracy"].values())
     row = {"variant": name, "backbone": cfg.backbone, "image_size": cfg.image_size, "folds": len(folds),
-           "params_total": params["total"], "params_trainable": params["trainable"],
+           **_model_costs(run_dir / f"fold{folds[0]}" / "best.keras", cfg),
            "val_accuracy_mean": summary["mean"]["val_accuracy"], "val_accuracy_std": summary["std"]["val_accuracy"],
            "val_f1_mean": summary["mean"].get("val_f1", float("nan")),
            "val_f1_std": summary["std"].get("val_f1", float("nan")),
            "test_accuracy_mean": float(np.mean(test_acc)) if test_acc else float("nan"),
            "test_accuracy_std": _std(test_acc), "last_epoch_val_accuracy_mean": float(np.mean(last_acc)),
            "last_epoch_val_accuracy_std": _std(last_acc),
-           "seconds_per_epoch": sum(d["fit_seconds"] for d in done) / max(epochs, 1),
-           "inference_ms_per_image": ms, "model_mb": model_path.stat().st_size / 2**20, "run": str(run_dir)}
+           "seconds_per_epoch": sum(d["fit_seconds"] for d in done) / max(epochs, 1), "run": str(run_dir)}
     row.update({f"val_recall_{c}": v for c, v in val_recall.items()})
     if test_recall:
         row.update({f"test_recall_{c}": float(np.mean([r[c] for r in test_recall])) for c in classes})
     return row, per_fold
+
+
+def _model_costs(model_path: Path, cfg: Config) -> dict:
+    """Parameters (of the final training phase), inference time per image on a batch of the run's batch_size,
+    and the model file's size."""
+    from .models import count_params, load_model, set_trainable
+
+    model = load_model(model_path, compile=False)
+    if cfg.fine_tune_epochs:  # the best checkpoint may be from the frozen first phase: count the final phase's
+        set_trainable(model, True, cfg.unfreeze, freeze_bn=True)
+    params = count_params(model)
+    size = model.input_shape[1]
+    batch = np.random.default_rng(0).integers(0, 256, (cfg.batch_size, size, size, 3)).astype(np.uint8)
+    return {"params_total": params["total"], "params_trainable": params["trainable"],
+            "inference_ms_per_image": inference_ms(model, batch), "model_mb": model_path.stat().st_size / 2**20}
 
 
 def _std(values: list[float]) -> float:

@@ -10,7 +10,7 @@ from scipy import stats
 from sklearn.metrics import (accuracy_score, classification_report, f1_score, log_loss,
                              precision_recall_fscore_support, roc_auc_score)
 
-from .planes import PLANES
+from .config import PLANES
 
 
 def score(labels: np.ndarray, probs: np.ndarray, num_classes: int, prefix: str) -> dict:

@@ -18,12 +18,12 @@ import cv2
 import numpy as np
 from tqdm import tqdm
 
+from .config import PLANES
 from .data import decode, find_images
 from .errors import UserError
 
 log = logging.getLogger("brainmri")
 
-PLANES = ("axial", "sagittal", "coronal")
 MODEL_FILE = Path(__file__).with_name("plane_model.json")
 _CROP = 64  # the head crop is compared at this size
 _THUMB = 16  # and kept as a thumbnail feature at this size

@@ -12,9 +12,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from .config import STUDY_CLASSES
-
-PLANES = ("axial", "sagittal", "coronal")
+from .config import PLANES, STUDY_CLASSES
 DUPLICATE_EVERY = 20  # one image in twenty gets a near-duplicate copy (brightness shift, JPEG)
 
 

@@ -198,8 +198,26 @@ def train_fold(cfg: Config, ds: Dataset, roles: np.ndarray, fold: int, run_dir: 
         return json.loads(done.read_text())
     fold_dir.mkdir(exist_ok=True)
     keras.utils.set_random_seed(cfg.seed + fold)
-    role = roles[:, fold]
-    tr, va, te = (np.flatnonzero(role == r) for r in (TRAIN, VAL, TEST))
+    tr, va, te = (np.flatnonzero(roles[:, fold] == r) for r in (TRAIN, VAL, TEST))
+    fit_seconds, epochs_run = _fit(cfg, ds, (tr, va, te), fold, fold_dir, settings)
+    best = models.load_model(fold_dir / "best.keras", compile=False)
+    row = best_epoch_row(read_history(fold_dir / "history.csv"))
+    result = {"fold": fold, "epoch": row["epoch"] + 1, **{k: v for k, v in row.items() if k.startswith("val_")},
+              "fit_seconds": round(fit_seconds, 2), "epochs_run": epochs_run,
+              **_predict_held_out(cfg, ds, best, fold, fold_dir, va, te)}
+    for name in ("last.keras", RESUME_STATE):  # the best model is what is kept
+        (fold_dir / name).unlink(missing_ok=True)
+    write_atomic(fold_dir / "env.json", json.dumps(environment(), indent=2))
+    write_atomic(done, json.dumps(result, indent=2))
+    log.info("fold %d: best epoch %d, val_accuracy %.4f, test_accuracy %s", fold, result["epoch"],
+             result["val_accuracy"], f"{result.get('test_accuracy', float('nan')):.4f}")
+    return result
+
+
+def _fit(cfg: Config, ds: Dataset, split: tuple, fold: int, fold_dir: Path, settings: dict) -> tuple[float, int]:
+    """Both phases of the fold's training (head only, then fine-tuning, when fine_tune_epochs), resumed where
+    an interrupted run stopped; returns (seconds in fit, epochs run)."""
+    tr, va, te = split
     n = 1 if cfg.task == "binary" else len(ds.classes)  # outputs: one sigmoid unit, or one per class
     def scope():
         return settings["strategy"].scope() if settings["strategy"] else contextlib.nullcontext()
@@ -212,10 +230,7 @@ def train_fold(cfg: Config, ds: Dataset, roles: np.ndarray, fold: int, run_dir: 
     val_data = make_batches(ds.images[va], ds.labels[va], n, cfg.batch_size, multiple=multiple)
     total = cfg.epochs + cfg.fine_tune_epochs
     log.info("fold %d: %d train, %d val, %d test images; %d epochs", fold, len(tr), len(va), len(te), total)
-    weights = class_weights(ds.labels[tr], len(ds.classes)) if cfg.class_weight == "balanced" else None
-    if weights:
-        log.info("class_weight balanced: history.csv's 'loss' is class-weighted; every other column (accuracy, "
-                 "precision, recall, f1, and all val_ columns) is plain, unweighted")
+    weights = _class_weight_setting(cfg, ds.labels[tr], len(ds.classes))
     start, epochs_run = time.perf_counter(), total - len(history)
     for phase_start, phase_end in ((0, cfg.epochs), (cfg.epochs, total)):
         if cfg.fine_tune_epochs and phase_end == total and len(history) <= cfg.epochs:
@@ -232,23 +247,29 @@ def train_fold(cfg: Config, ds: Dataset, roles: np.ndarray, fold: int, run_dir: 
                       callbacks=_callbacks(cfg, fold_dir, history, restore), shuffle=False,  # tf.data shuffles
                       class_weight=weights, verbose=1 if sys.stdout.isatty() else 2)
             history, state = read_history(fold_dir / "history.csv"), None
-    fit_seconds = time.perf_counter() - start
-    best = models.load_model(fold_dir / "best.keras", compile=False)
-    row = best_epoch_row(read_history(fold_dir / "history.csv"))
-    result = {"fold": fold, "epoch": row["epoch"] + 1, **{k: v for k, v in row.items() if k.startswith("val_")},
-              "fit_seconds": round(fit_seconds, 2), "epochs_run": epochs_run}
+    return time.perf_counter() - start, epochs_run
+
+
+def _class_weight_setting(cfg: Config, train_labels: np.ndarray, num_classes: int) -> dict[int, float] | None:
+    """The loss weights of class_weight: balanced (None: none)."""
+    if cfg.class_weight != "balanced":
+        return None
+    weights = class_weights(train_labels, num_classes)
+    log.info("class_weight balanced: history.csv's 'loss' is class-weighted; every other column (accuracy, "
+             "precision, recall, f1, and all val_ columns) is plain, unweighted")
+    return weights
+
+
+def _predict_held_out(cfg: Config, ds: Dataset, model, fold: int, fold_dir: Path, va: np.ndarray,
+                      te: np.ndarray) -> dict:
+    """val_predictions.csv and test_predictions.csv of the best model; its test scores."""
+    scores = {}
     for name, idx in (("val", va), ("test", te)):
         if len(idx):
-            probs = predict(best, ds.images[idx], cfg.batch_size)
+            probs = predict(model, ds.images[idx], cfg.batch_size)
             write_predictions(fold_dir / f"{name}_predictions.csv", ds.classes,
                               [Predictions(f"fold{fold}", [ds.paths[i] for i in idx], ds.labels[idx], probs)],
                               subsets=[ds.subsets[i] for i in idx])
             if name == "test":
-                result.update(score(ds.labels[idx], probs, len(ds.classes), "test"))
-    for name in ("last.keras", RESUME_STATE):  # the best model is what is kept
-        (fold_dir / name).unlink(missing_ok=True)
-    write_atomic(fold_dir / "env.json", json.dumps(environment(), indent=2))
-    write_atomic(done, json.dumps(result, indent=2))
-    log.info("fold %d: best epoch %d, val_accuracy %.4f, test_accuracy %s", fold, result["epoch"],
-             result["val_accuracy"], f"{result.get('test_accuracy', float('nan')):.4f}")
-    return result
+                scores = score(ds.labels[idx], probs, len(ds.classes), "test")
+    return scores
