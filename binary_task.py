@@ -24,7 +24,11 @@ import sys
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
+from brainmri import binary, pipeline, runs  # noqa: E402  (no TensorFlow yet: input errors come at once)
+from brainmri.config import load_config  # noqa: E402
+from brainmri.data import BINARY_CLASSES  # noqa: E402
 from brainmri.errors import UserError, cli_entry  # noqa: E402
+from brainmri.testsets import load_external  # noqa: E402
 
 TASKS = {
     "split": ["protocol=holdout"],
@@ -47,8 +51,7 @@ def parse_args(argv):
 
 
 def task_config(args):
-    from brainmri.config import load_config
-
+    """The task's run config: --config and --set, then the task's protocol, task and experiment."""
     if args.task in ("external", "external-only") and not args.external_test:
         raise UserError(f"task '{args.task}' needs --external-test DIR (a folder with yes/ and no/ class folders)")
     extra = list(TASKS[args.task]) + ["task=binary", f"experiment=binary-{args.task}"]
@@ -61,10 +64,6 @@ def task_config(args):
 def main(argv=None) -> int:
     args = parse_args(argv)
     cfg = task_config(args)
-    from brainmri import binary, pipeline, runs
-    from brainmri.data import BINARY_CLASSES
-    from brainmri.testsets import load_external
-
     pipeline.check_inputs(cfg)
     if args.task == "external":
         binary.check_external(args.external_test)

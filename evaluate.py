@@ -19,7 +19,7 @@ from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-from brainmri import runs  # noqa: E402
+from brainmri import evaluation, runs  # noqa: E402  (no TensorFlow yet: it loads with the models)
 from brainmri.errors import UserError, cli_entry  # noqa: E402
 
 log = logging.getLogger("brainmri")
@@ -41,8 +41,6 @@ def main(argv=None) -> int:
     trained = runs.open_run_or_model(Path(args.target), args.figure_formats)
     if trained.run is None and not args.test_dir:
         raise UserError("a single .keras model needs --test-dir")
-    from brainmri import evaluation  # (TensorFlow loads with the models)
-
     loaded = evaluation.load_models(trained)
     runs.setup_logging()
     size = next(iter(loaded.values())).input_shape[1]

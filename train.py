@@ -19,6 +19,7 @@ from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
+from brainmri import pipeline, runs  # noqa: E402  (no TensorFlow yet: input errors come at once)
 from brainmri.config import load_config  # noqa: E402
 from brainmri.errors import UserError, cli_entry  # noqa: E402
 
@@ -57,8 +58,6 @@ def main(argv=None) -> int:
     cfg, run_dir = resolve(args)
     if args.fold is not None and not 0 <= args.fold < cfg.folds:
         raise UserError(f"--fold {args.fold} is out of range: the config has {cfg.folds} folds (0..{cfg.folds - 1})")
-    from brainmri import pipeline, runs  # no TensorFlow yet: input errors come at once
-
     if args.aggregate:
         from brainmri import crossval
 

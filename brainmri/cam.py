@@ -13,8 +13,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Callable
 
+import cv2
 import keras
 import numpy as np
+from tqdm import tqdm
 
 from . import backend
 from .errors import UserError
@@ -195,8 +197,6 @@ def make_cam_fn(cam: CamModel, method: str = "gradcam"):
 def compute_maps(cam_fn, images: np.ndarray, classes: np.ndarray | None, batch_size: int = 32,
                  progress: bool = False) -> tuple[np.ndarray, np.ndarray]:
     """Maps (N, h, w) and probabilities for uint8 images; classes None (or -1) means the predicted class."""
-    from tqdm import tqdm
-
     maps, probs = [], []
     for start in tqdm(range(0, len(images), batch_size), desc="grad-cam", unit="batch", disable=not progress):
         x = images[start:start + batch_size].astype(np.float32)
@@ -208,8 +208,7 @@ def compute_maps(cam_fn, images: np.ndarray, classes: np.ndarray | None, batch_s
 
 
 def upsample(maps: np.ndarray, size: int) -> np.ndarray:
-    import cv2
-
+    """Maps at feature resolution -> size x size (bilinear)."""
     return np.stack([cv2.resize(m, (size, size), interpolation=cv2.INTER_LINEAR) for m in maps])
 
 
@@ -220,8 +219,6 @@ def pointing_game(maps: np.ndarray, masks: np.ndarray, tolerance: int = 3) -> np
 
 def _hits(points, masks: np.ndarray, tolerance: int) -> np.ndarray:
     """Per image: is the point (y, x) within `tolerance` pixels of the lesion mask?"""
-    import cv2
-
     kernel = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * tolerance + 1, 2 * tolerance + 1))
     near = [cv2.dilate((mask > 0).astype(np.uint8), kernel) for mask in masks]
     return np.array([bool(n[y, x]) for (y, x), n in zip(points, near)])

@@ -1,19 +1,26 @@
-"""Side-by-side comparison of runs (backbones, optimizers, remedies) trained on the same folds: one table,
-paired fold-by-fold tests against a reference, and figures."""
+"""Comparison of variants (backbones, optimizers, remedies) trained on the same folds (compare_backbones.py):
+plans (configs/plans/), training each variant, then one table, paired fold-by-fold tests against a reference,
+and figures."""
 
 from __future__ import annotations
 
 import csv
 import json
+import logging
 import time
 from pathlib import Path
 
 import numpy as np
+import yaml
+from scipy import stats
 
+from . import pipeline, runs
 from .config import PLAN_KEYS, Config, load_config, merge, parse_overrides, read_yaml
 from .errors import UserError
 from .predictions import read_predictions
 from .splits import read_splits
+
+log = logging.getLogger("brainmri")
 
 
 def load_plan(path: str | Path, overrides: list[str] | None = None) -> tuple[dict[str, Config], str]:
@@ -39,6 +46,39 @@ def load_plan(path: str | Path, overrides: list[str] | None = None) -> tuple[dic
     if reference not in configs:
         raise UserError(f"{path}: reference '{reference}' is not one of the variants ({', '.join(configs)})")
     return configs, reference
+
+
+def only_variants(configs: dict[str, Config], only: list[str], reference: str) -> dict[str, Config]:
+    """The named variants and the reference (always run: the others are compared with it)."""
+    unknown = sorted(set(only) - set(configs))
+    if unknown:
+        raise UserError(f"--only: unknown variant(s) {unknown} (known: {', '.join(configs)})")
+    return {k: v for k, v in configs.items() if k in only or k == reference}
+
+
+def save_plan(path: Path, configs: dict[str, Config], reference: str) -> None:
+    """plan.yaml: every variant's resolved config, which --resume reads back."""
+    saved = {"variants": {k: v.to_dict() for k, v in configs.items()}, "reference": reference}
+    path.write_text(yaml.safe_dump(saved, sort_keys=False))
+
+
+def train_variants(configs: dict[str, Config], out: Path) -> dict[str, Path]:
+    """Each variant into out/<name>, one after the other, as train.py trains; a finished one is skipped
+    (resume). Every variant's input errors come before any training."""
+    from . import crossval
+
+    for cfg in configs.values():
+        pipeline.check_inputs(cfg)
+    done = {}
+    for i, (name, cfg) in enumerate(configs.items(), 1):
+        run = runs.start_run(cfg, out / name)
+        log.info("=== variant %d/%d: %s (%s, %d px) ===", i, len(configs), name, cfg.backbone, cfg.image_size)
+        start = time.perf_counter()
+        prepared = pipeline.prepare_data(cfg, run)
+        crossval.run_folds(cfg, prepared.ds, prepared.roles, run)
+        log.info("variant %s: %.0f s", name, time.perf_counter() - start)
+        done[name] = run
+    return done
 
 
 def _read_csv(path: Path) -> list[dict]:
@@ -158,8 +198,6 @@ def same_folds(reference_run: Path, run: Path) -> bool:
 def paired_test(acc: dict[int, float], ref: dict[int, float], val_over_train: float) -> dict:
     """Fold-by-fold difference against the reference: the plain paired t-test, and Nadeau & Bengio's
     corrected resampled t-test (folds share training images, so the plain test is too confident)."""
-    from scipy import stats
-
     folds = sorted(set(acc) & set(ref))
     d = np.array([acc[k] - ref[k] for k in folds])
     out = {"folds": len(folds), "mean_difference": float(d.mean()) if len(d) else float("nan"),

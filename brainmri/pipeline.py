@@ -11,11 +11,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+from sklearn.model_selection import train_test_split
 
 from . import audit as audit_mod
 from . import splits
 from .config import Config
-from .data import Dataset, load_dataset, negative_class_of, take, to_binary
+from .data import Dataset, find_images, load_dataset, negative_class_of, take, to_binary
 from .duplicates import Detector, group_images, group_with_sources
 from .errors import UserError
 from .manifest import read_manifest, source_of
@@ -51,8 +52,6 @@ def data_root(cfg: Config) -> Path:
 
 def check_inputs(cfg: Config) -> None:
     """The cheap checks, before a run folder is made: backbone, weights file, data folders."""
-    from .data import find_images
-
     find_images(data_root(cfg), cfg.classes)  # first: it needs no TensorFlow, so the message comes at once
     if cfg.planes_file and not Path(cfg.planes_file).is_file():
         raise UserError(f"config key 'planes_file': file not found: {cfg.planes_file}")
@@ -77,8 +76,6 @@ def planes_of(cfg: Config, paths: list[str]) -> list[str] | None:
 
 def stratified_share(labels: np.ndarray, fraction: float, seed: int) -> np.ndarray:
     """Sorted indices of a seeded, class-stratified share of the images."""
-    from sklearn.model_selection import train_test_split
-
     keep, _ = train_test_split(np.arange(len(labels)), train_size=fraction, stratify=labels, random_state=seed)
     return np.sort(keep)
 

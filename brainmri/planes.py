@@ -16,6 +16,7 @@ from pathlib import Path
 
 import cv2
 import numpy as np
+from sklearn.linear_model import LogisticRegression
 from tqdm import tqdm
 
 from .config import PLANES
@@ -69,8 +70,6 @@ def _corr(a: np.ndarray, b: np.ndarray) -> float:
 
 def fit_estimator(features: np.ndarray, planes: list[str], c: float = 0.3) -> dict:
     """Standardise and fit the logistic regression; return it as plain numbers (plane_model.json)."""
-    from sklearn.linear_model import LogisticRegression
-
     mean, scale = features.mean(0), features.std(0) + 1e-6
     clf = LogisticRegression(C=c, max_iter=5000).fit((features - mean) / scale, planes)
     return {"classes": list(clf.classes_), "mean": mean.tolist(), "scale": scale.tolist(),

@@ -4,11 +4,14 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import cv2
 import matplotlib
+import numpy as np
+from sklearn.metrics import auc, average_precision_score, confusion_matrix, precision_recall_curve, roc_auc_score, \
+    roc_curve
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
 
 STYLE = {"font.size": 11, "axes.titlesize": 12, "axes.labelsize": 11, "legend.fontsize": 9,
          "figure.dpi": 110, "savefig.dpi": 200, "savefig.bbox": "tight", "axes.grid": True, "grid.alpha": 0.3}
@@ -110,8 +113,7 @@ def pretty(name: str) -> str:
 
 def confusion_matrices(labels, pred, classes, path: Path, title: str, formats=FORMATS) -> list[Path]:
     """Counts and row-normalised confusion matrices side by side (seaborn heatmaps, grey scale)."""
-    import seaborn as sns
-    from sklearn.metrics import confusion_matrix
+    import seaborn as sns  # (imports pandas: loaded only for this figure)
 
     counts = confusion_matrix(labels, pred, labels=list(range(len(classes))))
     rows = counts.sum(1, keepdims=True)
@@ -133,8 +135,6 @@ def confusion_matrices(labels, pred, classes, path: Path, title: str, formats=FO
 
 def roc_pr_curves(labels, probs, classes, path: Path, title: str, formats=FORMATS) -> list[Path]:
     """One-vs-all ROC (with AUC, micro and macro averages) and precision-recall (with AP) curves."""
-    from sklearn.metrics import auc, average_precision_score, precision_recall_curve, roc_curve
-
     onehot = np.eye(len(classes))[labels]
     present = [c for c in range(len(classes)) if 0 < onehot[:, c].sum() < len(labels)]
     styles = ["-", "--", "-.", ":", (0, (5, 1)), (0, (3, 1, 1, 1))]
@@ -194,8 +194,6 @@ def image_gallery(images, captions, path: Path, title: str, cols: int = 6, forma
 
 def overlay(image: np.ndarray, heat: np.ndarray, alpha: float = 0.4) -> np.ndarray:
     """The heatmap (0-1, image size) blended over the image as RGB uint8 (jet colour map, as is usual)."""
-    import cv2
-
     coloured = cv2.applyColorMap((np.clip(heat, 0, 1) * 255).astype(np.uint8), cv2.COLORMAP_JET)[..., ::-1]
     return (image * (1 - alpha) + coloured * alpha).astype(np.uint8)
 
@@ -271,8 +269,6 @@ def comparison(rows: list[dict], curves: dict[str, np.ndarray], folder: Path, fo
 
 def binary_roc(labels, p_tumor, threshold: float, path: Path, title: str, formats=FORMATS) -> list[Path]:
     """ROC curve of P(tumor) with the operating point of the validation-chosen threshold."""
-    from sklearn.metrics import roc_auc_score, roc_curve
-
     fpr, tpr, _ = roc_curve(labels, p_tumor)
     pred = np.asarray(p_tumor) >= threshold
     labels = np.asarray(labels)

@@ -12,6 +12,10 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+import cv2
+import numpy
+import sklearn
+
 from .config import Config, load_config, merge, save_config
 from .errors import UserError
 
@@ -134,10 +138,7 @@ def write_atomic(path: Path, text: str) -> None:
 
 def environment() -> dict:
     """Library versions, git commit, command line and devices, for env.json."""
-    import cv2
     import keras
-    import numpy
-    import sklearn
 
     from . import backend
 

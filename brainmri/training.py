@@ -12,6 +12,7 @@ from pathlib import Path
 
 import keras
 import numpy as np
+from sklearn.utils.class_weight import compute_class_weight
 
 from . import backend, models
 from .config import Config
@@ -179,8 +180,6 @@ def _callbacks(cfg: Config, fold_dir: Path, history: list[dict], state: dict | N
 
 def class_weights(labels: np.ndarray, num_classes: int) -> dict[int, float]:
     """scikit-learn's "balanced" weights, n / (classes x count), for the classes present in training."""
-    from sklearn.utils.class_weight import compute_class_weight
-
     present = np.unique(labels)
     weights = compute_class_weight("balanced", classes=present, y=labels)
     out = {c: 1.0 for c in range(num_classes)}
