@@ -46,7 +46,7 @@ def training(images, labels, size, batch, steps, reps) -> dict:
     import keras
 
     from brainmri.config import load_config
-    from brainmri.data import make_batches
+    from brainmri.batches import make_batches
     from brainmri.training import compile_model
 
     cfg = load_config(None, ["backbone=efficientnetb0", f"image_size={size}", "weights=none", f"batch_size={batch}"])
