@@ -54,7 +54,12 @@ def test_external_task_reports_copies_and_threshold(kaggle_dir, yes_no, tmp_path
         assert {r["fold0"] for r in csv.DictReader(f)} == {"train", "val"}  # protocol all: no test split here
 
 
-def test_split_task_with_a_sigmoid_head(kaggle_dir, tmp_path):
+def test_split_task_with_a_sigmoid_head(kaggle_dir, tmp_path, monkeypatch):
+    from brainmri import backend
+
+    batches, predict = [], backend.predict
+    monkeypatch.setattr(backend, "predict", lambda model, images, batch_size: batches.append(batch_size)
+                        or predict(model, images, batch_size))
     assert binary_task.main(["split", "--set", f"data_dir={kaggle_dir}", f"output_dir={tmp_path / 'out'}",
                              f"cache_dir={tmp_path / 'c'}", *TINY]) == 0
     (run,) = (tmp_path / "out" / "binary-split").iterdir()
@@ -67,7 +72,8 @@ def test_split_task_with_a_sigmoid_head(kaggle_dir, tmp_path):
     assert summary["at_validation_threshold"]["images"] == sum(
         r["fold0"] == "test" for r in csv.DictReader(open(run / "splits.csv")))
     wrong = list(csv.DictReader(open(run / "binary" / "misclassified.csv")))
-    assert not wrong or (run / "gradcam" / "grid.png").is_file()  # maps of the misclassified, via gradcam.py
+    assert not wrong or (run / "gradcam" / "grid.png").is_file()  # maps of the misclassified, as gradcam.py draws
+    assert set(batches) == {16}  # every prediction at the run's batch_size (the test images' was a fixed 32)
 
 
 def test_external_only_task_on_a_yes_no_folder(yes_no, tmp_path):

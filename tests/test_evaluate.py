@@ -182,3 +182,20 @@ def test_report_gives_group_intervals_and_the_classes_averaged(run_copy, kaggle_
     assert float(rows["accuracy"]["ci95_low_groups"]) == pytest.approx(ext["accuracy_ci95_groups"][0])
     assert float(rows["macro_f1"]["ci95_high_images"]) == pytest.approx(ext["macro_f1_ci95_images"][1])
     assert int(rows["accuracy"]["groups"]) == ext["groups"] <= ext["images"]
+
+
+def test_figures_follow_the_runs_figure_formats_unless_overridden(run_copy, capsys):
+    import gradcam
+
+    config = run_copy / "config.yaml"
+    config.write_text(config.read_text().replace("figure_formats:\n- png\n", "figure_formats:\n- png\n- pdf\n"))
+    assert evaluate.main([str(run_copy)]) == 0  # the run's figure_formats
+    figures = run_copy / "evaluation" / "test" / "figures"
+    assert (figures / "confusion_ensemble.png").is_file() and (figures / "confusion_ensemble.pdf").is_file()
+    assert gradcam.main([str(run_copy), "--limit", "4", "--figure-formats", "svg"]) == 0  # the flag wins
+    assert (run_copy / "gradcam" / "grid.svg").is_file() and not (run_copy / "gradcam" / "grid.png").exists()
+    assert {p.suffix for p in (run_copy / "gradcam" / "images").iterdir()} == {".svg"}
+    capsys.readouterr()
+    assert evaluate.main([str(run_copy), "--figure-formats", "gif"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error: config key 'figure_formats' takes png, pdf and svg") and "\n" not in err

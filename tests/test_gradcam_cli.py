@@ -106,3 +106,24 @@ def test_pointing_game_is_reported_beside_its_baselines(run_copy, capsys):
         assert ci is None or 0 <= ci[0] <= score["pointing_game"] <= ci[1] <= 1
     line = [s for s in capsys.readouterr().out.splitlines() if "pointing game" in s][-1]
     assert "location prior" in line and "centre" in line and f"{loc['tolerance_px']} px" in line, line
+
+
+def test_predictions_and_maps_are_batched_by_the_runs_batch_size(run_copy, monkeypatch):
+    """One knob: the run's batch_size (16 in the tiny run), not a fixed 32, for evaluate.py and gradcam.py."""
+    from brainmri import backend, cam
+
+    seen, predict, compute_maps = [], backend.predict, cam.compute_maps
+
+    def recording_predict(model, images, batch_size):
+        seen.append(batch_size)
+        return predict(model, images, batch_size)
+
+    def recording_maps(fn, images, classes, batch_size=32, progress=False):
+        seen.append(batch_size)
+        return compute_maps(fn, images, classes, batch_size, progress)
+
+    monkeypatch.setattr(backend, "predict", recording_predict)
+    monkeypatch.setattr(cam, "compute_maps", recording_maps)
+    assert evaluate.main([str(run_copy)]) == 0
+    assert gradcam.main([str(run_copy), "--limit", "4"]) == 0
+    assert len(seen) >= 3 and set(seen) == {16}
