@@ -30,8 +30,7 @@ def parse_args(argv):
     p.add_argument("target", help="a run folder, or a .keras model (then --test-dir is needed)")
     p.add_argument("--test-dir", help="an extra test folder: class folders (a subset of the model's classes)")
     p.add_argument("--tta", action="store_true", help="average predictions over the image and its mirror")
-    p.add_argument("--figure-formats", nargs="+", metavar="FMT", help="png, pdf, svg (default: the run's "
-                                                                       "figure_formats)")
+    runs.add_figure_formats_option(p)
     return p.parse_args(argv)
 
 

@@ -38,8 +38,7 @@ def parse_args(argv):
     p.add_argument("--limit", type=int, default=64, help="at most this many images (default 64; 0 = all)")
     p.add_argument("--threshold", type=float, help="tumor-vs-no-tumor models: call 'tumor' at P(tumor) >= this and "
                                                     "map that call (binary_task.py passes the one chosen on validation)")
-    p.add_argument("--figure-formats", nargs="+", metavar="FMT", help="png, pdf, svg (default: the run's "
-                                                                       "figure_formats)")
+    runs.add_figure_formats_option(p)
     return p.parse_args(argv)
 
 

@@ -123,6 +123,12 @@ def open_fold_model(target: Path, fold: int, figure_formats=None) -> Trained:
     return _with_formats(trained, figure_formats)
 
 
+def add_figure_formats_option(parser) -> None:
+    """--figure-formats: the override of the run's figure_formats (evaluate.py, gradcam.py)."""
+    parser.add_argument("--figure-formats", nargs="+", metavar="FMT",
+                        help="png, pdf and/or svg (default: the run's figure_formats)")
+
+
 def _with_formats(trained: Trained, figure_formats) -> Trained:
     if figure_formats:
         trained.cfg = merge(trained.cfg, {"figure_formats": list(figure_formats)}, "--figure-formats")
