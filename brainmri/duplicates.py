@@ -14,8 +14,9 @@ contrast changes do not matter). Pairs are then found in two steps, with no all-
    (OpenCV's matchTemplate).
 
 A pair whose verified score reaches the threshold (SAME_OR_ADJACENT) is a near-duplicate: the same slice
-or an adjacent slice of one scan; from SAME_SLICE on it is taken to be the same slice. Groups are the
-connected components of these pairs, with exact copies (equal MD5) always joined. Both thresholds were
+or an adjacent slice of one scan; from SAME_SLICE on it is taken to be the same slice. Groups join
+through pairs from JOIN_ALWAYS on, and through a weaker pair only where it is one group's best link to
+another (see joining_pairs); exact copies (equal MD5) always join. Both thresholds were
 chosen on the "choose" half of data/near_duplicate_pairs.csv, 487 pairs labelled by eye, and measured on
 its other half (tools/near_duplicate_benchmark.py); tools/near_duplicate_stress.py measures copies made
 at known strengths.
@@ -282,7 +283,7 @@ def joining_pairs(pairs: np.ndarray, scores: np.ndarray) -> np.ndarray:
     """The near-duplicate pairs that join groups: every pair from JOIN_ALWAYS on (copies and the same slice),
     and, between the groups those make, a weaker pair only when it is one group's best link to any other
     group. Chaining every pair over the threshold ran through generic-looking slices and joined different
-    patients into groups of 200 (measured on the real data: README, near-duplicates)."""
+    patients into groups of 200 (measured on the real data: docs/method.md, near-duplicates)."""
     pairs = pairs.reshape(-1, 2)
     strong = scores >= JOIN_ALWAYS
     if not len(pairs) or strong.all():

@@ -11,23 +11,22 @@ import logging
 from dataclasses import dataclass
 from pathlib import Path
 
-import cv2
 import numpy as np
 from tqdm import tqdm
 
 from . import cam, plots
 from .backend import compiled_forward
-from .data import IMAGE_EXTENSIONS, decode, load_resized
+from .data import IMAGE_EXTENSIONS, load_resized
 from .errors import UserError
 from .metrics import bootstrap_mean_ci
 from .pipeline import data_root
 from .runs import Trained, new_folder
 from .splits import read_splits
-from .synthetic import mask_path
+from .synthetic import lesion_mask
 from .testsets import groups_of, round_robin_by_class, test_rows
 
 log = logging.getLogger("brainmri")
-GRID = 36  # images in grid.png
+GRID = 36  # images handed to grid.png (plots.cam_grid draws up to its limit and says how many)
 
 
 @dataclass(frozen=True)
@@ -140,11 +139,15 @@ def explain(model, cm: cam.CamModel, sel: Selection, req: Request, trained: Trai
     heats = cam.upsample(maps, size)
     true_heats = cam.upsample(cam.compute_maps(fn, sel.images, sel.truth, batch)[0], size) \
         if req.misclassified else None  # the true class's map, beside the predicted one's
-    _panels(sel, heats, true_heats, probs, pred, wanted, classes, out, trained.cfg.figure_formats)
-    grid = [plots.overlay(im, h) for im, h in zip(sel.images[:GRID], heats[:GRID])]
+    subtitle = f"{req.method.replace('gradcam', 'Grad-CAM')}, layer {cm.layer} ({maps.shape[1]}x{maps.shape[2]} map)"
+    masks = [lesion_mask(sel.root, p, size) for p in sel.paths]
+    _panels(sel, heats, true_heats, probs, pred, wanted, classes, masks, subtitle, out, trained.cfg.figure_formats)
     captions = [f"{'true ' + plots.short(classes[t]) + chr(10) if t >= 0 else ''}pred {plots.short(classes[p])} "
                 f"{pr[p]:.2f}" for t, p, pr in zip(sel.truth[:GRID], pred[:GRID], probs[:GRID])]
-    plots.image_gallery(grid, captions, out / "grid", f"{req.method} ({cm.layer})", formats=trained.cfg.figure_formats)
+    what = plots.short(req.class_name) if req.class_name else "the class it predicted"
+    plots.cam_grid(sel.images[:GRID], heats[:GRID], captions, out / "grid", f"Where the model looked for {what}",
+                   subtitle, masks=masks[:GRID], flagged=[t >= 0 and t != p for t, p in zip(sel.truth[:GRID], pred)],
+                   total=len(sel.images), formats=trained.cfg.figure_formats)
     scores = {"method": req.method, "layer": cm.layer, "images": len(sel.images)}
     if req.score:
         cell = size / maps.shape[1]  # the map's own resolution limits where its peak can be
@@ -154,15 +157,20 @@ def explain(model, cm: cam.CamModel, sel: Selection, req: Request, trained: Trai
     return scores
 
 
-def _panels(sel: Selection, heats, true_heats, probs, pred, wanted, classes, out: Path, formats) -> None:
-    """One panel per image: its map (with --misclassified, the true class's map beside the predicted one's)."""
+def _panels(sel: Selection, heats, true_heats, probs, pred, wanted, classes, masks, subtitle: str, out: Path,
+            formats) -> None:
+    """One panel per image: its map (with --misclassified, the true class's map beside the predicted one's),
+    titled in words, the lesion outlined where the data has masks."""
     for i, path in enumerate(tqdm(sel.paths, desc="panels", unit="img", disable=None)):
         shown = pred[i] if wanted is None else wanted[i]
-        panels, titles = [heats[i]], [f"{classes[shown]} (p {probs[i, shown]:.2f})"]
+        panels, titles = [heats[i]], [f"{plots.short(classes[shown])} (p {probs[i, shown]:.2f})"]
+        what = plots.short(classes[shown])
         if true_heats is not None:
-            panels = [true_heats[i], heats[i]]
-            titles = [f"true {classes[sel.truth[i]]}", f"predicted {classes[pred[i]]}"]
-        plots.cam_panel(sel.images[i], panels, titles, out / "images" / f"{i:04d}_{Path(path).stem}", formats)
+            panels, what = [true_heats[i], heats[i]], "the true and the predicted class"
+            titles = [f"true: {plots.short(classes[sel.truth[i]])}", f"predicted: {titles[0]}"]
+        plots.cam_panel(sel.images[i], panels, titles, out / "images" / f"{i:04d}_{Path(path).stem}",
+                        formats=formats, title=f"Where the model looked for {what}", subtitle=subtitle,
+                        mask=masks[i])
 
 
 def localization(sel: Selection, heats, pred, classes, cell: float, groups=None) -> dict:
@@ -172,8 +180,7 @@ def localization(sel: Selection, heats, pred, classes, cell: float, groups=None)
     keep = [i for i in range(len(sel.paths)) if truth[i] == pred[i] and classes[truth[i]] != "no_tumor"]
     if not keep:
         raise UserError("--score found no correctly classified tumor image among the images")
-    masks = np.stack([cv2.resize(decode(mask_path(sel.root, sel.root / sel.paths[i]))[..., 0], (size, size),
-                                 interpolation=cv2.INTER_NEAREST) for i in keep])
+    masks = np.stack([lesion_mask(sel.root, sel.paths[i], size) for i in keep])
     tolerance = max(1, int(np.ceil(cell / 2)))  # half a feature-map cell: finer than the map can point
     labels = np.array([classes[truth[i]] for i in keep])
     groups = None if groups is None else np.asarray(groups)[keep]

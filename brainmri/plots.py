@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
+import textwrap
 from pathlib import Path
 
-import cv2
 import matplotlib
 import numpy as np
 from sklearn.metrics import auc, average_precision_score, confusion_matrix, precision_recall_curve, roc_auc_score, \
@@ -12,6 +12,11 @@ from sklearn.metrics import auc, average_precision_score, confusion_matrix, prec
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
+from matplotlib import patheffects  # noqa: E402
+from matplotlib.cm import ScalarMappable  # noqa: E402
+from matplotlib.colors import ListedColormap, Normalize  # noqa: E402
+from matplotlib.font_manager import FontProperties  # noqa: E402
+from matplotlib.textpath import TextPath  # noqa: E402
 
 STYLE = {"font.size": 11, "axes.titlesize": 12, "axes.labelsize": 11, "legend.fontsize": 9,
          "figure.dpi": 110, "savefig.dpi": 200, "savefig.bbox": "tight", "axes.grid": True, "grid.alpha": 0.3}
@@ -113,7 +118,7 @@ def pretty(name: str) -> str:
 
 def confusion_matrices(labels, pred, classes, path: Path, title: str, formats=FORMATS) -> list[Path]:
     """Counts and row-normalised confusion matrices side by side (seaborn heatmaps, grey scale)."""
-    import seaborn as sns  # (imports pandas: loaded only for this figure)
+    import seaborn as sns  # (it imports pandas: loaded for this figure only)
 
     counts = confusion_matrix(labels, pred, labels=list(range(len(classes))))
     rows = counts.sum(1, keepdims=True)
@@ -192,28 +197,157 @@ def image_gallery(images, captions, path: Path, title: str, cols: int = 6, forma
         return save(fig, path, formats)
 
 
-def overlay(image: np.ndarray, heat: np.ndarray, alpha: float = 0.4) -> np.ndarray:
-    """The heatmap (0-1, image size) blended over the image as RGB uint8 (jet colour map, as is usual)."""
-    coloured = cv2.applyColorMap((np.clip(heat, 0, 1) * 255).astype(np.uint8), cv2.COLORMAP_JET)[..., ::-1]
-    return (image * (1 - alpha) + coloured * alpha).astype(np.uint8)
+CAM_CMAP = "inferno"  # perceptually uniform and monotonic in lightness, so the map still reads in grey print
+CAM_FLOOR = 0.2  # map values at or below this are not drawn: a slice the model barely used keeps its grey look
+CAM_ALPHA = 0.8  # opacity at the map's maximum; it falls to 0 at CAM_FLOOR (as a square root, so mid values show)
+OUTLINE = "#00e5ff"  # lesion outline: a cyan that inferno never produces
+FLAGGED = "#ffd8a8"  # the shade behind a misclassified image's caption: pale orange, light grey in print
+REPORT_WIDTH = 6.3  # inches: the text width of an A4/letter report, so the fonts below print at their size
+CAM_SCALING = ("Each map is the ReLU of the class-weighted feature maps, divided by its own maximum (1 = the "
+               "strongest evidence in that image, so shades compare within an image, not between images), "
+               "then bilinearly upsampled to the slice. Values below {floor:g} are not drawn, so an image "
+               "without positive evidence stays grey.")
 
 
-def cam_panel(image, heats: list, titles: list[str], path: Path, formats=FORMATS) -> list[Path]:
-    """One image: the slice, then heatmap and overlay for each class asked for."""
-    cols = 1 + 2 * len(heats)
+def _rgb(image: np.ndarray) -> np.ndarray:
+    """A grey or RGB image as H x W x 3."""
+    image = np.asarray(image)
+    return np.repeat(image[..., None], 3, -1) if image.ndim == 2 else image[..., :3]
+
+
+def overlay(image: np.ndarray, heat: np.ndarray, alpha: float = CAM_ALPHA, floor: float = CAM_FLOOR,
+            cmap: str = CAM_CMAP) -> np.ndarray:
+    """The heatmap (0-1, image size) over the image as RGB uint8, the more opaque the higher the map is above
+    `floor` (`alpha` at 1): where the map is weak the slice stays exactly as it was."""
+    heat = np.clip(np.nan_to_num(np.asarray(heat, np.float32)), 0, 1)
+    colours = plt.get_cmap(cmap)(heat)[..., :3] * 255
+    weight = alpha * np.sqrt(np.clip((heat - floor) / (1 - floor), 0, 1))[..., None]
+    base = _rgb(image).astype(np.float32)
+    return np.round(base * (1 - weight) + colours * weight).astype(np.uint8)
+
+
+def _shown_colours(alpha: float = CAM_ALPHA, floor: float = CAM_FLOOR, grey: int = 128):
+    """The colour map as the overlay really draws it over mid-grey tissue: what the colour bar shows."""
+    ramp = np.linspace(0, 1, 256)[None, :]
+    return ListedColormap(overlay(np.full((1, 256), grey, np.uint8), ramp, alpha, floor)[0] / 255)
+
+
+def _colour_bar(fig, rect: list[float], floor: float = CAM_FLOOR) -> None:
+    """A horizontal 0-1 colour bar of the overlay (as drawn over mid-grey), the floor ticked."""
+    cax = fig.add_axes(rect, label="<colorbar>")  # the label matplotlib gives the colour bars it places itself
+    bar = fig.colorbar(ScalarMappable(Normalize(0, 1), _shown_colours(floor=floor)), cax=cax,
+                       orientation="horizontal", ticks=[0, floor, 0.5, 1])
+    bar.set_label("map value (0 = no evidence, 1 = the image's maximum)", fontsize=8, labelpad=2)
+    bar.ax.tick_params(labelsize=8, length=2, pad=1)
+    bar.outline.set_linewidth(0.5)
+
+
+def _draw_slice(ax, image, heat=None, mask=None) -> None:
+    """One slice, its overlay when a map is given, the lesion outline when a mask is."""
+    ax.imshow(_rgb(image) if heat is None else overlay(image, heat), interpolation="nearest")
+    if mask is not None and np.any(mask):
+        halo = [patheffects.withStroke(linewidth=1.9, foreground="black")]  # keeps it visible on yellow, in grey
+        ax.contour(np.asarray(mask) > 0, levels=[0.5], colors=OUTLINE, linewidths=0.8, path_effects=halo)
+    ax.set_axis_off()
+
+
+def _text_width(text: str, size: float, weight: str = "normal") -> float:
+    """Inches taken by the widest line of `text` at `size` points (DejaVu Sans, matplotlib's default)."""
+    font = FontProperties(weight=weight)
+    widths = [TextPath((0, 0), line or " ", size=size, prop=font).get_extents().width for line in text.split("\n")]
+    return max(widths) / 72
+
+
+class _Page:
+    """A figure at report width laid out top-down in inches, so text sizes are the printed sizes."""
+
+    def __init__(self, height: float):
+        self.fig, self.height = plt.figure(figsize=(REPORT_WIDTH, height)), height
+
+    def rect(self, x: float, top: float, w: float, h: float) -> list[float]:
+        """Figure fractions of a box `top` inches below the figure's top edge."""
+        return [x / REPORT_WIDTH, 1 - (top + h) / self.height, w / REPORT_WIDTH, h / self.height]
+
+    def text(self, x: float, top: float, s: str, **kw):
+        return self.fig.text(x / REPORT_WIDTH, 1 - top / self.height, s, va="top", **kw)
+
+
+HEADER_H = 0.62  # inches: the title and its smaller line
+FOOTER_H = 1.15  # inches: the colour bar with its label, then the scaling statement
+
+
+def _header(page: _Page, title: str, subtitle: str | None) -> None:
+    """The title in words (shrunk to fit the width), the method and layer in a smaller grey line under it."""
+    size = min(12.0, 12 * (REPORT_WIDTH - 0.2) / _text_width(title, 12, "bold"))
+    page.text(REPORT_WIDTH / 2, 0.05, title, ha="center", fontsize=size, weight="bold")
+    if subtitle:
+        page.text(REPORT_WIDTH / 2, 0.33, subtitle, ha="center", fontsize=8.5, color="0.3")
+
+
+def _footer(page: _Page, top: float, bar_x: float, bar_w: float, note: str) -> None:
+    """The colour bar, then the statement of how the maps are scaled, wrapped to the figure's width."""
+    _colour_bar(page.fig, page.rect(bar_x, top + 0.12, bar_w, 0.09))
+    page.text(0.1, top + 0.56, textwrap.fill(note, 108), ha="left", fontsize=7.5, color="0.2", linespacing=1.3)
+
+
+def _note(note: str, outlined: bool, flagged: bool = False) -> str:
+    """The footnote: how the maps are scaled, then what the outline, the shading and the bar mean."""
+    return (note.format(floor=CAM_FLOOR) + (" Cyan line: the lesion's outline (mask)." if outlined else "")
+            + (" Shaded caption: misclassified." if flagged else "")
+            + " The bar shows the colours as drawn over mid-grey.")
+
+
+def cam_panel(image, heats: list, titles: list[str], path: Path, formats=FORMATS, *, title: str | None = None,
+              subtitle: str | None = None, mask=None, note: str = CAM_SCALING) -> list[Path]:
+    """One image: the slice, then its overlay for each class asked for (`titles` over them), the title in words,
+    a colour bar and how the maps are scaled; the lesion outlined where `mask` is given."""
+    cols, gap = 1 + len(heats), 0.12
+    cell = min(2.4, (REPORT_WIDTH - 0.2 - gap * (cols - 1)) / cols)
+    left = (REPORT_WIDTH - cols * cell - (cols - 1) * gap) / 2
+    axes_top = HEADER_H + 0.25  # room for the titles over the images
     with plt.rc_context(STYLE):
-        fig, axes = plt.subplots(1, cols, figsize=(2.6 * cols, 2.9))
-        axes[0].imshow(image)
-        axes[0].set_title("slice")
-        for k, (heat, title) in enumerate(zip(heats, titles)):
-            axes[1 + 2 * k].imshow(heat, cmap="jet", vmin=0, vmax=1)
-            axes[1 + 2 * k].set_title(f"map: {title}", fontsize=9)
-            axes[2 + 2 * k].imshow(overlay(image, heat))
-            axes[2 + 2 * k].set_title("overlay", fontsize=9)
-        for ax in axes:
-            ax.axis("off")
-        fig.tight_layout()
-        return save(fig, path, formats)
+        page = _Page(axes_top + cell + FOOTER_H)
+        for k, (heat, label) in enumerate([(None, "slice"), *zip(heats, titles)]):
+            ax = page.fig.add_axes(page.rect(left + k * (cell + gap), axes_top, cell, cell))
+            _draw_slice(ax, image, heat, mask)
+            ax.set_title(label, fontsize=9, pad=3)
+        _header(page, title or "Where the model looked", subtitle)
+        overlays_x = left + cell + gap  # the bar sits under the overlays, which it explains
+        _footer(page, axes_top + cell, overlays_x + 0.1, REPORT_WIDTH - overlays_x - left - 0.2,
+                _note(note, mask is not None and np.any(mask)))
+        return save(page.fig, path, formats)
+
+
+def cam_grid(images, heats, captions: list[str], path: Path, title: str, subtitle: str | None = None,
+             masks=None, total: int | None = None, flagged=None, cols: int = 6, limit: int = 24, formats=FORMATS,
+             note: str = CAM_SCALING) -> list[Path]:
+    """Overlays in a grid at report width with a caption under each (shaded where `flagged`), one colour bar and
+    how the maps are scaled; says 'N of M images shown' when cut (M: `total`, default all given); lesions
+    outlined where masks exist."""
+    n, total, gap = min(len(images), limit), total or len(images), 0.06
+    masks = list(masks) if masks is not None else [None] * n
+    flagged = list(flagged) if flagged is not None else [False] * n
+    widest = max((_text_width(c, 7) for c in captions[:n]), default=0)
+    cols = max(1, min(cols, int((REPORT_WIDTH - 0.2 + gap) / (widest + 0.08 + gap))))  # captions must not touch
+    if n < len(images) and n > cols:  # cut anyway: cut at a full row
+        n -= n % cols
+    rows, cell = max(1, -(-n // cols)), (REPORT_WIDTH - 0.2 - gap * (cols - 1)) / cols
+    row_h = cell + 0.1 + max((c.count("\n") + 1 for c in captions[:n]), default=1) * 0.14
+    if n < total:
+        subtitle = f"{subtitle + ' · ' if subtitle else ''}{n} of {total} images shown"
+    with plt.rc_context(STYLE):
+        page = _Page(HEADER_H + rows * row_h + FOOTER_H)
+        for k in range(n):
+            r, c = divmod(k, cols)
+            ax = page.fig.add_axes(page.rect(0.1 + c * (cell + gap), HEADER_H + r * row_h, cell, cell))
+            _draw_slice(ax, images[k], heats[k], masks[k])
+            ax.text(0.5, -0.03, captions[k], transform=ax.transAxes, ha="center", va="top", fontsize=7,
+                    linespacing=1.15, bbox=dict(fc=FLAGGED, ec="none", pad=1) if flagged[k] else None)
+        _header(page, title, subtitle)
+        outlined = any(m is not None and np.any(m) for m in masks[:n])
+        _footer(page, HEADER_H + rows * row_h, REPORT_WIDTH * 0.2, REPORT_WIDTH * 0.6,
+                _note(note, outlined, any(flagged[:n])))
+        return save(page.fig, path, formats)
 
 
 def deletion_curves(fractions, curves: dict[str, tuple], path: Path, formats=FORMATS) -> list[Path]:

@@ -175,7 +175,18 @@ def _callbacks(cfg: Config, fold_dir: Path, history: list[dict], state: dict | N
     best = keras.callbacks.ModelCheckpoint(fold_dir / BEST_PENDING, monitor="val_accuracy", mode="max",
                                            save_best_only=True, initial_value_threshold=best_so_far)
     return [plateau, best, keras.callbacks.CSVLogger(fold_dir / "history.csv", append=bool(history)),
-            SaveForResume(fold_dir, plateau, best)]
+            SaveForResume(fold_dir, plateau, best), *_tensorboard(fold_dir)]
+
+
+def _tensorboard(fold_dir: Path) -> list:
+    """Curves for `tensorboard --logdir outputs` (<run>/tensorboard/foldK), where TensorFlow is installed:
+    Keras' TensorBoard callback writes through tf.summary (with the tensorboard package) on every backend."""
+    import importlib.util
+
+    if importlib.util.find_spec("tensorflow") is None or importlib.util.find_spec("tensorboard") is None:
+        return []
+    return [keras.callbacks.TensorBoard(log_dir=str(fold_dir.parent / "tensorboard" / fold_dir.name),
+                                        write_graph=False, profile_batch=0)]
 
 
 def class_weights(labels: np.ndarray, num_classes: int) -> dict[int, float]:

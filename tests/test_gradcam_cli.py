@@ -84,7 +84,7 @@ def test_threshold_without_class_explains_the_class_it_captions(tmp_path, monkey
         cv2.imwrite(str(tmp_path / "images" / f"{i}.png"), img)
     panels = []
     monkeypatch.setattr(plots, "cam_panel",
-                        lambda image, heats, titles, path, formats=None: panels.append((image, heats, titles)))
+                        lambda image, heats, titles, path, **kw: panels.append((image, heats, titles)))
     assert gradcam.main([str(tmp_path / "binary.keras"), str(tmp_path / "images"), "--threshold", "0.3"]) == 0
     fn = cam.make_cam_fn(cam.split_model(model))
     images = np.stack([image for image, _, _ in panels])

@@ -161,3 +161,9 @@ def test_later_fold_jobs_reuse_the_saved_splits(tmp_path, data_copy):
     saved = (run / "splits.csv").read_bytes()
     assert _run(tmp_path, data_copy, argv=["--run-dir", str(run), "--fold", "1"]) == 0
     assert (run / "splits.csv").read_bytes() == saved and (run / "fold1" / "done.json").is_file()
+
+
+def test_training_curves_are_logged_for_tensorboard(trained_run):
+    pytest.importorskip("tensorflow")
+    pytest.importorskip("tensorboard")
+    assert list((trained_run / "tensorboard" / "fold0").rglob("events.out.tfevents.*"))
