@@ -181,7 +181,8 @@ def balance(data: Path, out: Path, cls: str, target: int, transforms: list[dict]
     return BalanceResult(out, before, after, len(added), len(plan), skipped)
 
 
-def _sources(data: Path, items: list, cls: str, added: list, skipped: list) -> tuple[Path, list[tuple[str, np.ndarray]]]:
+def _sources(data: Path, items: list, cls: str, added: list,
+             skipped: list) -> tuple[Path, list[tuple[str, np.ndarray]]]:
     """The class's folder in the output, and the images copies are made from: its readable training images
     (never a Testing image), then the added ones, as (path in the output, image)."""
     train_subset = "Training" if any(s == "Training" for _, _, s in items) else ""

@@ -211,7 +211,8 @@ def _mean_of_folds(per_fold: list[dict]) -> dict:
     return out
 
 
-def evaluate_task(task: str, run: Path, cfg: Config, ds: Dataset, external: str | None = None) -> tuple[dict, list[str]]:
+def evaluate_task(task: str, run: Path, cfg: Config, ds: Dataset,
+                  external: str | None = None) -> tuple[dict, list[str]]:
     """Score a trained task run on its test set (the run's own, or the external folder): binary/report.md
     and the rest (write_binary_report); returns the summary and the files the ensemble got wrong."""
     models, _ = find_fold_models(run)

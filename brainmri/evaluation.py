@@ -206,7 +206,8 @@ def write_label_errors(trained: Trained, out: Path) -> list[dict]:
     shown = rows[:24]
     if shown:
         thumbs = [load_resized(data_root(trained.cfg) / r["path"], 128)[0] for r in shown]
-        captions = [f"{plots.short(r['label'])} -> {plots.short(r['suggested'])}\n{r['p_suggested']:.2f}" for r in shown]
+        captions = [f"{plots.short(r['label'])} -> {plots.short(r['suggested'])}\n{r['p_suggested']:.2f}"
+                    for r in shown]
         plots.image_gallery(thumbs, captions, out / "figures" / "label_errors",
                             "Likely label errors: folder label -> model's class", formats=trained.cfg.figure_formats)
     return rows
