@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import csv
+import importlib.util
 import json
 import logging
 import sys
@@ -181,8 +182,6 @@ def _callbacks(cfg: Config, fold_dir: Path, history: list[dict], state: dict | N
 def _tensorboard(fold_dir: Path) -> list:
     """Curves for `tensorboard --logdir outputs` (<run>/tensorboard/foldK), where TensorFlow is installed:
     Keras' TensorBoard callback writes through tf.summary (with the tensorboard package) on every backend."""
-    import importlib.util
-
     if importlib.util.find_spec("tensorflow") is None or importlib.util.find_spec("tensorboard") is None:
         return []
     return [keras.callbacks.TensorBoard(log_dir=str(fold_dir.parent / "tensorboard" / fold_dir.name),
