@@ -18,7 +18,7 @@ from . import pipeline, runs
 from .config import PLAN_KEYS, Config, load_config, merge, parse_overrides, read_yaml
 from .errors import UserError
 from .predictions import read_predictions
-from .splits import read_splits
+from .splits import TRAIN, VAL, read_splits
 
 log = logging.getLogger("brainmri")
 
@@ -214,7 +214,7 @@ def paired_test(acc: dict[int, float], ref: dict[int, float], val_over_train: fl
 def val_over_train(run: Path) -> float:
     rows = [r for r in _read_csv(run / "data_summary.csv") if r["fold"] == "0"]
     n = {r["role"]: int(r["total"]) for r in rows}
-    return n.get("val", 0) / max(n.get("train", 1), 1)
+    return n.get(VAL, 0) / max(n.get(TRAIN, 1), 1)
 
 
 def compare_runs(runs: dict[str, Path], reference: str, out: Path, formats=("png",)) -> list[dict]:
