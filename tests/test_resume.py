@@ -63,6 +63,8 @@ def _first_cut(history) -> int:
     return cuts[0]
 
 
+@pytest.mark.skipif(keras.backend.backend() == "torch", reason="measured: a resumed fold on PyTorch does not "
+                    "repeat the uninterrupted run (its metrics, and so its later rate cuts, differ); docs/method.md")
 @pytest.mark.parametrize("patience, where", [
     (1, "after_the_cut"),         # Ctrl-C between epochs, right after the epoch whose end cut the rate
     (1, "mid_epoch"),             # Ctrl-C inside the epoch after the cut: that epoch runs again
