@@ -1,7 +1,7 @@
 """Train several variants (backbones, optimizers, remedies) on the same folds and compare them fairly.
 
-    python compare_backbones.py                                   # configs/backbones.yaml: the study's backbones
-    python compare_backbones.py --config configs/optimizers.yaml  # Adam vs SGD, same folds
+    python compare_backbones.py                                   # configs/plans/backbones.yaml: the study's backbones
+    python compare_backbones.py --config configs/plans/optimizers.yaml  # Adam vs SGD, same folds
     python compare_backbones.py --config C --set data_dir=D epochs=3   # overrides for every variant
     python compare_backbones.py --resume outputs/compare/<run>    # finish an interrupted comparison
     python compare_backbones.py --runs orig=outputs/a/RUN bal=outputs/b/RUN --reference orig   # table only
@@ -21,10 +21,11 @@ from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
+from brainmri import compare, runs  # noqa: E402
 from brainmri.errors import UserError, cli_entry  # noqa: E402
 
 log = logging.getLogger("brainmri")
-DEFAULT_PLAN = "configs/backbones.yaml"
+DEFAULT_PLAN = "configs/plans/backbones.yaml"
 
 
 def parse_args(argv):
@@ -39,62 +40,43 @@ def parse_args(argv):
     return p.parse_args(argv)
 
 
-def parse_runs(pairs: list[str]) -> dict[str, Path]:
-    runs = {}
+def parse_runs(pairs: list[str], reference: str | None) -> tuple[dict[str, Path], str]:
+    """--runs NAME=RUN_DIR ... and --reference: the runs by name, and the reference's name."""
+    named = {}
     for pair in pairs:
         name, sep, path = pair.partition("=")
         if not sep or not name or not (Path(path) / "config.yaml").is_file():
             raise UserError(f"--runs takes NAME=RUN_DIR with a train.py run folder, got {pair!r}")
-        runs[name] = Path(path)
-    return runs
+        named[name] = Path(path)
+    reference = reference or next(iter(named))
+    if reference not in named:
+        raise UserError(f"--reference {reference} is not one of {', '.join(named)}")
+    return named, reference
 
 
-def train_variants(configs: dict, out: Path) -> dict[str, Path]:
-    """Each variant into out/<name>, one after the other; a finished variant is skipped (resume)."""
-    from brainmri import pipeline, runs, training
-
-    for cfg in configs.values():
-        pipeline.check_inputs(cfg)  # every variant's input errors before hours of training
-    done = {}
-    for i, (name, cfg) in enumerate(configs.items(), 1):
-        run = runs.start_run(cfg, out / name)
-        log.info("=== variant %d/%d: %s (%s, %d px) ===", i, len(configs), name, cfg.backbone, cfg.image_size)
-        start = time.perf_counter()
-        prepared = pipeline.prepare(cfg, run)
-        training.run_folds(cfg, prepared.ds, prepared.roles, run)
-        log.info("variant %s: %.0f s", name, time.perf_counter() - start)
-        done[name] = run
-    return done
+def open_plan(args) -> tuple[dict, str, Path]:
+    """The variants to train (the plan, or the resumed comparison's saved one, with --set and --only), the
+    reference and the comparison's folder (a new one holds plan.yaml)."""
+    plan = Path(args.resume) / "plan.yaml" if args.resume else Path(args.config)
+    configs, reference = compare.load_plan(plan, [] if args.resume else args.set)
+    if args.only:
+        configs = compare.only_variants(configs, args.only, reference)
+    if args.resume:
+        return configs, reference, Path(args.resume)
+    out = runs.new_folder(Path(args.output_dir) / "compare" / time.strftime("%Y%m%d-%H%M%S"))
+    compare.save_plan(out / "plan.yaml", configs, reference)
+    return configs, reference, out
 
 
 @cli_entry
 def main(argv=None) -> int:
     args = parse_args(argv)
-    from brainmri import compare, runs
-
     if args.runs:
-        named = parse_runs(args.runs)
-        reference = args.reference or next(iter(named))
-        if reference not in named:
-            raise UserError(f"--reference {reference} is not one of {', '.join(named)}")
+        named, reference = parse_runs(args.runs, args.reference)
         out = runs.new_folder(Path(args.output_dir) / "compare" / time.strftime("%Y%m%d-%H%M%S"))
-        runs.setup_logging()
     else:
-        plan = Path(args.resume) / "plan.yaml" if args.resume else Path(args.config)
-        configs, reference = compare.load_plan(plan, [] if args.resume else args.set)
-        if args.only:
-            unknown = sorted(set(args.only) - set(configs))
-            if unknown:
-                raise UserError(f"--only: unknown variant(s) {unknown} (known: {', '.join(configs)})")
-            configs = {k: v for k, v in configs.items() if k in args.only or k == reference}
-        out = Path(args.resume) if args.resume else runs.new_folder(
-            Path(args.output_dir) / "compare" / time.strftime("%Y%m%d-%H%M%S"))
-        if not args.resume:
-            import yaml
-
-            saved = {"variants": {k: v.to_dict() for k, v in configs.items()}, "reference": reference}
-            (out / "plan.yaml").write_text(yaml.safe_dump(saved, sort_keys=False))
-        named = train_variants(configs, out)
+        configs, reference, out = open_plan(args)
+        named = compare.train_variants(configs, out)
     runs.setup_logging()
     table = compare.compare_runs(named, reference, out)
     log.info("comparison (%d variants) in %s:\n%s", len(table), out, (out / "comparison.md").read_text())

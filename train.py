@@ -19,6 +19,7 @@ from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
+from brainmri import pipeline, runs  # noqa: E402  (no TensorFlow yet: input errors come at once)
 from brainmri.config import load_config  # noqa: E402
 from brainmri.errors import UserError, cli_entry  # noqa: E402
 
@@ -57,23 +58,21 @@ def main(argv=None) -> int:
     cfg, run_dir = resolve(args)
     if args.fold is not None and not 0 <= args.fold < cfg.folds:
         raise UserError(f"--fold {args.fold} is out of range: the config has {cfg.folds} folds (0..{cfg.folds - 1})")
-    from brainmri import pipeline, runs  # no TensorFlow yet: input errors come at once
-
     if args.aggregate:
-        from brainmri import training
+        from brainmri import crossval
 
         runs.setup_logging()
-        return 0 if training.aggregate(Path(run_dir), cfg) else 1
+        return 0 if crossval.aggregate(Path(run_dir), cfg) else 1
     if args.audit_only:
         cfg = dataclasses.replace(cfg, experiment="audit")
     pipeline.check_inputs(cfg)
-    from brainmri import training
+    from brainmri import crossval
 
     run = runs.start_run(cfg, run_dir)
-    prepared = pipeline.prepare(cfg, run)
+    prepared = pipeline.prepare_data(cfg, run)
     if args.audit_only:
         return 0
-    training.run_folds(cfg, prepared.ds, prepared.roles, run, None if args.fold is None else [args.fold])
+    crossval.run_folds(cfg, prepared.ds, prepared.roles, run, None if args.fold is None else [args.fold])
     return 0
 
 

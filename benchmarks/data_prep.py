@@ -10,7 +10,6 @@ Prints the result as JSON (run_all.py collects it).
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import platform
 import sys

@@ -124,7 +124,7 @@ def gradcam_rate(run: Path, batch: int, reps: int) -> dict:
     model = load_model(run / "fold0" / "best.keras", compile=False)
     size = model.input_shape[1]
     images = np.random.default_rng(0).integers(0, 256, (batch, size, size, 3)).astype(np.uint8)
-    fn, forward = cam.make_cam_fn(cam.prepare(model)), backend.compiled_forward(model)
+    fn, forward = cam.make_cam_fn(cam.split_model(model)), backend.compiled_forward(model)
     rates = {}
     for name, call in (("gradcam", lambda: fn(images, np.full(batch, -1, np.int32))), ("forward", lambda: forward(images))):
         call()

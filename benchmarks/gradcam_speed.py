@@ -57,7 +57,7 @@ def bench(name: str, size: int, batch: int, reps: int) -> dict:
     model = models.build_classifier(name, size, 4, weights="none")
     images = np.random.default_rng(0).integers(0, 255, (batch, size, size, 3)).astype(np.float32)
     classes = np.zeros(batch, np.int32)
-    cm = cam.prepare(model)
+    cm = cam.split_model(model)
     fn = cam.make_cam_fn(cm)
     forward = backend.compiled_forward(model)
     x = keras.ops.convert_to_tensor(images)

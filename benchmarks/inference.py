@@ -1,4 +1,4 @@
-"""Benchmark 6: evaluate.py's prediction (brainmri.evaluation.predict: uint8 slices of the image array into the
+"""Benchmark 6: evaluate.py's prediction (brainmri.predictions.predict: uint8 slices of the image array into the
 compiled forward pass, cast on the device) against the bare compiled forward pass (brainmri.backend) on float32
 batches already on the device. Any backend (KERAS_BACKEND).
 
@@ -17,14 +17,14 @@ def run(backbone: str, size: int, n: int, batch: int, reps: int) -> dict:
     import keras
     import numpy as np
 
-    from brainmri import backend, evaluation, models
+    from brainmri import backend, models, predictions
 
     keras.utils.set_random_seed(0)
     model = models.build_classifier(backbone, size, 4, weights="none")
     images = np.random.default_rng(0).integers(0, 256, (n, size, size, 3)).astype(np.uint8)
     batches = [keras.ops.convert_to_tensor(images[i:i + batch].astype(np.float32)) for i in range(0, n, batch)]
     forward = backend.compiled_forward(model)
-    timed = interleaved_medians({"evaluate": lambda: evaluation.predict(model, images, batch),
+    timed = interleaved_medians({"evaluate": lambda: predictions.predict(model, images, batch),
                                  "forward": lambda: [forward(b) for b in batches]}, reps)
     (t_eval, all_eval), (t_fwd, all_fwd) = timed["evaluate"], timed["forward"]
     return {"benchmark": "evaluate.py inference vs the compiled forward pass", "backbone": backbone,

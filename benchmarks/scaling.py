@@ -33,7 +33,6 @@ def _share_folder(root: Path, items, fraction: float, dest: Path) -> Path:
 
 def run(size: int, backbone: str, fractions=(0.25, 0.5, 1.0)) -> dict:
     import keras
-    import numpy as np
 
     from brainmri.duplicates import group_images
     from brainmri.config import load_config

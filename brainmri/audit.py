@@ -6,6 +6,8 @@ from __future__ import annotations
 from collections import defaultdict
 
 import numpy as np
+from sklearn.ensemble import RandomForestClassifier
+from sklearn.model_selection import StratifiedGroupKFold, cross_val_score
 
 from .data import Dataset
 from .duplicates import Detector
@@ -14,9 +16,6 @@ from .duplicates import Detector
 def size_shortcut_score(ds: Dataset, groups: np.ndarray, seed: int = 0) -> dict:
     """How well the original image size alone predicts the class, against the majority class. Cross-validated
     by near-duplicate group: with plain folds, copies of a test image teach the forest its size."""
-    from sklearn.ensemble import RandomForestClassifier
-    from sklearn.model_selection import StratifiedGroupKFold, cross_val_score
-
     h, w = ds.original_sizes[:, 0], ds.original_sizes[:, 1]
     features = np.stack([h, w, h / np.maximum(w, 1)], 1)
     counts = np.bincount(ds.labels)

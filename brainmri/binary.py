@@ -19,17 +19,25 @@ from __future__ import annotations
 
 import csv
 import json
+import logging
 from pathlib import Path
 
 import numpy as np
-from sklearn.metrics import roc_auc_score, roc_curve
+from sklearn.metrics import roc_curve
 
-from .data import Dataset, load_dataset, negative_class_of, to_binary
+from .config import Config
+from .data import BINARY_CLASSES, Dataset, negative_class_of
 from .errors import UserError
+from .metrics import binary_metrics
+from .predictions import predict, read_predictions
+from .runs import find_fold_models, open_fold_model
+from .testsets import TestSet, external_test_set, own_test_set, trained_images
+
+log = logging.getLogger("brainmri")
 
 
-def load_external(folder: str | Path, size: int, cache_dir=None) -> Dataset:
-    """An external test folder with two class folders (yes/no, tumor/no_tumor, ...), as tumor=1 / no tumor=0."""
+def check_external(folder: str | Path) -> None:
+    """The task's external folder holds exactly two class folders (yes/ and no/, tumor/ and no_tumor/, ...)."""
     folder = Path(folder)
     if not folder.is_dir():
         raise UserError(f"external test folder not found: {folder}")
@@ -37,8 +45,7 @@ def load_external(folder: str | Path, size: int, cache_dir=None) -> Dataset:
     if len(classes) != 2:
         raise UserError(f"external test folder {folder} must hold two class folders, tumor and no tumor (e.g. yes/ "
                         f"and no/); found {classes}")
-    ds = load_dataset(folder, size, tuple(classes), cache_dir)
-    return to_binary(ds, negative_class_of(ds.classes))
+    negative_class_of(classes)  # one of them must name the no-tumor class
 
 
 def choose_threshold(labels: np.ndarray, p_tumor: np.ndarray) -> float:
@@ -53,29 +60,11 @@ def choose_threshold(labels: np.ndarray, p_tumor: np.ndarray) -> float:
     return float(min(max(t, 1e-6), 1.0))
 
 
-def binary_metrics(labels: np.ndarray, p_tumor: np.ndarray, threshold: float) -> dict:
-    """Counts and rates at `threshold` (tumor when P(tumor) >= threshold), and the ROC AUC."""
-    pred = (p_tumor >= threshold).astype(int)
-    tp = int(((pred == 1) & (labels == 1)).sum())
-    tn = int(((pred == 0) & (labels == 0)).sum())
-    fp = int(((pred == 1) & (labels == 0)).sum())
-    fn = int(((pred == 0) & (labels == 1)).sum())
-
-    def ratio(a, b):
-        return a / b if b else None
-
-    return {"images": int(len(labels)), "tumor": int(labels.sum()), "no_tumor": int((labels == 0).sum()),
-            "threshold": threshold, "accuracy": ratio(tp + tn, len(labels)),
-            "sensitivity": ratio(tp, tp + fn), "specificity": ratio(tn, tn + fp),
-            "ppv": ratio(tp, tp + fp), "npv": ratio(tn, tn + fn),
-            "auc": float(roc_auc_score(labels, p_tumor)) if len(set(labels.tolist())) == 2 else None,
-            "tp": tp, "tn": tn, "fp": fp, "fn": fn}
-
-
 def _read_validation(path: Path) -> tuple[np.ndarray, np.ndarray]:
-    with open(path, newline="") as f:
-        rows = list(csv.DictReader(f))
-    return np.array([int(r["true"] == "tumor") for r in rows]), np.array([float(r["p_tumor"]) for r in rows])
+    """A fold's validation labels (tumor 1) and P(tumor), from its predictions table."""
+    table = read_predictions(path)[""]
+    tumor = table["classes"].index("tumor")
+    return (table["labels"] == tumor).astype(int), table["probs"][:, tumor]
 
 
 def validation_predictions(run_dir: Path) -> tuple[np.ndarray, np.ndarray]:
@@ -149,7 +138,7 @@ def _per_fold_table(per_fold: list[dict]) -> list[str]:
     return lines
 
 
-def report_markdown(task: str, test_name: str, summary: dict) -> str:
+def binary_report_markdown(task: str, test_name: str, summary: dict) -> str:
     at_threshold, clean, copies = summary["at_validation_threshold"], summary["without_copies_in_training"], \
         summary["near_duplicates_in_training"]
     rows = [("images (tumor / no tumor)", f"{at_threshold['images']} ({at_threshold['tumor']} / {at_threshold['no_tumor']})"),
@@ -179,8 +168,8 @@ THRESHOLD_RULE = ("the mean of the fold models' own validation thresholds (a tum
                   "out-of-fold validation values)")
 
 
-def write_report(out: Path, task: str, test_name: str, paths, labels, fold_p: dict[int, np.ndarray], copies,
-                 thresholds: dict[int, float], notes: list[str], other_source: bool = False) -> dict:
+def write_binary_report(out: Path, task: str, test_name: str, paths, labels, fold_p: dict[int, np.ndarray], copies,
+                        thresholds: dict[int, float], notes: list[str], other_source: bool = False) -> dict:
     """binary_summary.json, report.md, test_predictions.csv, misclassified.csv and the ROC figure, for the
     fold models' P(tumor) on the test images (`fold_p`) and their own validation thresholds (`thresholds`)."""
     from . import plots
@@ -209,7 +198,7 @@ def write_report(out: Path, task: str, test_name: str, paths, labels, fold_p: di
                         f"{p_tumor[i]:.4f}"])
     if at_threshold["auc"] is not None:
         plots.binary_roc(labels, p_tumor, threshold, out / "figures" / "roc", f"{task}: {test_name}")
-    (out / "report.md").write_text(report_markdown(task, test_name, summary))
+    (out / "report.md").write_text(binary_report_markdown(task, test_name, summary))
     return summary
 
 
@@ -220,3 +209,64 @@ def _mean_of_folds(per_fold: list[dict]) -> dict:
         vals = [r["at_validation_threshold"][key] for r in per_fold if r["at_validation_threshold"][key] is not None]
         out[key] = float(np.mean(vals)) if vals else None
     return out
+
+
+def evaluate_task(task: str, run: Path, cfg: Config, ds: Dataset,
+                  external: str | None = None) -> tuple[dict, list[str]]:
+    """Score a trained task run on its test set (the run's own, or the external folder): binary/report.md
+    and the rest (write_binary_report); returns the summary and the files the ensemble got wrong."""
+    models, _ = find_fold_models(run)
+    ts = task_test_set(task, run, cfg, ds, sorted(models), external)
+    fold_p = fold_p_tumor(models, ts.images, cfg.batch_size)
+    name = test_set_name(task, cfg, external)
+    summary = write_binary_report(run / "binary", task, name, ts.paths, ts.labels, fold_p, ts.trained_copy,
+                                  fold_thresholds(run), run_notes(cfg), other_source=task == "external")
+    m = summary["at_validation_threshold"]
+    log.info("binary task %s on %s: AUC %s, accuracy %.4f, sensitivity %s, specificity %s at threshold %.3f; "
+             "%d test images have a near-duplicate in training", task, name, "n/a" if m["auc"] is None else
+             f"{m['auc']:.4f}", m["accuracy"], m["sensitivity"], m["specificity"], m["threshold"],
+             summary["near_duplicates_in_training"])
+    p = np.mean(list(fold_p.values()), axis=0)
+    wrong = [str(ts.root / ts.paths[i]) for i in range(len(ts.labels)) if int(p[i] >= m["threshold"]) != ts.labels[i]]
+    return summary, wrong
+
+
+def task_test_set(task: str, run: Path, cfg: Config, ds: Dataset, folds: list[int], external=None) -> TestSet:
+    """The external folder (task external), else the run's own test images."""
+    if task == "external":
+        return external_test_set(external, cfg.image_size, BINARY_CLASSES, cfg, trained_images(run, ds),
+                                 cfg.cache_dir, grouped=False)
+    return own_test_set(run, ds, folds)
+
+
+def fold_p_tumor(models: dict[int, Path], images: np.ndarray, batch_size: int) -> dict[int, np.ndarray]:
+    """Each fold model's P(tumor) for the images."""
+    from .models import load_model
+
+    return {k: predict(load_model(p, compile=False), images, batch_size)[:, 1] for k, p in sorted(models.items())}
+
+
+def test_set_name(task: str, cfg: Config, external: str | None) -> str:
+    """The test set as report.md names it."""
+    return {"external": f"external folder {external}",
+            "split": f"{cfg.test_fraction:.0%} hold-out ({cfg.split} split)",
+            "external-only": f"{cfg.test_fraction:.0%} hold-out of {cfg.data_dir} ({cfg.split} split)",
+            "planes": f"{'+'.join(cfg.test_planes)} slices (trained on {'+'.join(cfg.train_planes)})"}[task]
+
+
+def run_notes(cfg: Config) -> list[str]:
+    return [f"{cfg.backbone}, {cfg.image_size} px, weights {cfg.weights}, {cfg.epochs} epochs, {cfg.folds}-fold "
+            f"ensemble, class weights {cfg.class_weight}; each fold model's threshold chosen on its own validation "
+            "predictions, the ensemble's is their mean"]
+
+
+def explain_misclassified(run: Path, files: list[str], limit: int) -> Path:
+    """Grad-CAM maps of the evidence for 'tumor' in (at most `limit` of) the misclassified test images, by the
+    first fold's model, captioned at that model's own threshold, into <run>/gradcam/."""
+    from . import explain
+    from .models import load_model
+
+    fold = min(find_fold_models(run)[0])
+    trained = open_fold_model(run, fold)
+    request = explain.Request(class_name="tumor", threshold=fold_thresholds(run)[fold], limit=limit)
+    return explain.gradcam(trained, load_model(trained.models[fold], compile=False), request, files[:limit])[0]

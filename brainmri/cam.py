@@ -13,8 +13,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Callable
 
+import cv2
 import keras
 import numpy as np
+from tqdm import tqdm
 
 from . import backend
 from .errors import UserError
@@ -137,7 +139,7 @@ def _head_to_logits(model: keras.Model, head: Callable) -> Callable:
     return logits
 
 
-def prepare(model: keras.Model, layer: str | None = None) -> CamModel:
+def split_model(model: keras.Model, layer: str | None = None) -> CamModel:
     """Split `model` at `layer` (default: the last feature map)."""
     name = find_layer(model, layer)
     body = _up_to_logits(model)
@@ -195,8 +197,6 @@ def make_cam_fn(cam: CamModel, method: str = "gradcam"):
 def compute_maps(cam_fn, images: np.ndarray, classes: np.ndarray | None, batch_size: int = 32,
                  progress: bool = False) -> tuple[np.ndarray, np.ndarray]:
     """Maps (N, h, w) and probabilities for uint8 images; classes None (or -1) means the predicted class."""
-    from tqdm import tqdm
-
     maps, probs = [], []
     for start in tqdm(range(0, len(images), batch_size), desc="grad-cam", unit="batch", disable=not progress):
         x = images[start:start + batch_size].astype(np.float32)
@@ -208,8 +208,7 @@ def compute_maps(cam_fn, images: np.ndarray, classes: np.ndarray | None, batch_s
 
 
 def upsample(maps: np.ndarray, size: int) -> np.ndarray:
-    import cv2
-
+    """Maps at feature resolution -> size x size (bilinear)."""
     return np.stack([cv2.resize(m, (size, size), interpolation=cv2.INTER_LINEAR) for m in maps])
 
 
@@ -220,8 +219,6 @@ def pointing_game(maps: np.ndarray, masks: np.ndarray, tolerance: int = 3) -> np
 
 def _hits(points, masks: np.ndarray, tolerance: int) -> np.ndarray:
     """Per image: is the point (y, x) within `tolerance` pixels of the lesion mask?"""
-    import cv2
-
     kernel = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * tolerance + 1, 2 * tolerance + 1))
     near = [cv2.dilate((mask > 0).astype(np.uint8), kernel) for mask in masks]
     return np.array([bool(n[y, x]) for (y, x), n in zip(points, near)])
@@ -257,21 +254,6 @@ def pointing_with_baselines(maps: np.ndarray, masks: np.ndarray, labels, toleran
     return {"maps": pointing_game(maps, masks, tolerance),
             "location_prior": pointing_game(location_prior(masks, labels, groups), masks, tolerance),
             "centre": _hits(centre, masks, tolerance)}
-
-
-def bootstrap_ci(values, groups=None, level: float = 0.95, resamples: int = 2000) -> tuple[float, float] | None:
-    """Percentile bootstrap interval of the mean of `values`, resampling whole groups (else images), so
-    near-duplicates count once; None with a single group."""
-    from scipy import stats
-
-    _, inv = np.unique(np.arange(len(values)) if groups is None else np.asarray(groups), return_inverse=True)
-    if inv.max(initial=0) < 1:
-        return None
-    sums, counts = np.bincount(inv, np.asarray(values, np.float64)), np.bincount(inv).astype(np.float64)
-    res = stats.bootstrap((sums, counts), lambda s, c, axis=-1: s.sum(axis) / c.sum(axis), paired=True,
-                          vectorized=True, n_resamples=resamples, confidence_level=level, method="percentile",
-                          random_state=0)
-    return float(res.confidence_interval.low), float(res.confidence_interval.high)
 
 
 def energy_share(maps: np.ndarray, masks: np.ndarray) -> np.ndarray:

@@ -1,20 +1,26 @@
-"""Side-by-side comparison of runs (backbones, optimizers, remedies) trained on the same folds: one table,
-paired fold-by-fold tests against a reference, and figures."""
+"""Comparison of variants (backbones, optimizers, remedies) trained on the same folds (compare_backbones.py):
+plans (configs/plans/), training each variant, then one table, paired fold-by-fold tests against a reference,
+and figures."""
 
 from __future__ import annotations
 
 import csv
 import json
+import logging
 import time
 from pathlib import Path
 
 import numpy as np
+import yaml
+from scipy import stats
 
-from .config import Config, load_config, merge, parse_overrides, read_yaml
+from . import pipeline, runs
+from .config import PLAN_KEYS, Config, load_config, merge, parse_overrides, read_yaml
 from .errors import UserError
-from .splits import read_splits
+from .predictions import read_predictions
+from .splits import TRAIN, VAL, read_splits
 
-PLAN_KEYS = {"base", "set", "reference", "variants"}
+log = logging.getLogger("brainmri")
 
 
 def load_plan(path: str | Path, overrides: list[str] | None = None) -> tuple[dict[str, Config], str]:
@@ -22,6 +28,8 @@ def load_plan(path: str | Path, overrides: list[str] | None = None) -> tuple[dic
     the reference variant. Command-line overrides apply to every variant, below the variant's own settings
     (which are what the comparison is about)."""
     plan = read_yaml(path)
+    if plan and not set(plan) & PLAN_KEYS and set(plan) <= set(Config().to_dict()):
+        raise UserError(f"{path} is a run config, not a comparison plan: train it with python train.py --config {path}")
     unknown = sorted(set(plan) - PLAN_KEYS)
     if unknown:
         raise UserError(f"unknown key(s) {unknown} in {path} (known: {', '.join(sorted(PLAN_KEYS))})")
@@ -40,15 +48,55 @@ def load_plan(path: str | Path, overrides: list[str] | None = None) -> tuple[dic
     return configs, reference
 
 
+def only_variants(configs: dict[str, Config], only: list[str], reference: str) -> dict[str, Config]:
+    """The named variants and the reference (always run: the others are compared with it)."""
+    unknown = sorted(set(only) - set(configs))
+    if unknown:
+        raise UserError(f"--only: unknown variant(s) {unknown} (known: {', '.join(configs)})")
+    return {k: v for k, v in configs.items() if k in only or k == reference}
+
+
+def save_plan(path: Path, configs: dict[str, Config], reference: str) -> None:
+    """plan.yaml: every variant's resolved config, which --resume reads back."""
+    saved = {"variants": {k: v.to_dict() for k, v in configs.items()}, "reference": reference}
+    path.write_text(yaml.safe_dump(saved, sort_keys=False))
+
+
+def train_variants(configs: dict[str, Config], out: Path) -> dict[str, Path]:
+    """Each variant into out/<name>, one after the other, as train.py trains; a finished one is skipped
+    (resume). Every variant's input errors come before any training."""
+    from . import crossval
+
+    for cfg in configs.values():
+        pipeline.check_inputs(cfg)
+    done = {}
+    for i, (name, cfg) in enumerate(configs.items(), 1):
+        run = runs.start_run(cfg, out / name)
+        log.info("=== variant %d/%d: %s (%s, %d px) ===", i, len(configs), name, cfg.backbone, cfg.image_size)
+        start = time.perf_counter()
+        prepared = pipeline.prepare_data(cfg, run)
+        crossval.run_folds(cfg, prepared.ds, prepared.roles, run)
+        log.info("variant %s: %.0f s", name, time.perf_counter() - start)
+        done[name] = run
+    return done
+
+
 def _read_csv(path: Path) -> list[dict]:
     with open(path, newline="") as f:
         return list(csv.DictReader(f))
 
 
-def per_class_recall(rows: list[dict], classes: list[str]) -> dict[str, float]:
-    true = np.array([r["true"] for r in rows])
-    pred = np.array([r["pred"] for r in rows])
-    return {c: float((pred[true == c] == c).mean()) if (true == c).any() else float("nan") for c in classes}
+def per_class_recall(tables: list[dict]) -> dict[str, float]:
+    """Recall of each class over predictions tables (read_predictions' parts), pooled."""
+    true = np.concatenate([t["labels"] for t in tables])
+    pred = np.concatenate([t["pred"] for t in tables])
+    return {c: float((pred[true == i] == i).mean()) if (true == i).any() else float("nan")
+            for i, c in enumerate(tables[0]["classes"])}
+
+
+def _fold_predictions(run_dir: Path, fold, kind: str) -> dict:
+    """fold<k>/<kind>_predictions.csv of a run, read."""
+    return read_predictions(run_dir / f"fold{fold}" / f"{kind}_predictions.csv")[""]
 
 
 def inference_ms(model, images: np.ndarray, repeats: int = 5) -> float:
@@ -75,17 +123,14 @@ def fold_accuracies(run_dir: Path, folds) -> dict[str, dict[int, float]]:
 
     out = {"last_epoch_val_accuracy": {int(k): read_history(run_dir / f"fold{k}" / "history.csv")[-1]["val_accuracy"]
                                        for k in folds}}
-    files = {int(k): run_dir / f"fold{k}" / "test_predictions.csv" for k in folds}
-    if all(f.is_file() for f in files.values()):
-        out["test_accuracy"] = {k: float(np.mean([r["true"] == r["pred"] for r in _read_csv(f)]))
-                                for k, f in files.items()}
+    if all((run_dir / f"fold{k}" / "test_predictions.csv").is_file() for k in folds):
+        tables = {int(k): _fold_predictions(run_dir, k, "test") for k in folds}
+        out["test_accuracy"] = {k: float(np.mean(t["labels"] == t["pred"])) for k, t in tables.items()}
     return out
 
 
-def run_row(name: str, run_dir: Path, batch: int = 32) -> tuple[dict, dict[str, dict[int, float]]]:
+def run_row(name: str, run_dir: Path) -> tuple[dict, dict[str, dict[int, float]]]:
     """The table row of one finished run, and its per-fold accuracies by basis (see fold_accuracies)."""
-    from .models import count_params, load_model, set_trainable
-
     summary_path = run_dir / "cv_summary.json"
     if not summary_path.is_file():
         raise UserError(f"{run_dir} has no cv_summary.json: no fold of '{name}' finished")
@@ -93,36 +138,42 @@ def run_row(name: str, run_dir: Path, batch: int = 32) -> tuple[dict, dict[str, 
     classes = json.loads((run_dir / "classes.json").read_text())
     folds = summary["folds"]
     done = [json.loads((run_dir / f"fold{k}" / "done.json").read_text()) for k in folds]
-    model_path = run_dir / f"fold{folds[0]}" / "best.keras"
-    model = load_model(model_path, compile=False)
     cfg = load_config(run_dir / "config.yaml")
-    if cfg.fine_tune_epochs:  # the best checkpoint may be from the frozen first phase: count the final phase's
-        set_trainable(model, True, cfg.unfreeze, freeze_bn=True)
-    params = count_params(model)
-    size = model.input_shape[1]
-    rng = np.random.default_rng(0)
-    ms = inference_ms(model, rng.integers(0, 256, (batch, size, size, 3)).astype(np.uint8))
     epochs = sum(d.get("epochs_run", d["epoch"]) for d in done)
-    val_rows = [r for k in folds for r in _read_csv(run_dir / f"fold{k}" / "val_predictions.csv")]
-    test_files = [run_dir / f"fold{k}" / "test_predictions.csv" for k in folds]
-    test_recall = [per_class_recall(_read_csv(f), classes) for f in test_files if f.is_file()]
+    val_recall = per_class_recall([_fold_predictions(run_dir, k, "val") for k in folds])
+    test_recall = [per_class_recall([_fold_predictions(run_dir, k, "test")]) for k in folds
+                   if (run_dir / f"fold{k}" / "test_predictions.csv").is_file()]
     per_fold = fold_accuracies(run_dir, folds)
     test_acc = list(per_fold.get("test_accuracy", {}).values())
     last_acc = list(per_fold["last_epoch_val_accuracy"].values())
     row = {"variant": name, "backbone": cfg.backbone, "image_size": cfg.image_size, "folds": len(folds),
-           "params_total": params["total"], "params_trainable": params["trainable"],
+           **_model_costs(run_dir / f"fold{folds[0]}" / "best.keras", cfg),
            "val_accuracy_mean": summary["mean"]["val_accuracy"], "val_accuracy_std": summary["std"]["val_accuracy"],
            "val_f1_mean": summary["mean"].get("val_f1", float("nan")),
            "val_f1_std": summary["std"].get("val_f1", float("nan")),
            "test_accuracy_mean": float(np.mean(test_acc)) if test_acc else float("nan"),
            "test_accuracy_std": _std(test_acc), "last_epoch_val_accuracy_mean": float(np.mean(last_acc)),
            "last_epoch_val_accuracy_std": _std(last_acc),
-           "seconds_per_epoch": sum(d["fit_seconds"] for d in done) / max(epochs, 1),
-           "inference_ms_per_image": ms, "model_mb": model_path.stat().st_size / 2**20, "run": str(run_dir)}
-    row.update({f"val_recall_{c}": v for c, v in per_class_recall(val_rows, classes).items()})
+           "seconds_per_epoch": sum(d["fit_seconds"] for d in done) / max(epochs, 1), "run": str(run_dir)}
+    row.update({f"val_recall_{c}": v for c, v in val_recall.items()})
     if test_recall:
         row.update({f"test_recall_{c}": float(np.mean([r[c] for r in test_recall])) for c in classes})
     return row, per_fold
+
+
+def _model_costs(model_path: Path, cfg: Config) -> dict:
+    """Parameters (of the final training phase), inference time per image on a batch of the run's batch_size,
+    and the model file's size."""
+    from .models import count_params, load_model, set_trainable
+
+    model = load_model(model_path, compile=False)
+    if cfg.fine_tune_epochs:  # the best checkpoint may be from the frozen first phase: count the final phase's
+        set_trainable(model, True, cfg.unfreeze, freeze_bn=True)
+    params = count_params(model)
+    size = model.input_shape[1]
+    batch = np.random.default_rng(0).integers(0, 256, (cfg.batch_size, size, size, 3)).astype(np.uint8)
+    return {"params_total": params["total"], "params_trainable": params["trainable"],
+            "inference_ms_per_image": inference_ms(model, batch), "model_mb": model_path.stat().st_size / 2**20}
 
 
 def _std(values: list[float]) -> float:
@@ -147,8 +198,6 @@ def same_folds(reference_run: Path, run: Path) -> bool:
 def paired_test(acc: dict[int, float], ref: dict[int, float], val_over_train: float) -> dict:
     """Fold-by-fold difference against the reference: the plain paired t-test, and Nadeau & Bengio's
     corrected resampled t-test (folds share training images, so the plain test is too confident)."""
-    from scipy import stats
-
     folds = sorted(set(acc) & set(ref))
     d = np.array([acc[k] - ref[k] for k in folds])
     out = {"folds": len(folds), "mean_difference": float(d.mean()) if len(d) else float("nan"),
@@ -165,7 +214,7 @@ def paired_test(acc: dict[int, float], ref: dict[int, float], val_over_train: fl
 def val_over_train(run: Path) -> float:
     rows = [r for r in _read_csv(run / "data_summary.csv") if r["fold"] == "0"]
     n = {r["role"]: int(r["total"]) for r in rows}
-    return n.get("val", 0) / max(n.get("train", 1), 1)
+    return n.get(VAL, 0) / max(n.get(TRAIN, 1), 1)
 
 
 def compare_runs(runs: dict[str, Path], reference: str, out: Path, formats=("png",)) -> list[dict]:

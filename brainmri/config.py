@@ -11,6 +11,8 @@ import yaml
 from .errors import UserError
 
 STUDY_CLASSES = ("glioma_tumor", "meningioma_tumor", "no_tumor", "pituitary_tumor")
+PLANES = ("axial", "sagittal", "coronal")  # slice planes (brainmri.planes)
+PLAN_KEYS = {"base", "set", "reference", "variants"}  # a comparison plan (configs/plans/), not a run config
 
 
 @dataclasses.dataclass(frozen=True)
@@ -110,9 +112,12 @@ def validate(cfg: Config) -> None:
     for key in ("augment_rotation", "augment_shift", "augment_zoom", "augment_contrast"):
         if not 0.0 <= getattr(cfg, key) <= (180.0 if key == "augment_rotation" else 1.0):
             raise UserError(f"config key '{key}' is out of range: {getattr(cfg, key)}")
-    if cfg.protocol == "planes":
-        from .planes import PLANES
+    _validate_schedule_and_data(cfg)
 
+
+def _validate_schedule_and_data(cfg: Config) -> None:
+    """validate(), continued: planes, fine-tuning, unfreezing and the near-duplicate settings."""
+    if cfg.protocol == "planes":
         bad = sorted(set(cfg.train_planes + cfg.test_planes) - set(PLANES))
         if bad or not cfg.train_planes or not cfg.test_planes or set(cfg.train_planes) & set(cfg.test_planes):
             raise UserError(f"config keys 'train_planes' and 'test_planes' must be disjoint, non-empty lists of "
@@ -199,7 +204,11 @@ def load_config(path: str | None = None, overrides: list[str] | None = None) -> 
     """Defaults, then the YAML file, then key=value overrides from the command line."""
     cfg = Config()
     if path:
-        cfg = merge(cfg, read_yaml(path), str(path))
+        data = read_yaml(path)
+        if "variants" in data:
+            raise UserError(f"{path} is a comparison plan, not a run config: run it with "
+                            f"python compare_backbones.py --config {path}")
+        cfg = merge(cfg, data, str(path))
     return merge(cfg, parse_overrides(overrides), "command-line overrides")
 
 

@@ -1,51 +1,81 @@
-"""Test-set evaluation: reports per fold and for the fold ensemble, calibration, bootstrap intervals,
-label-error candidates. Every number here is computed from a predictions table, with scikit-learn."""
+"""Test-set evaluation of a trained run (evaluate.py): every fold model and the fold ensemble on each test
+set (brainmri.testsets), per-class reports, calibration, group-bootstrap intervals and figures, the out-of-fold
+label-error candidates, and report.md linking them all. The numbers themselves come from brainmri.metrics."""
 
 from __future__ import annotations
 
 import csv
 import json
-from dataclasses import dataclass
+import logging
+import os
 from pathlib import Path
 
 import numpy as np
-from sklearn.metrics import accuracy_score, classification_report, f1_score, precision_recall_fscore_support
 
+from .data import load_resized
 from .errors import UserError
-from .planes import PLANES
+from .metrics import bootstrap_ci, calibration, class_report, per_plane_accuracy
+from .pipeline import data_root, load_data
+from .predictions import Predictions, predict, read_predictions, write_predictions
+from .runs import Trained
+from .testsets import TestSet, external_test_set, own_test_set, trained_images
+
+log = logging.getLogger("brainmri")
 
 
-@dataclass
-class Predictions:
-    """Probabilities of one model (a fold or the ensemble) on one test set."""
+def load_models(trained: Trained) -> dict:
+    """The fold models, each checked to tell the run's classes apart."""
+    from .models import load_model, output_classes
 
-    name: str  # "fold0", ..., "ensemble"
-    paths: list[str]
-    labels: np.ndarray  # true class index
-    probs: np.ndarray  # (N, C)
-
-    @property
-    def pred(self) -> np.ndarray:
-        return self.probs.argmax(1)
+    loaded = {k: load_model(p, compile=False) for k, p in sorted(trained.models.items())}
+    for k, m in loaded.items():
+        if output_classes(m) != len(trained.classes):
+            raise UserError(f"model of fold {k} tells {output_classes(m)} classes apart but the run has "
+                            f"{len(trained.classes)}")
+    return loaded
 
 
-def report_dict(p: Predictions, classes) -> dict:
-    """scikit-learn's classification report (precision, recall, F1, support per class), class names. Every
-    class of the model gets a row, but the macro average is over the classes present in the test labels
-    (its "classes" says how many): a class with no test image would count as 0 and halve the macro F1 of a
-    2-class external set that is classified without error."""
-    labels = list(range(len(classes)))
-    report = classification_report(p.labels, p.pred, labels=labels, target_names=list(classes), output_dict=True,
-                                   zero_division=0)
-    present = np.unique(p.labels)
-    prec, rec, f1, _ = precision_recall_fscore_support(p.labels, p.pred, labels=present, average="macro",
-                                                       zero_division=0)
-    report["macro avg"].update({"precision": float(prec), "recall": float(rec), "f1-score": float(f1),
-                                "classes": len(present)})
-    return report
+def test_sets(trained: Trained, size: int, test_dir: str | None) -> list[TestSet]:
+    """The run's own test set (for a run folder) and the external folder `test_dir`, flagged against the
+    images the fold models trained on."""
+    sets, ds = [], None
+    if trained.run is not None:
+        ds = load_data(trained.cfg)
+        sets.append(own_test_set(trained.run, ds, sorted(trained.models)))
+    if test_dir:
+        train = trained_images(trained.run, ds) if ds is not None else None
+        sets.append(external_test_set(test_dir, size, trained.classes, trained.cfg, train))
+    return sets
 
 
-def report_markdown(report: dict, title: str) -> str:
+def evaluate(trained: Trained, loaded: dict, sets: list[TestSet], out: Path, tta: bool = False) -> Path:
+    """Reports of every test set, the label-error candidates of a run, and report.md, in `out`."""
+    for note in trained.notes:
+        log.warning(note)
+    notes = trained.notes + ([f"evaluated on folds {sorted(loaded)} only"] if trained.notes else [])
+    sections = []
+    for ts in sets:
+        preds = [Predictions(f"fold{k}", ts.paths, ts.labels, predict(m, ts.images, trained.cfg.batch_size, tta))
+                 for k, m in loaded.items()]
+        summary = evaluate_test_set(ts, out / ts.name, preds, trained.classes, trained.cfg.figure_formats)
+        _log_summary(ts.name, summary)
+        sections.append({**summary, "folder": ts.name})
+    label_errors = write_label_errors(trained, out) if trained.run else None
+    return write_evaluation_report(out, trained.run, sections, label_errors, notes)
+
+
+def _log_summary(name: str, summary: dict) -> None:
+    log.info("%s: %s accuracy %.4f (95%% CI %.4f-%.4f over %d near-duplicate groups), mean of folds %.4f; with a "
+             "near-duplicate in training %s, without %s", name, summary["model"], summary["accuracy"],
+             *summary["accuracy_ci95_groups"], summary["groups"], summary["mean_fold_accuracy"],
+             format_accuracy(summary["with_near_duplicate_in_training"]),
+             format_accuracy(summary["without_near_duplicate_in_training"]))
+    if summary["per_plane"]:
+        log.info("%s per plane: %s", name, ", ".join(f"{pl} {format_accuracy(v)}"
+                                                     for pl, v in summary["per_plane"].items()))
+
+
+def class_report_markdown(report: dict, title: str) -> str:
     """The report as a Markdown table laid out like scikit-learn's text report."""
     lines = [f"**{title}**", "", "| | precision | recall | f1-score | support |", "|---|---|---|---|---|"]
     for name, row in report.items():
@@ -60,10 +90,10 @@ def report_markdown(report: dict, title: str) -> str:
     return "\n".join(lines) + "\n"
 
 
-def write_report(report: dict, folder: Path, stem: str, title: str) -> None:
+def write_class_report(report: dict, folder: Path, stem: str, title: str) -> None:
     """<stem>.json, .csv and .md."""
     (folder / f"{stem}.json").write_text(json.dumps(report, indent=2))
-    (folder / f"{stem}.md").write_text(report_markdown(report, title))
+    (folder / f"{stem}.md").write_text(class_report_markdown(report, title))
     with open(folder / f"{stem}.csv", "w", newline="") as f:
         w = csv.writer(f)
         w.writerow(["class", "precision", "recall", "f1-score", "support"])
@@ -72,53 +102,6 @@ def write_report(report: dict, folder: Path, stem: str, title: str) -> None:
                 w.writerow(["accuracy", "", "", row, report["macro avg"]["support"]])
             else:
                 w.writerow([name, row["precision"], row["recall"], row["f1-score"], row["support"]])
-
-
-def macro_f1_of_confusion(matrices: np.ndarray) -> np.ndarray:
-    """Macro F1 of each (..., C, C) confusion matrix (rows true), over the classes present in its labels."""
-    tp = np.diagonal(matrices, axis1=-2, axis2=-1)
-    true, pred = matrices.sum(-1), matrices.sum(-2)
-    f1 = np.divide(2 * tp, true + pred, out=np.zeros(tp.shape), where=(true + pred) > 0)  # = 2PR / (P + R)
-    present = true > 0
-    return (f1 * present).sum(-1) / np.maximum(present.sum(-1), 1)
-
-
-def _resampled_counts(groups: np.ndarray, rounds: int, seed: int) -> np.ndarray:
-    """(rounds, N): how often each image is drawn when whole groups are drawn with replacement."""
-    _, which = np.unique(groups, return_inverse=True)
-    g = which.max() + 1
-    counts = np.random.default_rng(seed).multinomial(g, np.full(g, 1 / g), size=rounds)
-    return counts[:, which]
-
-
-def _percentile_ci(labels, pred, n_classes: int, groups, rounds: int, seed: int) -> tuple[list, list]:
-    """95% percentile intervals of accuracy and macro F1 over `rounds` group resamples, all at once: each
-    round's confusion matrix is its draw counts times the one-hot (true, predicted) cell of each image."""
-    weights = _resampled_counts(groups, rounds, seed).astype(np.float64)
-    cells = np.eye(n_classes * n_classes)[labels * n_classes + pred]
-    matrices = (weights @ cells).reshape(rounds, n_classes, n_classes)
-    acc = np.trace(matrices, axis1=1, axis2=2) / weights.sum(1)
-    return (np.percentile(acc, [2.5, 97.5]).tolist(),
-            np.percentile(macro_f1_of_confusion(matrices), [2.5, 97.5]).tolist())
-
-
-def bootstrap_ci(labels: np.ndarray, pred: np.ndarray, n_classes: int, rounds: int = 2000, seed: int = 0,
-                 groups: np.ndarray | None = None) -> dict:
-    """Accuracy and macro F1 (over the classes present in `labels`) with 95% percentile bootstrap intervals,
-    twice: resampling images (*_ci95_images) and resampling near-duplicate groups (*_ci95_groups, the
-    cluster bootstrap). Near-duplicates of one scan are right or wrong together, so only the group interval
-    counts them once; without `groups` each image is its own group and the two intervals are the same."""
-    labels, pred = np.asarray(labels), np.asarray(pred)
-    groups = np.arange(len(labels)) if groups is None else np.asarray(groups)
-    present = np.unique(labels)
-    out = {"accuracy": float(accuracy_score(labels, pred)),
-           "macro_f1": float(f1_score(labels, pred, labels=present, average="macro", zero_division=0)),
-           "macro_f1_classes": len(present), "images": len(labels), "groups": len(np.unique(groups)),
-           "rounds": rounds}
-    for kind, g in (("images", np.arange(len(labels))), ("groups", groups)):
-        out[f"accuracy_ci95_{kind}"], out[f"macro_f1_ci95_{kind}"] = _percentile_ci(labels, pred, n_classes, g,
-                                                                                    rounds, seed)
-    return out
 
 
 def write_intervals_csv(path: Path, ci: dict) -> None:
@@ -132,20 +115,66 @@ def write_intervals_csv(path: Path, ci: dict) -> None:
                         ci["rounds"]])
 
 
-def calibration(labels: np.ndarray, probs: np.ndarray, bins: int = 10) -> dict:
-    """Expected calibration error of the top-class confidence, with the per-bin table."""
-    conf, correct = probs.max(1), (probs.argmax(1) == labels)
-    edges = np.linspace(0, 1, bins + 1)
-    which = np.clip(np.digitize(conf, edges[1:-1]), 0, bins - 1)
-    table, ece = [], 0.0
-    for b in range(bins):
-        sel = which == b
-        if sel.any():
-            gap = abs(correct[sel].mean() - conf[sel].mean())
-            ece += sel.mean() * gap
-            table.append({"bin": [float(edges[b]), float(edges[b + 1])], "count": int(sel.sum()),
-                          "accuracy": float(correct[sel].mean()), "confidence": float(conf[sel].mean())})
-    return {"ece": float(ece), "bins": table}
+def evaluate_test_set(ts: TestSet, folder: Path, fold_preds: list[Predictions], classes, formats) -> dict:
+    """Reports, figures and headline numbers for one test set; returns what report.md shows. The confidence
+    intervals resample the set's near-duplicate groups (one per image when it has none)."""
+    folder.mkdir(parents=True)
+    ensemble = Predictions("ensemble", fold_preds[0].paths, fold_preds[0].labels,
+                           np.mean([p.probs for p in fold_preds], axis=0))
+    models = fold_preds + [ensemble] if len(fold_preds) > 1 else fold_preds
+    write_predictions(folder / "predictions.csv", classes, models, model=True, near_duplicate=ts.trained_copy)
+    best = models[-1]
+    calib = calibration(best.labels, best.probs)
+    wrong = np.flatnonzero(best.pred != best.labels)
+    _write_misclassified(folder / "misclassified.csv", best, wrong, classes)
+    _reports_and_figures(ts, folder, models, calib, wrong, classes, formats)
+    ci = bootstrap_ci(best.labels, best.pred, len(classes), groups=ts.groups)
+    write_intervals_csv(folder / "confidence_intervals.csv", ci)
+    fold_acc = [float(np.mean(p.pred == p.labels)) for p in fold_preds]
+    correct = best.pred == best.labels
+    summary = {"test_set": ts.name, "images": len(best.labels), "model": best.name,
+               "folds": [p.name for p in fold_preds], **ci, "ece": calib["ece"],
+               "mean_fold_accuracy": float(np.mean(fold_acc)), "fold_accuracy": fold_acc,
+               "with_near_duplicate_in_training": _accuracy_of(correct, ts.trained_copy),
+               "without_near_duplicate_in_training": _accuracy_of(correct, ~ts.trained_copy),
+               "per_plane": per_plane_accuracy(correct, ts.planes), "misclassified": int(len(wrong))}
+    (folder / "summary.json").write_text(json.dumps(summary, indent=2))
+    return summary
+
+
+def _accuracy_of(correct: np.ndarray, part: np.ndarray) -> dict:
+    """Accuracy on the images of `part` (None when there are none)."""
+    return {"images": int(part.sum()), "accuracy": float(correct[part].mean()) if part.any() else None}
+
+
+def _reports_and_figures(ts: TestSet, folder: Path, models: list[Predictions], calib: dict, wrong: np.ndarray,
+                         classes, formats) -> None:
+    """Per model: the class report and confusion matrix; for the last (the ensemble): ROC/PR curves, the
+    reliability diagram and the most confident mistakes."""
+    from . import plots
+
+    name, figures, best = ts.name, folder / "figures", models[-1]
+    for p in models:
+        write_class_report(class_report(p.labels, p.pred, classes), folder, f"report_{p.name}", f"{name}, {p.name}")
+        plots.confusion_matrices(p.labels, p.pred, classes, figures / f"confusion_{p.name}",
+                                 f"{name}: {p.name} ({len(p.labels)} images)", formats)
+    plots.roc_pr_curves(best.labels, best.probs, classes, figures / "roc_pr", f"{name}: {best.name}", formats)
+    plots.reliability_diagram(calib, figures / "reliability", f"{name}: {best.name}", formats)
+    if len(wrong):
+        order = wrong[np.argsort(-best.probs[wrong].max(1))][:36]
+        captions = [f"true {plots.short(classes[best.labels[i]])}\npred {plots.short(classes[best.pred[i]])} "
+                    f"{best.probs[i].max():.2f}" for i in order]
+        plots.image_gallery(ts.images[order], captions, figures / "misclassified",
+                            f"{name}: misclassified by {best.name}", formats=formats)
+
+
+def _write_misclassified(path: Path, p: Predictions, wrong: np.ndarray, classes) -> None:
+    """The list gradcam.py --misclassified takes: path, true, predicted, confidence."""
+    with open(path, "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["path", "true", "pred", "confidence"])
+        for i in wrong:
+            w.writerow([p.paths[i], classes[p.labels[i]], classes[p.pred[i]], f"{p.probs[i].max():.4f}"])
 
 
 def label_error_candidates(paths, labels, probs, classes, threshold: float = 0.9) -> list[dict]:
@@ -159,152 +188,37 @@ def label_error_candidates(paths, labels, probs, classes, threshold: float = 0.9
     return sorted(rows, key=lambda r: -r["p_suggested"])
 
 
-def check_classes(model_classes, data_classes, where: str) -> None:
-    """A model can be evaluated on a folder whose classes are a subset of its own."""
-    unknown = sorted(set(data_classes) - set(model_classes))
-    if unknown:
-        raise UserError(f"classes {unknown} in {where} are not classes of the model ({list(model_classes)})")
-
-
-def find_fold_models(run_dir: Path) -> tuple[dict[int, Path], list[str]]:
-    """Best models of the finished folds, and a note for each fold folder that is not finished."""
-    models, notes = {}, []
-    for fold_dir in sorted(run_dir.glob("fold*")):
-        if not fold_dir.name[4:].isdigit():
-            continue
-        k = int(fold_dir.name[4:])
-        if (fold_dir / "done.json").is_file() and (fold_dir / "best.keras").is_file():
-            models[k] = fold_dir / "best.keras"
-        else:
-            notes.append(f"fold {k} is unfinished (no done.json or best.keras): left out")
-    return models, notes
-
-
-def predict(model, images: np.ndarray, batch_size: int, tta: bool = False) -> np.ndarray:
-    """Class probabilities (the compiled forward pass, brainmri.backend); with tta, the mean over the image
-    and its left-right mirror."""
-    from . import backend
-    from .models import class_probabilities
-
-    probs = backend.predict(model, images, batch_size)
-    if tta:
-        mirrored = np.ascontiguousarray(images[:, :, ::-1])
-        probs = (probs + backend.predict(model, mirrored, batch_size)) / 2
-    return class_probabilities(probs)
-
-
-def write_predictions(path: Path, preds: list[Predictions], classes, has_duplicate: np.ndarray) -> None:
-    """predictions.csv: one row per image and model (each fold, and the ensemble)."""
-    with open(path, "w", newline="") as f:
-        w = csv.writer(f)
-        w.writerow(["path", "true", "pred", *[f"p_{c}" for c in classes], "model", "near_duplicate_in_training"])
-        for p in preds:
-            for path_, y, probs, dup in zip(p.paths, p.labels, p.probs, has_duplicate):
-                w.writerow([path_, classes[y], classes[int(probs.argmax())], *[f"{x:.6f}" for x in probs], p.name,
-                            int(dup)])
-
-
-def read_predictions(path: Path) -> dict[str, dict]:
-    """predictions.csv back, per model: labels, probabilities, near-duplicate flags (used by the tests)."""
-    with open(path, newline="") as f:
-        rows = list(csv.DictReader(f))
-    classes = [k[2:] for k in rows[0] if k.startswith("p_")]
-    out = {}
-    for r in rows:
-        m = out.setdefault(r["model"], {"labels": [], "probs": [], "dup": [], "pred": []})
-        m["labels"].append(classes.index(r["true"]))
-        m["pred"].append(classes.index(r["pred"]))
-        m["probs"].append([float(r[f"p_{c}"]) for c in classes])
-        m["dup"].append(int(r["near_duplicate_in_training"]))
-    return {k: {kk: np.array(vv) for kk, vv in v.items()} for k, v in out.items()}
-
-
-def duplicate_flags_from_splits(splits: dict, test_paths: list[str], folds: list[int]) -> np.ndarray:
-    """Whether each test image shares a near-duplicate group with a training image of the given folds."""
-    roles, groups = splits["roles"], splits["groups"]
-    trained = np.zeros(len(groups), bool)
-    for k in folds:
-        trained |= roles[:, k] == "train"
-    train_groups = set(groups[trained])
-    group_of = dict(zip(splits["paths"], groups))
-    return np.array([group_of[p] in train_groups for p in test_paths])
-
-
-def duplicate_flags_external(train_ds, trained: np.ndarray, ext_ds, detector) -> np.ndarray:
-    """Whether each image of `ext_ds` is a copy or near-duplicate of an image of `train_ds` that was trained on
-    (`trained`: a mask over train_ds; `detector`: the run's duplicates.Detector)."""
-    from .data import take
-    from .duplicates import copies_in
-
-    return copies_in(take(train_ds, np.flatnonzero(trained)), ext_ds, detector)
-
-
-def per_plane_accuracy(correct: np.ndarray, planes) -> dict:
-    """Accuracy per slice plane, for the images whose plane is known ({} when none is)."""
-    planes = np.asarray(planes if planes is not None else [""] * len(correct))
-    return {pl: {"images": int((planes == pl).sum()), "accuracy": float(correct[planes == pl].mean())}
-            for pl in PLANES if (planes == pl).any()}
-
-
-def evaluate_test_set(name: str, folder: Path, fold_preds: list[Predictions], has_duplicate: np.ndarray,
-                      images: np.ndarray, classes, formats, planes=None, groups=None) -> dict:
-    """Reports, figures and headline numbers for one test set; returns what report.md shows. `groups`: the
-    near-duplicate group of each image, which the confidence intervals resample (None: one per image)."""
+def write_label_errors(trained: Trained, out: Path) -> list[dict]:
+    """label_errors.csv and a gallery: out-of-fold (validation) predictions that confidently disagree with the
+    folder label."""
     from . import plots
 
-    folder.mkdir(parents=True)
-    ensemble = Predictions("ensemble", fold_preds[0].paths, fold_preds[0].labels,
-                           np.mean([p.probs for p in fold_preds], axis=0))
-    models = fold_preds + [ensemble] if len(fold_preds) > 1 else fold_preds
-    write_predictions(folder / "predictions.csv", models, classes, has_duplicate)
-    for p in models:
-        write_report(report_dict(p, classes), folder, f"report_{p.name}", f"{name}, {p.name}")
-        plots.confusion_matrices(p.labels, p.pred, classes, folder / "figures" / f"confusion_{p.name}",
-                                 f"{name}: {p.name} ({len(p.labels)} images)", formats)
-    best = models[-1]
-    plots.roc_pr_curves(best.labels, best.probs, classes, folder / "figures" / "roc_pr", f"{name}: {best.name}", formats)
-    calib = calibration(best.labels, best.probs)
-    plots.reliability_diagram(calib, folder / "figures" / "reliability", f"{name}: {best.name}", formats)
-    wrong = np.flatnonzero(best.pred != best.labels)
-    _write_misclassified(folder / "misclassified.csv", best, wrong, classes)
-    if len(wrong):
-        order = wrong[np.argsort(-best.probs[wrong].max(1))][:36]
-        plots.image_gallery(images[order], [f"true {plots.short(classes[best.labels[i]])}\npred {plots.short(classes[best.pred[i]])} "
-                                            f"{best.probs[i].max():.2f}" for i in order],
-                            folder / "figures" / "misclassified", f"{name}: misclassified by {best.name}", formats=formats)
-    fold_acc = [accuracy_score(p.labels, p.pred) for p in fold_preds]
-    correct = best.pred == best.labels
-    ci = bootstrap_ci(best.labels, best.pred, len(classes), groups=groups)
-    write_intervals_csv(folder / "confidence_intervals.csv", ci)
-    summary = {"test_set": name, "images": len(best.labels), "model": best.name, "folds": [p.name for p in fold_preds],
-               **ci, "ece": calib["ece"],
-               "mean_fold_accuracy": float(np.mean(fold_acc)), "fold_accuracy": fold_acc,
-               "with_near_duplicate_in_training": {"images": int(has_duplicate.sum()),
-                                                   "accuracy": float(correct[has_duplicate].mean()) if has_duplicate.any() else None},
-               "without_near_duplicate_in_training": {"images": int((~has_duplicate).sum()),
-                                                      "accuracy": float(correct[~has_duplicate].mean()) if (~has_duplicate).any() else None},
-               "per_plane": per_plane_accuracy(correct, planes), "misclassified": int(len(wrong))}
-    (folder / "summary.json").write_text(json.dumps(summary, indent=2))
-    return summary
-
-
-def _write_misclassified(path: Path, p: Predictions, wrong: np.ndarray, classes) -> None:
-    """The list gradcam.py --misclassified takes: path, true, predicted, confidence."""
-    with open(path, "w", newline="") as f:
-        w = csv.writer(f)
-        w.writerow(["path", "true", "pred", "confidence"])
-        for i in wrong:
-            w.writerow([p.paths[i], classes[p.labels[i]], classes[p.pred[i]], f"{p.probs[i].max():.4f}"])
+    classes = trained.classes
+    tables = [read_predictions(f)[""] for f in sorted(trained.run.glob("fold*/val_predictions.csv"))]
+    paths = [p for t in tables for p in t["paths"]]
+    labels = [y for t in tables for y in t["labels"]]
+    probs = np.concatenate([t["probs"] for t in tables]) if tables else np.zeros((0, len(classes)))
+    rows = label_error_candidates(paths, labels, probs, classes)
+    with open(out / "label_errors.csv", "w", newline="") as fh:
+        w = csv.DictWriter(fh, fieldnames=["path", "label", "suggested", "p_suggested", "p_label"])
+        w.writeheader()
+        w.writerows(rows)
+    shown = rows[:24]
+    if shown:
+        thumbs = [load_resized(data_root(trained.cfg) / r["path"], 128)[0] for r in shown]
+        captions = [f"{plots.short(r['label'])} -> {plots.short(r['suggested'])}\n{r['p_suggested']:.2f}"
+                    for r in shown]
+        plots.image_gallery(thumbs, captions, out / "figures" / "label_errors",
+                            "Likely label errors: folder label -> model's class", formats=trained.cfg.figure_formats)
+    return rows
 
 
 def _rel(path: Path, start: Path) -> str:
-    import os
-
     return Path(os.path.relpath(path, start)).as_posix()
 
 
-def write_report_md(out: Path, run_dir: Path | None, sections: list[dict], label_errors: list[dict] | None,
-                    notes: list[str]) -> Path:
+def write_evaluation_report(out: Path, run_dir: Path | None, sections: list[dict], label_errors: list[dict] | None,
+                            notes: list[str]) -> Path:
     """report.md: the whole run on one page, in reading order, linking every table and figure."""
     lines = [f"# Evaluation of `{run_dir or out}`", ""]
     lines += [f"> {n}" for n in notes] + ([""] if notes else [])
@@ -313,35 +227,7 @@ def write_report_md(out: Path, run_dir: Path | None, sections: list[dict], label
         for fig in sorted((run_dir / "figures").glob("curves_*.png")):
             lines += [f"![{fig.stem}]({_rel(fig, out)})", ""]
     for s in sections:
-        folder = out / s["folder"]
-        lo, hi = s["accuracy_ci95_groups"]
-        flo, fhi = s["macro_f1_ci95_groups"]
-        ilo, ihi = s["accuracy_ci95_images"]
-        iflo, ifhi = s["macro_f1_ci95_images"]
-        resampling = f"resampling {s['groups']} near-duplicate groups"
-        dup, clean = s["with_near_duplicate_in_training"], s["without_near_duplicate_in_training"]
-        lines += [f"## Test set: {s['test_set']} ({s['images']} images)", "",
-                  "| | value |", "|---|---|",
-                  f"| accuracy ({s['model']}) | {s['accuracy']:.4f} (95% CI {lo:.4f}-{hi:.4f}, {resampling}) |",
-                  f"| macro F1 over the {s['macro_f1_classes']} classes present ({s['model']}) | "
-                  f"{s['macro_f1']:.4f} (95% CI {flo:.4f}-{fhi:.4f}, {resampling}) |",
-                  f"| mean accuracy of the {len(s['folds'])} fold models | {s['mean_fold_accuracy']:.4f} |",
-                  f"| expected calibration error | {s['ece']:.4f} |",
-                  f"| accuracy, images with a near-duplicate in training | {format_accuracy(dup)} |",
-                  f"| accuracy, images without | {format_accuracy(clean)} |",
-                  *(f"| accuracy, {pl} slices | {format_accuracy(v)} |" for pl, v in s.get("per_plane", {}).items()), "",
-                  f"The intervals resample whole near-duplicate groups ({s['groups']} groups for {s['images']} "
-                  f"images), since copies of one scan are right or wrong together. Resampling single images, as if "
-                  f"near-duplicates were independent, gives accuracy {ilo:.4f}-{ihi:.4f} and macro F1 "
-                  f"{iflo:.4f}-{ifhi:.4f}: [confidence_intervals.csv]({s['folder']}/confidence_intervals.csv).",
-                  "",
-                  (folder / f"report_{s['model']}.md").read_text(), "",
-                  f"Per-fold reports: {', '.join(f'[{n}](' + s['folder'] + f'/report_{n}.md)' for n in s['folds'])}; "
-                  f"every prediction: [predictions.csv]({s['folder']}/predictions.csv); "
-                  f"misclassified: [misclassified.csv]({s['folder']}/misclassified.csv).", ""]
-        for fig in ("confusion_" + s["model"], "roc_pr", "reliability", "misclassified"):
-            if (folder / "figures" / f"{fig}.png").is_file():
-                lines += [f"![{fig}]({s['folder']}/figures/{fig}.png)", ""]
+        lines += _test_set_section(s, out / s["folder"])
     if label_errors is not None:
         lines += ["## Likely label errors (out-of-fold predictions)", "",
                   f"{len(label_errors)} training images that the model which never saw them assigns to another "
@@ -351,6 +237,38 @@ def write_report_md(out: Path, run_dir: Path | None, sections: list[dict], label
     path = out / "report.md"
     path.write_text("\n".join(lines))
     return path
+
+
+def _test_set_section(s: dict, folder: Path) -> list[str]:
+    """report.md's section of one test set: the headline table, the intervals, the ensemble's class report,
+    links and figures."""
+    lo, hi = s["accuracy_ci95_groups"]
+    flo, fhi = s["macro_f1_ci95_groups"]
+    ilo, ihi = s["accuracy_ci95_images"]
+    iflo, ifhi = s["macro_f1_ci95_images"]
+    resampling = f"resampling {s['groups']} near-duplicate groups"
+    dup, clean, name = s["with_near_duplicate_in_training"], s["without_near_duplicate_in_training"], s["folder"]
+    lines = [f"## Test set: {s['test_set']} ({s['images']} images)", "", "| | value |", "|---|---|",
+             f"| accuracy ({s['model']}) | {s['accuracy']:.4f} (95% CI {lo:.4f}-{hi:.4f}, {resampling}) |",
+             f"| macro F1 over the {s['macro_f1_classes']} classes present ({s['model']}) | "
+             f"{s['macro_f1']:.4f} (95% CI {flo:.4f}-{fhi:.4f}, {resampling}) |",
+             f"| mean accuracy of the {len(s['folds'])} fold models | {s['mean_fold_accuracy']:.4f} |",
+             f"| expected calibration error | {s['ece']:.4f} |",
+             f"| accuracy, images with a near-duplicate in training | {format_accuracy(dup)} |",
+             f"| accuracy, images without | {format_accuracy(clean)} |",
+             *(f"| accuracy, {pl} slices | {format_accuracy(v)} |" for pl, v in s.get("per_plane", {}).items()), "",
+             f"The intervals resample whole near-duplicate groups ({s['groups']} groups for {s['images']} "
+             f"images), since copies of one scan are right or wrong together. Resampling single images, as if "
+             f"near-duplicates were independent, gives accuracy {ilo:.4f}-{ihi:.4f} and macro F1 "
+             f"{iflo:.4f}-{ifhi:.4f}: [confidence_intervals.csv]({name}/confidence_intervals.csv).", "",
+             (folder / f"report_{s['model']}.md").read_text(), "",
+             f"Per-fold reports: {', '.join(f'[{n}](' + name + f'/report_{n}.md)' for n in s['folds'])}; "
+             f"every prediction: [predictions.csv]({name}/predictions.csv); "
+             f"misclassified: [misclassified.csv]({name}/misclassified.csv).", ""]
+    for fig in ("confusion_" + s["model"], "roc_pr", "reliability", "misclassified"):
+        if (folder / "figures" / f"{fig}.png").is_file():
+            lines += [f"![{fig}]({name}/figures/{fig}.png)", ""]
+    return lines
 
 
 def format_accuracy(part: dict) -> str:

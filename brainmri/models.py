@@ -1,4 +1,5 @@
-"""One backbone registry and the study's classification head.
+"""One backbone registry, the study's classification head, and the custom Keras objects a saved model holds
+(CaffePreprocess, MacroMetric: registered by importing this module).
 
 Every model takes raw 0-255 RGB pixels and does its own preprocessing inside: Keras' EfficientNets
 normalise internally (feeding them 0-1 input silently ruins accuracy), VGG16 gets its caffe-style
@@ -30,6 +31,50 @@ class CaffePreprocess(layers.Layer):
 
     def call(self, x):
         return ops.flip(x, axis=-1) - ops.convert_to_tensor(IMAGENET_MEAN_BGR, dtype=x.dtype)
+
+
+@keras.saving.register_keras_serializable(package="brainmri")
+class MacroMetric(keras.metrics.Metric):
+    """Macro-averaged precision, recall or F1 over classes, from a running confusion matrix.
+
+    The study monitored "average" precision and recall; Keras' own Precision/Recall are binary,
+    so a 4-class model needs this. Classes absent from both labels and predictions are left out.
+    """
+
+    def __init__(self, num_classes: int, kind: str = "f1", name: str | None = None, **kwargs):
+        super().__init__(name=name or kind, **kwargs)
+        self.num_classes, self.kind = num_classes, kind
+        self.matrix = self.add_variable(shape=(num_classes, num_classes), initializer="zeros", name="matrix")
+
+    def update_state(self, y_true, y_pred, sample_weight=None):
+        n = self.num_classes
+        true, pred = ops.argmax(y_true, axis=-1), ops.argmax(y_pred, axis=-1)
+        rows = ops.one_hot(true, n)
+        if sample_weight is not None:  # weighted counts, as Keras' accuracy weighs (under weighted_metrics=)
+            rows = rows * ops.reshape(ops.cast(sample_weight, rows.dtype), (-1, 1))
+        counts = ops.matmul(ops.transpose(rows), ops.one_hot(pred, n))
+        self.matrix.assign(self.matrix + ops.cast(counts, self.dtype))
+
+    def result(self):
+        m = self.matrix
+        tp = ops.diagonal(m)
+        precision = ops.divide_no_nan(tp, ops.sum(m, axis=0))
+        recall = ops.divide_no_nan(tp, ops.sum(m, axis=1))
+        per_class = {"precision": precision, "recall": recall,
+                     "f1": ops.divide_no_nan(2 * precision * recall, precision + recall)}[self.kind]
+        present = ops.cast((ops.sum(m, axis=0) + ops.sum(m, axis=1)) > 0, self.dtype)
+        return ops.divide_no_nan(ops.sum(per_class * present), ops.sum(present))
+
+    def reset_state(self):
+        self.matrix.assign(ops.zeros(self.matrix.shape, dtype=self.dtype))  # zeros_like(Variable) fails on JAX
+
+    def get_config(self):
+        return {**super().get_config(), "num_classes": self.num_classes, "kind": self.kind}
+
+
+def macro_metrics(num_classes: int) -> list:
+    """What a multiclass model logs per epoch: accuracy and macro precision, recall and F1."""
+    return ["accuracy"] + [MacroMetric(num_classes, k) for k in ("precision", "recall", "f1")]
 
 
 def _small_cnn(input_shape, weights):
@@ -200,9 +245,7 @@ def count_params(model: keras.Model) -> dict:
 
 
 def load_model(path, compile: bool = True) -> keras.Model:
-    """Load a saved .keras model; our custom layers and metrics are registered by importing this package."""
-    from . import metrics  # noqa: F401  (registers MacroMetric for compiled models)
-
+    """Load a saved .keras model; our custom layer and metric (above) are registered by importing this module."""
     try:
         return keras.models.load_model(path, compile=compile)
     except (OSError, ValueError, TypeError) as err:

@@ -11,16 +11,16 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+from sklearn.model_selection import train_test_split
 
 from . import audit as audit_mod
-from . import plots
 from . import splits
 from .config import Config
-from .augment import read_manifest, source_of
-from .data import Dataset, load_dataset, negative_class_of, take, to_binary
+from .data import Dataset, find_images, load_dataset, negative_class_of, take, to_binary
 from .duplicates import Detector, group_images, group_with_sources
 from .errors import UserError
-from .planes import PLANES
+from .manifest import read_manifest, source_of
+from .planes import PLANES, planes_for
 from .runs import write_atomic
 from .synthetic import write_synthetic
 
@@ -52,8 +52,6 @@ def data_root(cfg: Config) -> Path:
 
 def check_inputs(cfg: Config) -> None:
     """The cheap checks, before a run folder is made: backbone, weights file, data folders."""
-    from .data import find_images
-
     find_images(data_root(cfg), cfg.classes)  # first: it needs no TensorFlow, so the message comes at once
     if cfg.planes_file and not Path(cfg.planes_file).is_file():
         raise UserError(f"config key 'planes_file': file not found: {cfg.planes_file}")
@@ -64,16 +62,13 @@ def check_inputs(cfg: Config) -> None:
 
 def planes_of(cfg: Config, paths: list[str]) -> list[str] | None:
     """Each image's plane from the planes file ("" where it has none), or None without a planes file."""
-    from .planes import read_planes
-
     path = Path(cfg.planes_file) if cfg.planes_file else data_root(cfg) / "planes.csv"
     if not path.is_file():
         if cfg.planes_file or cfg.protocol == "planes":
             raise UserError(f"planes file not found: {path} (write one with: python augment.py DATA "
                             "--estimate-planes planes.csv, then set planes_file)")
         return None
-    known = read_planes(path)
-    planes = [known.get(p, "") for p in paths]
+    planes = planes_for(path, paths)
     log.info("planes from %s: %s; %d images without a plane", path,
              ", ".join(f"{pl} {planes.count(pl)}" for pl in PLANES), planes.count(""))
     return planes
@@ -81,20 +76,25 @@ def planes_of(cfg: Config, paths: list[str]) -> list[str] | None:
 
 def stratified_share(labels: np.ndarray, fraction: float, seed: int) -> np.ndarray:
     """Sorted indices of a seeded, class-stratified share of the images."""
-    from sklearn.model_selection import train_test_split
-
     keep, _ = train_test_split(np.arange(len(labels)), train_size=fraction, stratify=labels, random_state=seed)
     return np.sort(keep)
 
 
-def prepare(cfg: Config, run_dir: Path) -> Prepared:
-    """Load, hash, group, audit and split; write audit, splits and data summary into the run folder."""
+def load_data(cfg: Config) -> Dataset:
+    """The run's images: the data folder at image_size, tumor vs no tumor for the binary task, and the
+    subset_fraction share."""
     ds = load_dataset(data_root(cfg), cfg.image_size, cfg.classes, cfg.cache_dir)
     if cfg.task == "binary":
         ds = to_binary(ds, negative_class_of(ds.classes, cfg.negative_class))
     if cfg.subset_fraction < 1:
         ds = take(ds, stratified_share(ds.labels, cfg.subset_fraction, cfg.seed))
         log.info("subset_fraction %g: %d images kept", cfg.subset_fraction, len(ds.paths))
+    return ds
+
+
+def prepare_data(cfg: Config, run_dir: Path) -> Prepared:
+    """Load, hash, group, audit and split; write audit, splits and data summary into the run folder."""
+    ds = load_data(cfg)
     named = [ds.classes[i] for i in ds.labels]
     saved = splits.saved_splits(run_dir / "splits.csv", ds.paths, named)  # before anything is rewritten
     if saved is not None:
@@ -102,6 +102,30 @@ def prepare(cfg: Config, run_dir: Path) -> Prepared:
         report = json.loads((run_dir / "audit.json").read_text()) if (run_dir / "audit.json").is_file() else {}
         return Prepared(ds, saved["groups"], saved["roles"], report)
     sources = source_of(ds.paths, read_manifest(data_root(cfg)))
+    audit = _group_and_audit(cfg, ds, sources)
+    planes = planes_of(cfg, ds.paths)
+    roles = splits.make_roles(ds.labels, audit.groups, ds.subsets, cfg.protocol, cfg.folds, cfg.test_fraction,
+                              cfg.split == "group", cfg.seed, planes, cfg.train_planes, cfg.test_planes, sources)
+    _audit_figures(audit, run_dir / "figures", cfg.figure_formats)
+    audit.report["test_split"] = test_split(cfg, roles, sources)
+    write_atomic(run_dir / "audit.json", json.dumps(audit.report, indent=2))
+    splits.write_splits(run_dir / "splits.csv", ds.paths, named, ds.subsets, audit.groups, roles, planes)
+    write_atomic(run_dir / "classes.json", json.dumps(list(ds.classes)))
+    _write_data_summary(run_dir, ds, roles, named)
+    return Prepared(ds, audit.groups, roles, audit.report)
+
+
+@dataclass
+class _Audit:
+    originals: Dataset  # the images as collected (no augmented copies)
+    groups: np.ndarray  # near-duplicate group of every image, copies in their source's
+    pairs: np.ndarray  # near-duplicate pairs among the originals, with their scores
+    scores: np.ndarray
+    report: dict  # audit.json
+
+
+def _group_and_audit(cfg: Config, ds: Dataset, sources: np.ndarray) -> _Audit:
+    """Near-duplicate groups (an augmented copy joins its source's) and the audit of the original images."""
     copies = np.flatnonzero(sources != -1)
     if len(copies):
         log.info("manifest.csv: %d augmented copies; each joins its source's group and is trained on only "
@@ -111,26 +135,22 @@ def prepare(cfg: Config, run_dir: Path) -> Prepared:
     start = time.perf_counter()
     orig_groups, pairs, scores = group_images(originals, detector)
     log.info("near-duplicates (%s): %d pairs in %.1f s", detector.method, len(pairs), time.perf_counter() - start)
-    groups = group_with_sources(orig_groups, sources)
     report = audit_mod.audit(originals, orig_groups, pairs, scores, detector)
     if len(copies):
         report["augmented_copies"] = int(len(copies))
     log.info(audit_mod.format_audit(report))
-    planes = planes_of(cfg, ds.paths)
-    roles = splits.make_roles(ds.labels, groups, ds.subsets, cfg.protocol, cfg.folds, cfg.test_fraction,
-                              cfg.split == "group", cfg.seed, planes, cfg.train_planes, cfg.test_planes, sources)
-    figures = run_dir / "figures"
-    plots.near_duplicate_examples(originals, pairs, scores, figures / "near_duplicate_pairs",
-                                  formats=cfg.figure_formats)
-    if report["label_conflicts"]:
-        plots.label_conflicts(originals, report["label_conflicts"], figures / "label_conflicts",
-                              formats=cfg.figure_formats)
-    report["test_split"] = test_split(cfg, roles, sources)
-    write_atomic(run_dir / "audit.json", json.dumps(report, indent=2))
-    splits.write_splits(run_dir / "splits.csv", ds.paths, named, ds.subsets, groups, roles, planes)
-    write_atomic(run_dir / "classes.json", json.dumps(list(ds.classes)))
-    _write_data_summary(run_dir, ds, roles, named)
-    return Prepared(ds, groups, roles, report)
+    return _Audit(originals, group_with_sources(orig_groups, sources), pairs, scores, report)
+
+
+def _audit_figures(audit: _Audit, figures: Path, formats) -> None:
+    """Examples of near-duplicate pairs, and the label conflicts if there are any."""
+    from . import plots
+
+    plots.near_duplicate_examples(audit.originals, audit.pairs, audit.scores, figures / "near_duplicate_pairs",
+                                  formats=formats)
+    if audit.report["label_conflicts"]:
+        plots.label_conflicts(audit.originals, audit.report["label_conflicts"], figures / "label_conflicts",
+                              formats=formats)
 
 
 def test_split(cfg: Config, roles: np.ndarray, sources: np.ndarray) -> dict:

@@ -11,14 +11,20 @@ from __future__ import annotations
 
 import csv
 import json
+import logging
 from pathlib import Path
 
 import cv2
 import numpy as np
+from sklearn.linear_model import LogisticRegression
+from tqdm import tqdm
 
+from .config import PLANES
+from .data import decode, find_images
 from .errors import UserError
 
-PLANES = ("axial", "sagittal", "coronal")
+log = logging.getLogger("brainmri")
+
 MODEL_FILE = Path(__file__).with_name("plane_model.json")
 _CROP = 64  # the head crop is compared at this size
 _THUMB = 16  # and kept as a thumbnail feature at this size
@@ -64,8 +70,6 @@ def _corr(a: np.ndarray, b: np.ndarray) -> float:
 
 def fit_estimator(features: np.ndarray, planes: list[str], c: float = 0.3) -> dict:
     """Standardise and fit the logistic regression; return it as plain numbers (plane_model.json)."""
-    from sklearn.linear_model import LogisticRegression
-
     mean, scale = features.mean(0), features.std(0) + 1e-6
     clf = LogisticRegression(C=c, max_iter=5000).fit((features - mean) / scale, planes)
     return {"classes": list(clf.classes_), "mean": mean.tolist(), "scale": scale.tolist(),
@@ -101,6 +105,12 @@ def read_planes(path: str | Path) -> dict[str, str]:
     return {r["path"]: r["plane"] for r in rows}
 
 
+def planes_for(path: str | Path, paths: list[str]) -> list[str]:
+    """Each image's plane from a planes.csv ("" where it has none)."""
+    known = read_planes(path)
+    return [known.get(p, "") for p in paths]
+
+
 def write_planes(path: Path, rows: list[tuple[str, str]], extra: dict[str, list] | None = None) -> None:
     """planes.csv: path, plane (and any extra columns, such as the estimator's confidence)."""
     extra = extra or {}
@@ -109,3 +119,29 @@ def write_planes(path: Path, rows: list[tuple[str, str]], extra: dict[str, list]
         w.writerow(["path", "plane", *extra])
         for i, (p, plane) in enumerate(rows):
             w.writerow([p, plane, *(v[i] for v in extra.values())])
+
+
+def estimate_folder(data: Path, out: Path, force: bool = False) -> dict[str, int]:
+    """Write planes.csv for a dataset folder (never into it): every readable image's estimated plane and
+    its probability; returns the count per plane."""
+    if out.exists() and not force:
+        raise UserError(f"{out} exists: choose another file, or pass --force")
+    if data.resolve() in out.resolve().parents:
+        raise UserError(f"write {out} outside the input folder {data}")
+    items, _ = find_images(data)
+    rows, probs = [], []
+    for rel, _, _ in tqdm(items, desc="estimate planes", unit="img", disable=None):
+        try:
+            feats = plane_features(decode(data / rel))[None]
+        except ValueError as err:
+            log.warning("skipped %s: %s", data / rel, err)
+            continue
+        name, p = predict_planes(feats)
+        rows.append((rel, name[0]))
+        probs.append(f"{p.max():.3f}")
+    write_planes(out, rows, {"probability": probs})
+    counts = {pl: sum(1 for _, x in rows if x == pl) for pl in PLANES}
+    log.info("wrote %s: %d images, %s (estimated; %d skipped)", out, len(rows), counts, len(items) - len(rows))
+    check = load_estimator()["check"]
+    log.info("the estimator's accuracy on %d hand-checked slices: %.3f", check["images"], check["accuracy"])
+    return counts

@@ -2,13 +2,21 @@
 
 from __future__ import annotations
 
+import textwrap
 from pathlib import Path
 
 import matplotlib
+import numpy as np
+from sklearn.metrics import auc, average_precision_score, confusion_matrix, precision_recall_curve, roc_auc_score, \
+    roc_curve
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
+from matplotlib import patheffects  # noqa: E402
+from matplotlib.cm import ScalarMappable  # noqa: E402
+from matplotlib.colors import ListedColormap, Normalize  # noqa: E402
+from matplotlib.font_manager import FontProperties  # noqa: E402
+from matplotlib.textpath import TextPath  # noqa: E402
 
 STYLE = {"font.size": 11, "axes.titlesize": 12, "axes.labelsize": 11, "legend.fontsize": 9,
          "figure.dpi": 110, "savefig.dpi": 200, "savefig.bbox": "tight", "axes.grid": True, "grid.alpha": 0.3}
@@ -110,8 +118,7 @@ def pretty(name: str) -> str:
 
 def confusion_matrices(labels, pred, classes, path: Path, title: str, formats=FORMATS) -> list[Path]:
     """Counts and row-normalised confusion matrices side by side (seaborn heatmaps, grey scale)."""
-    import seaborn as sns
-    from sklearn.metrics import confusion_matrix
+    import seaborn as sns  # (it imports pandas: loaded for this figure only)
 
     counts = confusion_matrix(labels, pred, labels=list(range(len(classes))))
     rows = counts.sum(1, keepdims=True)
@@ -133,8 +140,6 @@ def confusion_matrices(labels, pred, classes, path: Path, title: str, formats=FO
 
 def roc_pr_curves(labels, probs, classes, path: Path, title: str, formats=FORMATS) -> list[Path]:
     """One-vs-all ROC (with AUC, micro and macro averages) and precision-recall (with AP) curves."""
-    from sklearn.metrics import auc, average_precision_score, precision_recall_curve, roc_curve
-
     onehot = np.eye(len(classes))[labels]
     present = [c for c in range(len(classes)) if 0 < onehot[:, c].sum() < len(labels)]
     styles = ["-", "--", "-.", ":", (0, (5, 1)), (0, (3, 1, 1, 1))]
@@ -223,17 +228,12 @@ def overlay(image: np.ndarray, heat: np.ndarray, alpha: float = CAM_ALPHA, floor
 
 def _shown_colours(alpha: float = CAM_ALPHA, floor: float = CAM_FLOOR, grey: int = 128):
     """The colour map as the overlay really draws it over mid-grey tissue: what the colour bar shows."""
-    from matplotlib.colors import ListedColormap
-
     ramp = np.linspace(0, 1, 256)[None, :]
     return ListedColormap(overlay(np.full((1, 256), grey, np.uint8), ramp, alpha, floor)[0] / 255)
 
 
 def _colour_bar(fig, rect: list[float], floor: float = CAM_FLOOR) -> None:
     """A horizontal 0-1 colour bar of the overlay (as drawn over mid-grey), the floor ticked."""
-    from matplotlib.cm import ScalarMappable
-    from matplotlib.colors import Normalize
-
     cax = fig.add_axes(rect, label="<colorbar>")  # the label matplotlib gives the colour bars it places itself
     bar = fig.colorbar(ScalarMappable(Normalize(0, 1), _shown_colours(floor=floor)), cax=cax,
                        orientation="horizontal", ticks=[0, floor, 0.5, 1])
@@ -246,8 +246,6 @@ def _draw_slice(ax, image, heat=None, mask=None) -> None:
     """One slice, its overlay when a map is given, the lesion outline when a mask is."""
     ax.imshow(_rgb(image) if heat is None else overlay(image, heat), interpolation="nearest")
     if mask is not None and np.any(mask):
-        from matplotlib import patheffects
-
         halo = [patheffects.withStroke(linewidth=1.9, foreground="black")]  # keeps it visible on yellow, in grey
         ax.contour(np.asarray(mask) > 0, levels=[0.5], colors=OUTLINE, linewidths=0.8, path_effects=halo)
     ax.set_axis_off()
@@ -255,9 +253,6 @@ def _draw_slice(ax, image, heat=None, mask=None) -> None:
 
 def _text_width(text: str, size: float, weight: str = "normal") -> float:
     """Inches taken by the widest line of `text` at `size` points (DejaVu Sans, matplotlib's default)."""
-    from matplotlib.font_manager import FontProperties
-    from matplotlib.textpath import TextPath
-
     font = FontProperties(weight=weight)
     widths = [TextPath((0, 0), line or " ", size=size, prop=font).get_extents().width for line in text.split("\n")]
     return max(widths) / 72
@@ -291,8 +286,6 @@ def _header(page: _Page, title: str, subtitle: str | None) -> None:
 
 def _footer(page: _Page, top: float, bar_x: float, bar_w: float, note: str) -> None:
     """The colour bar, then the statement of how the maps are scaled, wrapped to the figure's width."""
-    import textwrap
-
     _colour_bar(page.fig, page.rect(bar_x, top + 0.12, bar_w, 0.09))
     page.text(0.1, top + 0.56, textwrap.fill(note, 108), ha="left", fontsize=7.5, color="0.2", linespacing=1.3)
 
@@ -302,24 +295,6 @@ def _note(note: str, outlined: bool, flagged: bool = False) -> str:
     return (note.format(floor=CAM_FLOOR) + (" Cyan line: the lesion's outline (mask)." if outlined else "")
             + (" Shaded caption: misclassified." if flagged else "")
             + " The bar shows the colours as drawn over mid-grey.")
-
-
-def lesion_mask(root, path, size: int) -> np.ndarray | None:
-    """The lesion mask of a synthetic image at size x size, or None where the data has none."""
-    import cv2
-
-    from .data import decode
-    from .synthetic import mask_path
-
-    if root is None:
-        return None
-    try:
-        mask = mask_path(root, Path(root) / path)
-    except ValueError:  # an image outside the data root
-        return None
-    if not mask.is_file():
-        return None
-    return cv2.resize(decode(mask)[..., 0], (size, size), interpolation=cv2.INTER_NEAREST)
 
 
 def cam_panel(image, heats: list, titles: list[str], path: Path, formats=FORMATS, *, title: str | None = None,
@@ -428,8 +403,6 @@ def comparison(rows: list[dict], curves: dict[str, np.ndarray], folder: Path, fo
 
 def binary_roc(labels, p_tumor, threshold: float, path: Path, title: str, formats=FORMATS) -> list[Path]:
     """ROC curve of P(tumor) with the operating point of the validation-chosen threshold."""
-    from sklearn.metrics import roc_auc_score, roc_curve
-
     fpr, tpr, _ = roc_curve(labels, p_tumor)
     pred = np.asarray(p_tumor) >= threshold
     labels = np.asarray(labels)

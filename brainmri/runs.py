@@ -9,9 +9,14 @@ import platform
 import subprocess
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
-from .config import Config, load_config, save_config
+import cv2
+import numpy
+import sklearn
+
+from .config import Config, load_config, merge, save_config
 from .errors import UserError
 
 log = logging.getLogger("brainmri")
@@ -58,6 +63,78 @@ def classes_of_model(model_path: Path) -> tuple[list[str], Path | None]:
     raise UserError(f"no classes.json beside {model_path} or in its parent folder: cannot name its classes")
 
 
+def find_fold_models(run_dir: Path) -> tuple[dict[int, Path], list[str]]:
+    """Best models of the finished folds, and a note for each fold folder that is not finished."""
+    models, notes = {}, []
+    for fold_dir in sorted(run_dir.glob("fold*")):
+        if not fold_dir.name[4:].isdigit():
+            continue
+        k = int(fold_dir.name[4:])
+        if (fold_dir / "done.json").is_file() and (fold_dir / "best.keras").is_file():
+            models[k] = fold_dir / "best.keras"
+        else:
+            notes.append(f"fold {k} is unfinished (no done.json or best.keras): left out")
+    return models, notes
+
+
+@dataclass
+class Trained:
+    """Trained models opened for evaluate.py or gradcam.py: a run folder's fold models, or one .keras file."""
+
+    run: Path | None  # the run folder (its config, splits and data); None for a model taken on its own
+    cfg: Config  # the run's config; the defaults for a model outside a run
+    classes: list[str]
+    models: dict[int, Path]  # fold -> model file
+    notes: list[str]  # folds left out, and why
+    folder: Path  # where the evaluation/ or gradcam/ folder goes
+
+
+def open_run_or_model(target: Path, figure_formats=None) -> Trained:
+    """A run folder's finished fold models, or a .keras model on its own (evaluate.py); `figure_formats`
+    overrides the run's."""
+    if target.is_file() and target.suffix == ".keras":
+        trained = Trained(None, Config(), classes_of_model(target)[0], {0: target}, [], target.parent)
+    else:
+        if not (target / "config.yaml").is_file():
+            raise UserError(f"{target} is neither a run folder (no config.yaml) nor a .keras model")
+        models, notes = find_fold_models(target)
+        if not models:
+            raise UserError(f"{target} has no finished fold (fold*/done.json): train first, or wait for a fold")
+        trained = Trained(target, load_config(target / "config.yaml"),
+                          json.loads((target / "classes.json").read_text()), models, notes, target)
+    return _with_formats(trained, figure_formats)
+
+
+def open_fold_model(target: Path, fold: int, figure_formats=None) -> Trained:
+    """One model (gradcam.py): fold `fold` of a run folder, or a .keras file (with its run's config when it
+    lies in a run folder); `figure_formats` overrides the run's."""
+    if target.suffix == ".keras":
+        if not target.is_file():
+            raise UserError(f"model file not found: {target}")
+        classes, run = classes_of_model(target)
+        cfg = load_config(run / "config.yaml") if run else Config()
+        trained = Trained(run, cfg, classes, {fold: target}, [], run or target.parent)
+    else:
+        model_path = target / f"fold{fold}" / "best.keras"
+        if not (target / "config.yaml").is_file() or not model_path.is_file():
+            raise UserError(f"{target} is not a run folder with a trained fold {fold} ({model_path} missing)")
+        trained = Trained(target, load_config(target / "config.yaml"),
+                          json.loads((target / "classes.json").read_text()), {fold: model_path}, [], target)
+    return _with_formats(trained, figure_formats)
+
+
+def add_figure_formats_option(parser) -> None:
+    """--figure-formats: the override of the run's figure_formats (evaluate.py, gradcam.py)."""
+    parser.add_argument("--figure-formats", nargs="+", metavar="FMT",
+                        help="png, pdf and/or svg (default: the run's figure_formats)")
+
+
+def _with_formats(trained: Trained, figure_formats) -> Trained:
+    if figure_formats:
+        trained.cfg = merge(trained.cfg, {"figure_formats": list(figure_formats)}, "--figure-formats")
+    return trained
+
+
 def write_atomic(path: Path, text: str) -> None:
     """Write via a temporary file and rename, so readers never see half a file."""
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
@@ -67,10 +144,7 @@ def write_atomic(path: Path, text: str) -> None:
 
 def environment() -> dict:
     """Library versions, git commit, command line and devices, for env.json."""
-    import cv2
     import keras
-    import numpy
-    import sklearn
 
     from . import backend
 

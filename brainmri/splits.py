@@ -106,6 +106,21 @@ def _make_roles(labels, groups, subsets, protocol: str, folds: int, test_fractio
     (excluding, with by_group, their near-duplicates of test images); other images are excluded.
     """
     labels, groups, subsets = np.asarray(labels), np.asarray(groups), np.asarray(subsets)
+    is_test, usable = _test_and_usable(labels, groups, subsets, protocol, test_fraction, by_group, seed, planes,
+                                       train_planes, test_planes)
+    fold_of = np.full(len(labels), -1)
+    idx = np.flatnonzero(usable)
+    fold_of[idx] = kfold(labels[idx], groups[idx], folds, by_group, seed)
+    roles = np.full((len(labels), folds), EXCLUDED, dtype=object)
+    for k in range(folds):
+        roles[usable, k] = np.where(fold_of[usable] == k, VAL, TRAIN)
+        roles[is_test, k] = TEST
+    return roles
+
+
+def _test_and_usable(labels, groups, subsets, protocol: str, test_fraction: float, by_group: bool, seed: int,
+                     planes, train_planes, test_planes) -> tuple[np.ndarray, np.ndarray]:
+    """The protocol's test images, and the images the cross-validation may use (see _make_roles)."""
     if protocol == "holdout":
         is_test = holdout(labels, groups, test_fraction, by_group, seed)
         usable = ~is_test
@@ -128,14 +143,7 @@ def _make_roles(labels, groups, subsets, protocol: str, folds: int, test_fractio
         usable = ~is_test
         if by_group:
             usable &= ~np.isin(groups, groups[is_test])
-    fold_of = np.full(len(labels), -1)
-    idx = np.flatnonzero(usable)
-    fold_of[idx] = kfold(labels[idx], groups[idx], folds, by_group, seed)
-    roles = np.full((len(labels), folds), EXCLUDED, dtype=object)
-    for k in range(folds):
-        roles[usable, k] = np.where(fold_of[usable] == k, VAL, TRAIN)
-        roles[is_test, k] = TEST
-    return roles
+    return is_test, usable
 
 
 def write_splits(path: Path, paths, labels_named, subsets, groups, roles: np.ndarray, planes=None) -> None:

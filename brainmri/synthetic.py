@@ -12,9 +12,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from .config import STUDY_CLASSES
-
-PLANES = ("axial", "sagittal", "coronal")
+from .config import PLANES, STUDY_CLASSES
+from .data import decode
 DUPLICATE_EVERY = 20  # one image in twenty gets a near-duplicate copy (brightness shift, JPEG)
 
 
@@ -118,3 +117,17 @@ def mask_path(root: str | Path, image_path: str | Path) -> Path:
     """The lesion mask that belongs to a synthetic image (copies share their source's mask)."""
     p = Path(image_path).relative_to(root)
     return Path(root) / "masks" / p.parent / (p.stem.removesuffix("_copy") + ".png")
+
+
+def lesion_mask(root, path, size: int) -> np.ndarray | None:
+    """The lesion mask of a synthetic image (`path` under `root`) at size x size; None where the data has
+    none (no root, an image outside it, or real data without masks/)."""
+    if root is None:
+        return None
+    try:
+        mask = mask_path(root, Path(root) / path)
+    except ValueError:  # an image outside the data root
+        return None
+    if not mask.is_file():
+        return None
+    return cv2.resize(decode(mask)[..., 0], (size, size), interpolation=cv2.INTER_NEAREST)

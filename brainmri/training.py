@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import csv
+import importlib.util
 import json
 import logging
 import sys
@@ -12,14 +13,15 @@ from pathlib import Path
 
 import keras
 import numpy as np
+from sklearn.utils.class_weight import compute_class_weight
 
 from . import backend, models
 from .config import Config
 from .batches import augmentation_layers, make_batches
 from .data import Dataset
 from .errors import UserError
-from .evaluation import predict
-from .metrics import best_epoch_row, macro_metrics, summarise_folds, write_summary
+from .metrics import best_epoch_row, score
+from .predictions import Predictions, predict, write_predictions
 from .runs import environment, write_atomic
 from .splits import TEST, TRAIN, VAL
 
@@ -46,7 +48,7 @@ def _compile(model, cfg: Config, learning_rate: float, num_classes: int, jit_com
                                                 keras.metrics.Precision(name="precision"),
                                                 keras.metrics.Recall(name="recall")]
     else:
-        loss, metrics = "categorical_crossentropy", macro_metrics(num_classes)
+        loss, metrics = "categorical_crossentropy", models.macro_metrics(num_classes)
     # Keras 3 passes sample weights (what class_weight becomes) to the loss and to weighted_metrics only, never
     # to metrics= (trainers/compile_utils.py, CompileMetrics.update_state): with class_weight the training loss
     # is weighted and every logged metric (accuracy, macro precision/recall/F1, AUC) stays the plain one.
@@ -187,8 +189,6 @@ def _callbacks(cfg: Config, fold_dir: Path, history: list[dict], state: dict | N
 def _tensorboard(fold_dir: Path) -> list:
     """Curves for `tensorboard --logdir outputs` (<run>/tensorboard/foldK), where TensorFlow is installed:
     Keras' TensorBoard callback writes through tf.summary (with the tensorboard package) on every backend."""
-    import importlib.util
-
     if importlib.util.find_spec("tensorflow") is None or importlib.util.find_spec("tensorboard") is None:
         return []
     return [keras.callbacks.TensorBoard(log_dir=str(fold_dir.parent / "tensorboard" / fold_dir.name),
@@ -197,37 +197,12 @@ def _tensorboard(fold_dir: Path) -> list:
 
 def class_weights(labels: np.ndarray, num_classes: int) -> dict[int, float]:
     """scikit-learn's "balanced" weights, n / (classes x count), for the classes present in training."""
-    from sklearn.utils.class_weight import compute_class_weight
-
     present = np.unique(labels)
     weights = compute_class_weight("balanced", classes=present, y=labels)
     out = {c: 1.0 for c in range(num_classes)}
     out.update({int(c): float(w) for c, w in zip(present, weights)})
     log.info("class weights: %s", {k: round(v, 3) for k, v in out.items()})
     return out
-
-
-def write_predictions(path: Path, ds: Dataset, idx: np.ndarray, probs: np.ndarray) -> None:
-    with open(path, "w", newline="") as f:
-        w = csv.writer(f)
-        w.writerow(["path", "subset", "true", "pred", *[f"p_{c}" for c in ds.classes]])
-        for i, p in zip(idx, probs):
-            w.writerow([ds.paths[i], ds.subsets[i], ds.classes[ds.labels[i]], ds.classes[int(np.argmax(p))],
-                        *[f"{x:.6f}" for x in p]])
-
-
-def score(labels: np.ndarray, probs: np.ndarray, num_classes: int, prefix: str) -> dict:
-    """Loss, accuracy and macro precision/recall/F1 (over the classes present in `labels`) with scikit-learn."""
-    from sklearn.metrics import accuracy_score, log_loss, precision_recall_fscore_support
-
-    pred = probs.argmax(1)
-    probs = probs / probs.sum(1, keepdims=True)  # float32 softmax sums to 1 only within rounding
-    # a class with no image here would count as 0 (sklearn's default averages over labels and predictions)
-    p, r, f, _ = precision_recall_fscore_support(labels, pred, labels=np.unique(labels), average="macro",
-                                                 zero_division=0)
-    return {f"{prefix}_loss": float(log_loss(labels, probs, labels=list(range(num_classes)))),
-            f"{prefix}_accuracy": float(accuracy_score(labels, pred)), f"{prefix}_precision": float(p),
-            f"{prefix}_recall": float(r), f"{prefix}_f1": float(f)}
 
 
 def train_fold(cfg: Config, ds: Dataset, roles: np.ndarray, fold: int, run_dir: Path, settings: dict) -> dict:
@@ -239,8 +214,26 @@ def train_fold(cfg: Config, ds: Dataset, roles: np.ndarray, fold: int, run_dir: 
         return json.loads(done.read_text())
     fold_dir.mkdir(exist_ok=True)
     keras.utils.set_random_seed(cfg.seed + fold)
-    role = roles[:, fold]
-    tr, va, te = (np.flatnonzero(role == r) for r in (TRAIN, VAL, TEST))
+    tr, va, te = (np.flatnonzero(roles[:, fold] == r) for r in (TRAIN, VAL, TEST))
+    fit_seconds, epochs_run = _fit(cfg, ds, (tr, va, te), fold, fold_dir, settings)
+    best = models.load_model(fold_dir / "best.keras", compile=False)
+    row = best_epoch_row(read_history(fold_dir / "history.csv"))
+    result = {"fold": fold, "epoch": row["epoch"] + 1, **{k: v for k, v in row.items() if k.startswith("val_")},
+              "fit_seconds": round(fit_seconds, 2), "epochs_run": epochs_run,
+              **_predict_held_out(cfg, ds, best, fold, fold_dir, va, te)}
+    for name in ("last.keras", RESUME_STATE):  # the best model is what is kept
+        (fold_dir / name).unlink(missing_ok=True)
+    write_atomic(fold_dir / "env.json", json.dumps(environment(), indent=2))
+    write_atomic(done, json.dumps(result, indent=2))
+    log.info("fold %d: best epoch %d, val_accuracy %.4f, test_accuracy %s", fold, result["epoch"],
+             result["val_accuracy"], f"{result.get('test_accuracy', float('nan')):.4f}")
+    return result
+
+
+def _fit(cfg: Config, ds: Dataset, split: tuple, fold: int, fold_dir: Path, settings: dict) -> tuple[float, int]:
+    """Both phases of the fold's training (head only, then fine-tuning, when fine_tune_epochs), resumed where
+    an interrupted run stopped; returns (seconds in fit, epochs run)."""
+    tr, va, te = split
     n = 1 if cfg.task == "binary" else len(ds.classes)  # outputs: one sigmoid unit, or one per class
     def scope():
         return settings["strategy"].scope() if settings["strategy"] else contextlib.nullcontext()
@@ -253,10 +246,7 @@ def train_fold(cfg: Config, ds: Dataset, roles: np.ndarray, fold: int, run_dir: 
     val_data = make_batches(ds.images[va], ds.labels[va], n, cfg.batch_size, multiple=multiple)
     total = cfg.epochs + cfg.fine_tune_epochs
     log.info("fold %d: %d train, %d val, %d test images; %d epochs", fold, len(tr), len(va), len(te), total)
-    weights = class_weights(ds.labels[tr], len(ds.classes)) if cfg.class_weight == "balanced" else None
-    if weights:
-        log.info("class_weight balanced: history.csv's 'loss' is class-weighted; every other column (accuracy, "
-                 "precision, recall, f1, and all val_ columns) is plain, unweighted")
+    weights = _class_weight_setting(cfg, ds.labels[tr], len(ds.classes))
     start, epochs_run = time.perf_counter(), total - len(history)
     for phase_start, phase_end in ((0, cfg.epochs), (cfg.epochs, total)):
         if cfg.fine_tune_epochs and phase_end == total and len(history) <= cfg.epochs:
@@ -273,59 +263,29 @@ def train_fold(cfg: Config, ds: Dataset, roles: np.ndarray, fold: int, run_dir: 
                       callbacks=_callbacks(cfg, fold_dir, history, restore), shuffle=False,  # tf.data shuffles
                       class_weight=weights, verbose=1 if sys.stdout.isatty() else 2)
             history, state = read_history(fold_dir / "history.csv"), None
-    fit_seconds = time.perf_counter() - start
-    best = models.load_model(fold_dir / "best.keras", compile=False)
-    row = best_epoch_row(read_history(fold_dir / "history.csv"))
-    result = {"fold": fold, "epoch": row["epoch"] + 1, **{k: v for k, v in row.items() if k.startswith("val_")},
-              "fit_seconds": round(fit_seconds, 2), "epochs_run": epochs_run}
+    return time.perf_counter() - start, epochs_run
+
+
+def _class_weight_setting(cfg: Config, train_labels: np.ndarray, num_classes: int) -> dict[int, float] | None:
+    """The loss weights of class_weight: balanced (None: none)."""
+    if cfg.class_weight != "balanced":
+        return None
+    weights = class_weights(train_labels, num_classes)
+    log.info("class_weight balanced: history.csv's 'loss' is class-weighted; every other column (accuracy, "
+             "precision, recall, f1, and all val_ columns) is plain, unweighted")
+    return weights
+
+
+def _predict_held_out(cfg: Config, ds: Dataset, model, fold: int, fold_dir: Path, va: np.ndarray,
+                      te: np.ndarray) -> dict:
+    """val_predictions.csv and test_predictions.csv of the best model; its test scores."""
+    scores = {}
     for name, idx in (("val", va), ("test", te)):
         if len(idx):
-            probs = predict(best, ds.images[idx], cfg.batch_size)
-            write_predictions(fold_dir / f"{name}_predictions.csv", ds, idx, probs)
+            probs = predict(model, ds.images[idx], cfg.batch_size)
+            write_predictions(fold_dir / f"{name}_predictions.csv", ds.classes,
+                              [Predictions(f"fold{fold}", [ds.paths[i] for i in idx], ds.labels[idx], probs)],
+                              subsets=[ds.subsets[i] for i in idx])
             if name == "test":
-                result.update(score(ds.labels[idx], probs, len(ds.classes), "test"))
-    for name in ("last.keras", RESUME_STATE):  # the best model is what is kept
-        (fold_dir / name).unlink(missing_ok=True)
-    write_atomic(fold_dir / "env.json", json.dumps(environment(), indent=2))
-    write_atomic(done, json.dumps(result, indent=2))
-    log.info("fold %d: best epoch %d, val_accuracy %.4f, test_accuracy %s", fold, result["epoch"],
-             result["val_accuracy"], f"{result.get('test_accuracy', float('nan')):.4f}")
-    return result
-
-
-def run_folds(cfg: Config, ds: Dataset, roles: np.ndarray, run_dir: Path, folds=None) -> dict | None:
-    """Train the given folds (default all; finished ones are skipped), then the CV summary."""
-    settings = device_settings(cfg)
-    for fold in range(cfg.folds) if folds is None else folds:
-        train_fold(cfg, ds, roles, fold, run_dir, settings)
-    return aggregate(run_dir, cfg)
-
-
-def finished_folds(run_dir: Path) -> dict[int, dict]:
-    """Results of every fold whose done.json exists (half-written folds have none)."""
-    out = {}
-    for path in sorted(run_dir.glob("fold*/done.json")):
-        row = json.loads(path.read_text())
-        out[int(row["fold"])] = row
-    return out
-
-
-def aggregate(run_dir: Path, cfg: Config) -> dict | None:
-    """Build the CV summary and figures from whatever folds are done."""
-    from . import plots
-
-    done = finished_folds(run_dir)
-    if not done:
-        log.warning("no finished folds in %s yet", run_dir)
-        return None
-    summary = summarise_folds(done)
-    folds = cfg.folds
-    summary["complete"] = len(done) == folds
-    summary["folds_expected"] = folds
-    write_summary(summary, run_dir)
-    histories = {k: read_history(run_dir / f"fold{k}" / "history.csv") for k in done}
-    plots.training_curves(histories, run_dir / "figures", cfg.figure_formats)
-    missing = sorted(set(range(folds)) - set(done))
-    log.info("CV summary over %d/%d folds%s:\n%s", len(done), folds,
-             f" (missing {missing})" if missing else "", (run_dir / "cv_summary.md").read_text())
-    return summary
+                scores = score(ds.labels[idx], probs, len(ds.classes), "test")
+    return scores

@@ -19,7 +19,7 @@ SIZE, CLASSES = 48, np.array([0, 1, 2, 3, 1, 2])
 
 def outputs(model, images: np.ndarray) -> dict:
     """Predictions (the compiled forward pass), Grad-CAM and Grad-CAM++ maps for given and predicted classes."""
-    cm = cam.prepare(model)
+    cm = cam.split_model(model)
     out = {"predictions": backend.predict(model, images, 4)}
     for method in cam.METHODS:
         fn = cam.make_cam_fn(cm, method)

@@ -129,12 +129,12 @@ def test_prepare_reports_the_test_fraction_it_got(kaggle_dir, tmp_path, caplog):
     import logging
 
     from brainmri.config import load_config
-    from brainmri.pipeline import prepare
+    from brainmri.pipeline import prepare_data
 
     cfg = load_config(None, [f"data_dir={kaggle_dir}", "image_size=32", f"cache_dir={tmp_path / 'c'}",
                              "folds=3", "test_fraction=0.15"])
     with caplog.at_level(logging.INFO, logger="brainmri"):
-        prepare(cfg, tmp_path)
+        prepare_data(cfg, tmp_path)
     rows = list(csv.DictReader(open(tmp_path / "splits.csv")))
     actual = sum(r["fold0"] == "test" for r in rows) / len(rows)
     split = json.loads((tmp_path / "audit.json").read_text())["test_split"]

@@ -1,4 +1,5 @@
-"""augment.py and its package module: offline balancing, the manifest, no leak through copies, bad input."""
+"""augment.py and its package modules (balance, manifest): offline balancing, the manifest, no leak through copies,
+bad input."""
 
 import csv
 import hashlib
@@ -11,10 +12,10 @@ import numpy as np
 import pytest
 
 import augment
-from brainmri import augment as aug
+from brainmri import balance
 from brainmri.config import load_config
 from brainmri.errors import UserError
-from brainmri.pipeline import prepare
+from brainmri.pipeline import prepare_data
 
 
 def tree_digest(root: Path) -> str:
@@ -45,7 +46,7 @@ def test_balances_the_class_and_leaves_the_input_alone(kaggle_dir, tmp_path):
     copies = [r for r in rows if r["kind"] == "augmented"]
     assert len(copies) == 13 and all((out / r["source"]).is_file() for r in copies)
     assert all(r["source"].startswith("Training/no_tumor/") for r in copies)  # never a Testing image
-    assert {json.dumps(t, sort_keys=True) for t in aug.STUDY_TRANSFORMS} >= {r["transform"] for r in copies}
+    assert {json.dumps(t, sort_keys=True) for t in balance.STUDY_TRANSFORMS} >= {r["transform"] for r in copies}
     originals = [r["path"] for r in rows if r["kind"] == "original"]
     assert all((out / p).read_bytes() == (kaggle_dir / p).read_bytes() for p in originals)
     planes = dict(csv.reader(open(out / "planes.csv")))
@@ -108,26 +109,26 @@ def test_unreadable_source_is_a_counted_skip(data_copy, tmp_path, capsys):
 def test_transforms_do_what_they_say():
     img = np.zeros((40, 40, 3), np.uint8)
     img[10, 20] = 255
-    shifted = aug.apply_transform(img, {"shift_x": 0.25})
+    shifted = balance.apply_transform(img, {"shift_x": 0.25})
     assert shifted[10, 30].max() == 255
-    down = aug.apply_transform(img, {"shift_y": 0.25})
+    down = balance.apply_transform(img, {"shift_y": 0.25})
     assert down[20, 20].max() == 255
-    flipped = aug.apply_transform(img, {"flip": "horizontal"})
+    flipped = balance.apply_transform(img, {"flip": "horizontal"})
     assert flipped[10, 19].max() == 255
-    turned = aug.apply_transform(img, {"rotation": 90})  # counter-clockwise: top centre goes to left centre
+    turned = balance.apply_transform(img, {"rotation": 90})  # counter-clockwise: top centre goes to left centre
     assert np.unravel_index(turned[..., 0].argmax(), (40, 40)) == (20, 10)
-    brighter = aug.apply_transform(np.full((8, 8, 3), 100, np.uint8), {"brightness": 1.5})
+    brighter = balance.apply_transform(np.full((8, 8, 3), 100, np.uint8), {"brightness": 1.5})
     assert brighter.max() == 150
 
 
 def test_plan_spreads_copies_and_refuses_impossible_targets():
-    plan = aug.plan_copies(5, [{"rotation": 10}, {"rotation": 20}], 7, seed=0)
+    plan = balance.plan_copies(5, [{"rotation": 10}, {"rotation": 20}], 7, seed=0)
     assert sorted(s for s, t, _ in plan[:5]) == [0, 1, 2, 3, 4] and all(t == 0 for _, t, _ in plan[:5])
     assert all(t == 1 for _, t, _ in plan[5:])
-    assert plan == aug.plan_copies(5, [{"rotation": 10}, {"rotation": 20}], 7, seed=0)
+    assert plan == balance.plan_copies(5, [{"rotation": 10}, {"rotation": 20}], 7, seed=0)
     with pytest.raises(UserError, match="give only 10 different"):
-        aug.plan_copies(5, [{"rotation": 10}, {"rotation": 20}], 11, seed=0)
-    drawn = aug.plan_copies(2, [{"rotation": [-20, 20]}], 6, seed=0)
+        balance.plan_copies(5, [{"rotation": 10}, {"rotation": 20}], 11, seed=0)
+    drawn = balance.plan_copies(2, [{"rotation": [-20, 20]}], 6, seed=0)
     assert len({c["rotation"] for _, _, c in drawn}) == 6 and all(-20 <= c["rotation"] <= 20 for _, _, c in drawn)
 
 
@@ -146,7 +147,7 @@ def test_no_copy_of_a_held_out_image_is_trained_on(kaggle_dir, tmp_path):
     copies = [r for r in csv.DictReader(open(out / "manifest.csv")) if r["kind"] == "augmented"]
     cfg = load_config(None, [f"data_dir={out}", "image_size=32", f"cache_dir={tmp_path / 'c'}", "folds=3"])
     (tmp_path / "with").mkdir()
-    prepared = prepare(cfg, tmp_path / "with")
+    prepared = prepare_data(cfg, tmp_path / "with")
     assert _leaks(tmp_path / "with", copies) == 0
     is_copy = np.isin(prepared.ds.paths, [c["path"] for c in copies])
     assert not np.isin(prepared.roles[is_copy], ["val", "test"]).any()
@@ -155,7 +156,7 @@ def test_no_copy_of_a_held_out_image_is_trained_on(kaggle_dir, tmp_path):
     shutil.copytree(out, plain)
     (plain / "manifest.csv").unlink()
     (tmp_path / "without").mkdir()
-    prepare(load_config(None, [f"data_dir={plain}", "image_size=32", f"cache_dir={tmp_path / 'c'}", "folds=3"]),
+    prepare_data(load_config(None, [f"data_dir={plain}", "image_size=32", f"cache_dir={tmp_path / 'c'}", "folds=3"]),
             tmp_path / "without")
     assert _leaks(tmp_path / "without", copies) > 0
 
@@ -166,7 +167,7 @@ def test_copies_do_not_change_the_originals_split(kaggle_dir, tmp_path):
     common = ["image_size=32", f"cache_dir={tmp_path / 'c'}", "folds=3"]
     for name, data in (("orig", kaggle_dir), ("bal", out)):
         (tmp_path / name / "run").mkdir(parents=True)
-        prepare(load_config(None, [f"data_dir={data}", *common]), tmp_path / name / "run")
+        prepare_data(load_config(None, [f"data_dir={data}", *common]), tmp_path / name / "run")
     orig = {r["path"]: r for r in csv.DictReader(open(tmp_path / "orig" / "run" / "splits.csv"))}
     bal = {r["path"]: r for r in csv.DictReader(open(tmp_path / "bal" / "run" / "splits.csv"))}
     assert all(bal[p]["fold0"] == r["fold0"] and bal[p]["fold2"] == r["fold2"] for p, r in orig.items())
@@ -209,8 +210,8 @@ def test_force_refuses_a_folder_this_tool_did_not_write(kaggle_dir, tmp_path, ca
 def test_force_replaces_a_previous_augment_output(kaggle_dir, tmp_path):
     out = tmp_path / "bal"
     assert _balance(kaggle_dir, out) == 0
-    assert (out / aug.MARKER).is_file()
+    assert (out / balance.MARKER).is_file()
     (out / "stale.txt").write_text("from the first run")
     assert _balance(kaggle_dir, out, "--seed", "3", "--force") == 0
-    assert not (out / "stale.txt").exists() and (out / aug.MARKER).is_file()
+    assert not (out / "stale.txt").exists() and (out / balance.MARKER).is_file()
     assert json.loads((out / "augment_summary.json").read_text())["seed"] == 3

@@ -11,7 +11,7 @@ import pytest
 from sklearn.metrics import confusion_matrix, roc_auc_score
 
 import binary_task
-from brainmri import binary
+from brainmri import binary, metrics
 from brainmri.errors import UserError
 
 TINY = ["backbone=small_cnn", "weights=none", "image_size=32", "epochs=1", "folds=2", "batch_size=16"]
@@ -54,7 +54,12 @@ def test_external_task_reports_copies_and_threshold(kaggle_dir, yes_no, tmp_path
         assert {r["fold0"] for r in csv.DictReader(f)} == {"train", "val"}  # protocol all: no test split here
 
 
-def test_split_task_with_a_sigmoid_head(kaggle_dir, tmp_path):
+def test_split_task_with_a_sigmoid_head(kaggle_dir, tmp_path, monkeypatch):
+    from brainmri import backend
+
+    batches, predict = [], backend.predict
+    monkeypatch.setattr(backend, "predict", lambda model, images, batch_size: batches.append(batch_size)
+                        or predict(model, images, batch_size))
     assert binary_task.main(["split", "--set", f"data_dir={kaggle_dir}", f"output_dir={tmp_path / 'out'}",
                              f"cache_dir={tmp_path / 'c'}", *TINY]) == 0
     (run,) = (tmp_path / "out" / "binary-split").iterdir()
@@ -67,7 +72,8 @@ def test_split_task_with_a_sigmoid_head(kaggle_dir, tmp_path):
     assert summary["at_validation_threshold"]["images"] == sum(
         r["fold0"] == "test" for r in csv.DictReader(open(run / "splits.csv")))
     wrong = list(csv.DictReader(open(run / "binary" / "misclassified.csv")))
-    assert not wrong or (run / "gradcam" / "grid.png").is_file()  # maps of the misclassified, via gradcam.py
+    assert not wrong or (run / "gradcam" / "grid.png").is_file()  # maps of the misclassified, as gradcam.py draws
+    assert set(batches) == {16}  # every prediction at the run's batch_size (the test images' was a fixed 32)
 
 
 def test_external_only_task_on_a_yes_no_folder(yes_no, tmp_path):
@@ -105,12 +111,12 @@ def test_threshold_is_youden_on_validation(tmp_path):
     labels = np.array([0, 0, 0, 1, 1, 1])
     p = np.array([0.1, 0.2, 0.7, 0.6, 0.8, 0.9])
     t = binary.choose_threshold(labels, p)
-    m = binary.binary_metrics(labels, p, t)
+    m = metrics.binary_metrics(labels, p, t)
     assert m["sensitivity"] + m["specificity"] - 1 == pytest.approx(2 / 3)
     for name in ("yes", "no", "maybe"):
         (tmp_path / name).mkdir()
     with pytest.raises(UserError, match="two class folders"):
-        binary.load_external(tmp_path, 32)
+        binary.check_external(tmp_path)
 
 
 def _fake_binary_run(folder, val: dict) -> Path:
@@ -133,8 +139,8 @@ def test_each_fold_model_is_cut_at_its_own_validation_threshold(tmp_path):
     thresholds = binary.fold_thresholds(run)
     assert thresholds == {k: pytest.approx(binary.choose_threshold(*v)) for k, v in val.items()}
     fold_p = {k: p + 0.01 for k, (_, p) in val.items()}  # the test images, as each fold model sees them
-    summary = binary.write_report(tmp_path / "binary", "split", "hold-out", [f"t{i}" for i in range(8)], y, fold_p,
-                                  np.zeros(8, bool), thresholds, notes=[])
+    summary = binary.write_binary_report(tmp_path / "binary", "split", "hold-out", [f"t{i}" for i in range(8)], y,
+                                         fold_p, np.zeros(8, bool), thresholds, notes=[])
     for row in summary["per_fold"]:
         assert row["threshold"] == pytest.approx(thresholds[row["fold"]])
         assert row["at_validation_threshold"]["sensitivity"] == row["at_validation_threshold"]["specificity"] == 1
@@ -143,7 +149,7 @@ def test_each_fold_model_is_cut_at_its_own_validation_threshold(tmp_path):
     assert ens["sensitivity"] == ens["specificity"] == 1
     # the old design: one threshold from the pooled single-model outputs, applied to the mean of the models
     pooled = binary.choose_threshold(*binary.validation_predictions(run))
-    old = binary.binary_metrics(y, np.mean(list(fold_p.values()), axis=0), pooled)
+    old = metrics.binary_metrics(y, np.mean(list(fold_p.values()), axis=0), pooled)
     assert min(old["sensitivity"], old["specificity"]) == 0
     rows = list(csv.DictReader(open(tmp_path / "binary" / "test_predictions.csv")))
     assert [float(r["p_tumor_fold1"]) for r in rows] == pytest.approx(fold_p[1])
@@ -152,9 +158,9 @@ def test_each_fold_model_is_cut_at_its_own_validation_threshold(tmp_path):
 def test_report_on_another_source_says_the_threshold_does_not_transfer(tmp_path):
     y = np.array([0] * 10 + [1] * 10)
     p = np.r_[np.linspace(0.05, 0.45, 10), np.linspace(0.31, 0.91, 10)]  # tumors score lower on this scanner
-    summary = binary.write_report(tmp_path / "binary", "external", "external folder", [f"e{i}" for i in range(20)],
-                                  y, {0: p, 1: p}, np.zeros(20, bool), {0: 0.87, 1: 0.87}, notes=[],
-                                  other_source=True)
+    summary = binary.write_binary_report(tmp_path / "binary", "external", "external folder",
+                                         [f"e{i}" for i in range(20)], y, {0: p, 1: p}, np.zeros(20, bool),
+                                         {0: 0.87, 1: 0.87}, notes=[], other_source=True)
     at_t, at_half = summary["at_validation_threshold"], summary["at_0.5"]
     assert at_t["threshold"] == pytest.approx(0.87) and at_t["sensitivity"] == pytest.approx(0.1)
     assert at_half["sensitivity"] == pytest.approx(0.7) and summary["other_source"]

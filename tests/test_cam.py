@@ -6,6 +6,7 @@ import pytest
 
 from brainmri import cam, models
 from brainmri.errors import UserError
+from brainmri.metrics import bootstrap_mean_ci
 
 
 def _images(n=6, size=48, seed=0):
@@ -24,7 +25,7 @@ def _reference_gradcam(model, layer_name, image, class_index):
 def test_batched_maps_equal_the_per_image_reference():
     keras.utils.set_random_seed(0)
     model = models.build_classifier("small_cnn", 48, 4, weights="none")
-    cm = cam.prepare(model)
+    cm = cam.split_model(model)
     images, classes = _images(), np.array([0, 1, 2, 3, 1, 2])
     maps, probs = cam.compute_maps(cam.make_cam_fn(cm), images, classes, batch_size=4)
     assert np.allclose(probs, model.predict(images.astype("float32"), verbose=0), atol=1e-5)
@@ -43,7 +44,7 @@ def _nested_classifier(size=48):
 def test_nested_backbone_gives_real_maps(method):
     keras.utils.set_random_seed(1)
     model = _nested_classifier()
-    cm = cam.prepare(model)
+    cm = cam.split_model(model)
     assert cm.layer == "small_cnn/relu3"
     images = _images()
     fn = cam.make_cam_fn(cm, method)
@@ -57,12 +58,12 @@ def test_nested_backbone_gives_real_maps(method):
 def test_every_project_backbone_and_a_sigmoid_head():
     for name in models.BACKBONES:
         model = models.build_classifier(name, 32, 4, weights="none")
-        maps, _ = cam.compute_maps(cam.make_cam_fn(cam.prepare(model)), _images(2, 32), None)
+        maps, _ = cam.compute_maps(cam.make_cam_fn(cam.split_model(model)), _images(2, 32), None)
         assert maps.ndim == 3 and np.isfinite(maps).all(), name
     base = models.build_backbone("small_cnn", 32, "none")
     x = keras.layers.GlobalAveragePooling2D()(base.output)
     binary = keras.Model(base.input, keras.layers.Dense(1, activation="sigmoid")(x))
-    maps, probs = cam.compute_maps(cam.make_cam_fn(cam.prepare(binary)), _images(3, 32), np.array([0, 1, 1]))
+    maps, probs = cam.compute_maps(cam.make_cam_fn(cam.split_model(binary)), _images(3, 32), np.array([0, 1, 1]))
     assert probs.shape == (3, 2) and maps.shape[0] == 3  # a sigmoid as two classes: [no tumor, tumor]
     p_tumor = binary.predict(_images(3, 32).astype("float32"), verbose=0)[:, 0]
     assert np.allclose(probs[:, 1], p_tumor, atol=1e-5) and np.allclose(probs.sum(1), 1, atol=1e-5)
@@ -71,10 +72,10 @@ def test_every_project_backbone_and_a_sigmoid_head():
 def test_layer_errors_list_the_candidates():
     model = models.build_classifier("small_cnn", 32, 4, weights="none")
     with pytest.raises(UserError, match="layer 'nope' is not a convolutional.*relu3"):
-        cam.prepare(model, "nope")
+        cam.split_model(model, "nope")
     with pytest.raises(UserError, match="layer 'gap' is not a convolutional"):
-        cam.prepare(model, "gap")
-    assert cam.prepare(model, "conv1").layer == "conv1"
+        cam.split_model(model, "gap")
+    assert cam.split_model(model, "conv1").layer == "conv1"
 
 
 def test_scores_on_known_maps():
@@ -123,8 +124,8 @@ def test_a_softmax_or_sigmoid_in_its_own_layer_is_stripped_once(squash, binary):
     x = images.astype("float32")
     assert np.allclose(separate.predict(x, verbose=0), fused.predict(x, verbose=0), atol=1e-6)
     for wanted in (None, classes):
-        expected, _ = cam.compute_maps(cam.make_cam_fn(cam.prepare(fused)), images, wanted)
-        maps, probs = cam.compute_maps(cam.make_cam_fn(cam.prepare(separate)), images, wanted)
+        expected, _ = cam.compute_maps(cam.make_cam_fn(cam.split_model(fused)), images, wanted)
+        maps, probs = cam.compute_maps(cam.make_cam_fn(cam.split_model(separate)), images, wanted)
         assert np.allclose(maps, expected, atol=1e-5)
         assert np.allclose(probs, models.class_probabilities(separate.predict(x, verbose=0)), atol=1e-5)
 
@@ -138,9 +139,9 @@ def test_a_classifier_nested_in_a_wrapper_or_a_sequential_gives_logit_maps():
     sequential = keras.Sequential([keras.Input((32, 32, 3)), _separate_squash(fused, keras.layers.Identity()),
                                    keras.layers.Softmax()])
     images = _images(4, 32)
-    expected, _ = cam.compute_maps(cam.make_cam_fn(cam.prepare(fused)), images, None)
+    expected, _ = cam.compute_maps(cam.make_cam_fn(cam.split_model(fused)), images, None)
     for model in (wrapped, sequential):
-        maps, probs = cam.compute_maps(cam.make_cam_fn(cam.prepare(model)), images, None)
+        maps, probs = cam.compute_maps(cam.make_cam_fn(cam.split_model(model)), images, None)
         assert np.allclose(maps, expected, atol=1e-5)
         assert np.allclose(probs, model.predict(images.astype("float32"), verbose=0), atol=1e-5)
 
@@ -151,7 +152,7 @@ def test_a_softmax_layer_inside_a_nested_head_is_refused_by_name():
     inner = _separate_squash(fused, keras.layers.Softmax(name="probs"))
     inputs = keras.Input((32, 32, 3))
     with pytest.raises(UserError, match="Softmax layer 'probs' inside the nested model"):
-        cam.prepare(keras.Model(inputs, inner(inputs)))
+        cam.split_model(keras.Model(inputs, inner(inputs)))
 
 
 def _square_masks(corners, size=12, side=3):
@@ -186,8 +187,8 @@ def test_the_location_prior_never_sees_the_image_it_scores():
 
 def test_bootstrap_interval_contains_the_estimate_and_resamples_groups():
     hits = np.repeat(np.random.default_rng(0).random(20) < 0.7, 3).astype(float)  # groups of three agree
-    low, high = cam.bootstrap_ci(hits)
+    low, high = bootstrap_mean_ci(hits)
     assert low < hits.mean() < high
-    g_low, g_high = cam.bootstrap_ci(hits, np.repeat(np.arange(20), 3))
+    g_low, g_high = bootstrap_mean_ci(hits, np.repeat(np.arange(20), 3))
     assert g_low < hits.mean() < g_high and g_high - g_low > 1.3 * (high - low)  # 20 independent units, not 60
-    assert cam.bootstrap_ci(np.ones(4), np.zeros(4)) is None  # one group: no interval
+    assert bootstrap_mean_ci(np.ones(4), np.zeros(4)) is None  # one group: no interval

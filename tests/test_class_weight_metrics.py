@@ -7,7 +7,7 @@ from sklearn.metrics import accuracy_score, precision_recall_fscore_support
 
 from brainmri import training
 from brainmri.config import load_config
-from brainmri.metrics import MacroMetric
+from brainmri.models import MacroMetric
 
 
 def test_macro_metric_weighs_samples_like_scikit_learn():

@@ -57,6 +57,17 @@ def test_bad_plan_keys(tmp_path, kaggle_dir, capsys):
     assert "unknown config key 'epochz' in" in capsys.readouterr().err
 
 
+def test_a_run_config_given_as_a_plan_points_to_train_py(capsys):
+    assert compare_backbones.main(["--config", "configs/default.yaml"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "is a run config, not a comparison plan: train it with python train.py --config configs/default.yaml" in err
+    assert "\n" not in err
+
+
+def test_default_plan_is_the_backbone_plan():
+    assert compare_backbones.parse_args([]).config == "configs/plans/backbones.yaml"
+
+
 def test_variant_settings_win_over_command_line(tmp_path, kaggle_dir):
     plan = _plan(tmp_path, kaggle_dir, {"a": {"epochs": 4}, "b": {}})
     configs, reference = compare.load_plan(plan, ["epochs=2", "seed=7"])

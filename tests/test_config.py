@@ -1,3 +1,5 @@
+from pathlib import Path
+
 import pytest
 
 from brainmri.config import STUDY_CLASSES, Config, load_config, parse_overrides
@@ -12,10 +14,25 @@ def test_defaults_are_the_study():
 
 
 def test_repo_configs_load():
-    for name in ("default", "sgd", "demo", "cpu-reference"):
+    for name in ("default", "sgd", "demo", "cpu-reference", "cpu-quick", "binary"):
         load_config(f"configs/{name}.yaml")
     assert load_config("configs/default.yaml") == Config(experiment="study")
     assert load_config("configs/sgd.yaml").optimizer == "sgd"
+
+
+def test_comparison_plans_live_in_their_own_folder_and_load():
+    from brainmri.compare import load_plan
+
+    plans = sorted(Path("configs/plans").glob("*.yaml"))
+    assert {p.stem for p in plans} == {"backbones", "backbones-cpu", "optimizers", "remedies"}
+    for path in plans:
+        configs, reference = load_plan(path)
+        assert reference in configs and len(configs) >= 2, path
+
+
+def test_a_plan_given_as_a_run_config_points_to_compare_backbones():
+    with pytest.raises(UserError, match="comparison plan.*python compare_backbones.py --config configs/plans/"):
+        load_config("configs/plans/optimizers.yaml")
 
 
 def test_yaml_then_command_line(tmp_path):

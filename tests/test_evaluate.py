@@ -9,7 +9,8 @@ import pytest
 from sklearn.metrics import accuracy_score, f1_score, precision_recall_fscore_support
 
 import evaluate
-from brainmri.evaluation import calibration, read_predictions
+from brainmri.metrics import calibration
+from brainmri.predictions import NEAR_DUPLICATE, read_predictions
 
 def test_report_numbers_recompute_from_predictions_csv(run_copy, kaggle_dir):
     assert evaluate.main([str(run_copy), "--test-dir", str(kaggle_dir / "Testing")]) == 0
@@ -40,7 +41,7 @@ def test_report_numbers_recompute_from_predictions_csv(run_copy, kaggle_dir):
         for kind in ("images", "groups"):
             lo, hi = summary[f"accuracy_ci95_{kind}"]
             assert lo <= summary["accuracy"] <= hi
-        dup = ens["dup"].astype(bool)
+        dup = np.array(ens[NEAR_DUPLICATE]) == "1"
         if dup.any():
             assert summary["with_near_duplicate_in_training"]["accuracy"] == pytest.approx(accuracy_score(ens["labels"][dup], ens["pred"][dup]))
     assert evaluate.main([str(run_copy)]) == 0  # a second evaluation never overwrites the first
@@ -83,8 +84,8 @@ def test_single_model_with_an_external_folder(run_copy, kaggle_dir):
 
 
 def test_mirror_tta_averages_the_image_and_its_mirror():
-    from brainmri.evaluation import predict
     from brainmri.models import build_classifier
+    from brainmri.predictions import predict
 
     model = build_classifier("small_cnn", 32, 4, weights="none")
     images = np.random.default_rng(0).integers(0, 255, (5, 32, 32, 3)).astype(np.uint8)
@@ -104,7 +105,7 @@ def _correlated_test_set(group_size: int, groups: int = 20, seed: int = 0):
 
 
 def test_group_bootstrap_is_wider_when_near_duplicates_are_correlated():
-    from brainmri.evaluation import bootstrap_ci
+    from brainmri.metrics import bootstrap_ci
 
     labels, pred, groups = _correlated_test_set(group_size=15)
     ci = bootstrap_ci(labels, pred, 4, groups=groups)
@@ -116,7 +117,7 @@ def test_group_bootstrap_is_wider_when_near_duplicates_are_correlated():
 
 
 def test_group_bootstrap_with_singleton_groups_is_the_image_bootstrap():
-    from brainmri.evaluation import bootstrap_ci
+    from brainmri.metrics import bootstrap_ci
 
     labels, pred, _ = _correlated_test_set(group_size=1, groups=300)
     ci = bootstrap_ci(labels, pred, 4, groups=np.arange(300) * 7, seed=3)  # any ids, one image each
@@ -130,7 +131,7 @@ def test_group_bootstrap_with_singleton_groups_is_the_image_bootstrap():
 def test_macro_f1_from_confusion_matrices_matches_scikit_learn():
     from sklearn.metrics import confusion_matrix
 
-    from brainmri.evaluation import macro_f1_of_confusion
+    from brainmri.metrics import macro_f1_of_confusion
 
     rng = np.random.default_rng(1)
     cases = [(rng.integers(0, 4, 40), rng.integers(0, 4, 40)) for _ in range(5)]
@@ -141,16 +142,16 @@ def test_macro_f1_from_confusion_matrices_matches_scikit_learn():
 
 
 def test_macro_average_is_over_the_classes_present_in_the_test_labels():
-    from brainmri.evaluation import Predictions, bootstrap_ci, report_dict, report_markdown
-    from brainmri.training import score
+    from brainmri.evaluation import class_report_markdown
+    from brainmri.metrics import bootstrap_ci, class_report, score
 
     classes = ["glioma_tumor", "meningioma_tumor", "no_tumor", "pituitary_tumor"]
     labels = np.array([2, 2, 2, 3, 3, 3])
     probs = np.eye(4)[labels] * 0.9 + 0.025  # a 2-class external subset of a 4-class model, all correct
-    report = report_dict(Predictions("fold0", [""] * 6, labels, probs), classes)
+    report = class_report(labels, probs.argmax(1), classes)
     assert report["macro avg"]["f1-score"] == 1.0 and report["macro avg"]["classes"] == 2
     assert report["glioma_tumor"]["support"] == 0  # every class of the model is still listed
-    assert "macro avg (over the 2 classes present)" in report_markdown(report, "external")
+    assert "macro avg (over the 2 classes present)" in class_report_markdown(report, "external")
     assert bootstrap_ci(labels, probs.argmax(1), 4)["macro_f1"] == 1.0
     assert score(labels, probs, 4, "test")["test_f1"] == 1.0
     probs[0] = [0.1, 0.7, 0.1, 0.1]  # one image called meningioma, a class with no test image
@@ -181,3 +182,20 @@ def test_report_gives_group_intervals_and_the_classes_averaged(run_copy, kaggle_
     assert float(rows["accuracy"]["ci95_low_groups"]) == pytest.approx(ext["accuracy_ci95_groups"][0])
     assert float(rows["macro_f1"]["ci95_high_images"]) == pytest.approx(ext["macro_f1_ci95_images"][1])
     assert int(rows["accuracy"]["groups"]) == ext["groups"] <= ext["images"]
+
+
+def test_figures_follow_the_runs_figure_formats_unless_overridden(run_copy, capsys):
+    import gradcam
+
+    config = run_copy / "config.yaml"
+    config.write_text(config.read_text().replace("figure_formats:\n- png\n", "figure_formats:\n- png\n- pdf\n"))
+    assert evaluate.main([str(run_copy)]) == 0  # the run's figure_formats
+    figures = run_copy / "evaluation" / "test" / "figures"
+    assert (figures / "confusion_ensemble.png").is_file() and (figures / "confusion_ensemble.pdf").is_file()
+    assert gradcam.main([str(run_copy), "--limit", "4", "--figure-formats", "svg"]) == 0  # the flag wins
+    assert (run_copy / "gradcam" / "grid.svg").is_file() and not (run_copy / "gradcam" / "grid.png").exists()
+    assert {p.suffix for p in (run_copy / "gradcam" / "images").iterdir()} == {".svg"}
+    capsys.readouterr()
+    assert evaluate.main([str(run_copy), "--figure-formats", "gif"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error: config key 'figure_formats' takes png, pdf and svg") and "\n" not in err

@@ -83,9 +83,10 @@ def test_threshold_without_class_explains_the_class_it_captions(tmp_path, monkey
     for i, img in enumerate(np.random.default_rng(1).integers(0, 255, (3, 32, 32, 3)).astype(np.uint8)):
         cv2.imwrite(str(tmp_path / "images" / f"{i}.png"), img)
     panels = []
-    monkeypatch.setattr(plots, "cam_panel", lambda image, heats, titles, path, **kw: panels.append((image, heats, titles)))
+    monkeypatch.setattr(plots, "cam_panel",
+                        lambda image, heats, titles, path, **kw: panels.append((image, heats, titles)))
     assert gradcam.main([str(tmp_path / "binary.keras"), str(tmp_path / "images"), "--threshold", "0.3"]) == 0
-    fn = cam.make_cam_fn(cam.prepare(model))
+    fn = cam.make_cam_fn(cam.split_model(model))
     images = np.stack([image for image, _, _ in panels])
     tumor_maps = cam.upsample(cam.compute_maps(fn, images, np.ones(len(images)))[0], 32)
     for (_, heats, titles), expected in zip(panels, tumor_maps):
@@ -105,3 +106,24 @@ def test_pointing_game_is_reported_beside_its_baselines(run_copy, capsys):
         assert ci is None or 0 <= ci[0] <= score["pointing_game"] <= ci[1] <= 1
     line = [s for s in capsys.readouterr().out.splitlines() if "pointing game" in s][-1]
     assert "location prior" in line and "centre" in line and f"{loc['tolerance_px']} px" in line, line
+
+
+def test_predictions_and_maps_are_batched_by_the_runs_batch_size(run_copy, monkeypatch):
+    """One knob: the run's batch_size (16 in the tiny run), not a fixed 32, for evaluate.py and gradcam.py."""
+    from brainmri import backend, cam
+
+    seen, predict, compute_maps = [], backend.predict, cam.compute_maps
+
+    def recording_predict(model, images, batch_size):
+        seen.append(batch_size)
+        return predict(model, images, batch_size)
+
+    def recording_maps(fn, images, classes, batch_size=32, progress=False):
+        seen.append(batch_size)
+        return compute_maps(fn, images, classes, batch_size, progress)
+
+    monkeypatch.setattr(backend, "predict", recording_predict)
+    monkeypatch.setattr(cam, "compute_maps", recording_maps)
+    assert evaluate.main([str(run_copy)]) == 0
+    assert gradcam.main([str(run_copy), "--limit", "4"]) == 0
+    assert len(seen) >= 3 and set(seen) == {16}

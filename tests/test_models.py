@@ -5,7 +5,7 @@ from sklearn.metrics import precision_recall_fscore_support
 
 from brainmri import models
 from brainmri.errors import UserError
-from brainmri.metrics import MacroMetric
+from brainmri.models import MacroMetric
 
 
 def test_study_model_has_the_published_trainable_parameters():

@@ -5,6 +5,7 @@ import numpy as np
 import pytest
 
 from brainmri import plots
+from brainmri.synthetic import lesion_mask
 
 
 def _slices(n=8, size=32, seed=0):
@@ -127,8 +128,8 @@ def test_old_call_signatures_still_draw(tmp_path):
 
 def test_lesion_mask_found_for_synthetic_images_only(kaggle_dir, tmp_path):
     image = next((kaggle_dir / "Training" / "glioma_tumor").glob("*.png"))
-    mask = plots.lesion_mask(kaggle_dir, image.relative_to(kaggle_dir), 32)
+    mask = lesion_mask(kaggle_dir, image.relative_to(kaggle_dir), 32)
     assert mask.shape == (32, 32) and mask.max() == 255
-    assert plots.lesion_mask(kaggle_dir, tmp_path / "elsewhere.png", 32) is None  # outside the data root
-    assert plots.lesion_mask(None, image, 32) is None
-    assert plots.lesion_mask(tmp_path, "Training/glioma_tumor/x.png", 32) is None  # real data: no masks/
+    assert lesion_mask(kaggle_dir, tmp_path / "elsewhere.png", 32) is None  # outside the data root
+    assert lesion_mask(None, image, 32) is None
+    assert lesion_mask(tmp_path, "Training/glioma_tumor/x.png", 32) is None  # real data: no masks/

@@ -96,6 +96,13 @@ def test_bad_input_is_one_line_and_exit_2(argv, message, capsys, tmp_path, monke
     assert err.startswith("error: ") and message in err and "\n" not in err and "Traceback" not in err
 
 
+def test_a_comparison_plan_is_refused_with_the_script_that_runs_it(capsys):
+    assert train.main(["--config", "configs/plans/backbones.yaml"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err == ("error: configs/plans/backbones.yaml is a comparison plan, not a run config: run it with "
+                   "python compare_backbones.py --config configs/plans/backbones.yaml")
+
+
 def test_missing_weights_file(capsys, tmp_path, kaggle_dir):
     assert _run(tmp_path, kaggle_dir, "weights=/nonexistent/b0.h5", "backbone=efficientnetb0") == 2
     err = capsys.readouterr().err.strip()

@@ -1,5 +1,6 @@
-"""Offline class balancing: a new dataset folder with the originals, added images and augmented copies,
-and a manifest.csv that ties every copy to its source (train.py keeps a copy in its source's group).
+"""Offline class balancing (augment.py): a new dataset folder with the originals, added images and
+augmented copies, and a manifest.csv (brainmri.manifest) that ties every copy to its source, so train.py
+keeps a copy in its source's group. (On-the-fly augmentation of training batches is brainmri.batches.)
 
 A transform is a mapping of these keys, each a number or a [low, high] range drawn per copy:
   shift_x, shift_y  fraction of the image side (0.2 = the study's 30 px at 150 px; +x right, +y down)
@@ -11,7 +12,6 @@ A transform is a mapping of these keys, each a number or a [low, high] range dra
 
 from __future__ import annotations
 
-import csv
 import json
 import logging
 import os
@@ -23,15 +23,17 @@ import cv2
 import numpy as np
 from tqdm import tqdm
 
+from .config import read_yaml
 from .data import IMAGE_EXTENSIONS, decode, find_images
 from .errors import UserError
+from .manifest import write_manifest
+from .planes import plane_features, predict_planes, read_planes, write_planes
 
 log = logging.getLogger("brainmri")
 
 NUMERIC_KEYS = ("shift_x", "shift_y", "rotation", "zoom", "brightness")
 FLIPS = ("none", "horizontal", "vertical")
 STUDY_TRANSFORMS = ({"shift_x": 0.2, "rotation": 45}, {"shift_y": -0.2, "rotation": 225})  # 30 px of 150
-MANIFEST_FIELDS = ("path", "class", "kind", "source", "transform")
 MARKER = ".brainmri-augment"  # written first into every output: --force only ever replaces a folder holding it
 
 
@@ -53,6 +55,15 @@ def check_transforms(transforms, where: str) -> list[dict]:
             elif key in ("zoom", "brightness") and min(np.atleast_1d(value)) <= 0:
                 raise UserError(f"{where}: transform {i} key '{key}' must be positive, got {value!r}")
     return transforms
+
+
+def load_transforms(path: str | None) -> list[dict]:
+    """The transforms of a YAML file's `transforms:` list (checked), or the study's two without a file."""
+    if not path:
+        return [dict(t) for t in STUDY_TRANSFORMS]
+    if not path.endswith((".yaml", ".yml")):
+        raise UserError(f"--transforms takes a .yaml file, got {path}")
+    return check_transforms(read_yaml(path).get("transforms"), path)
 
 
 def _is_number(v) -> bool:
@@ -143,41 +154,19 @@ def balance(data: Path, out: Path, cls: str, target: int, transforms: list[dict]
         raise UserError(f"class '{cls}' not found in {data} (classes: {', '.join(classes)})")
     check_output(out, [data] + ([Path(add)] if add else []), force)
     before = {c: sum(1 for _, label, _ in items if label == c) for c in classes}
-    train_subset = "Training" if any(s == "Training" for _, _, s in items) else ""
     skipped: list[tuple[str, str]] = []
     added = [(p, img) for p in (list_images(add) if add else []) if (img := _readable(p, skipped)) is not None]
     have = before[cls] + len(added)
     if target < have:
         raise UserError(f"target {target} is lower than the {have} images class '{cls}' already has"
                         + (" with the added ones" if added else ""))
-    sources = [(rel, img) for rel, label, subset in tqdm(items, desc=f"read {cls}", unit="img", disable=None)
-               if label == cls and subset == train_subset and (img := _readable(data / rel, skipped)) is not None]
-    dest = Path(train_subset) / cls
-    sources += [((dest / _added_name(p)).as_posix(), img) for p, img in added]
+    dest, sources = _sources(data, items, cls, added, skipped)
     if not sources and target > have:
         raise UserError(f"class '{cls}' has no readable training image to augment")
     plan = plan_copies(len(sources), transforms, target - have, seed)
-
-    tmp = _partial(out)  # renamed at the end: a crash leaves no half dataset as `out`
-    if tmp.exists():
-        shutil.rmtree(tmp)  # an earlier crash's leftover: check_output saw our marker in it
-    tmp.mkdir(parents=True)
-    (tmp / MARKER).write_text(json.dumps({"written_by": "augment.py", "input": str(data)}) + "\n")
-    rows = []
-    for rel, label, _ in tqdm(items, desc="copy originals", unit="img", disable=None):
-        _copy(data / rel, tmp / rel, link)
-        rows.append({"path": rel, "class": label, "kind": "original", "source": "", "transform": ""})
-    for p, _ in added:
-        rel = (dest / _added_name(p)).as_posix()
-        _copy(p, tmp / rel, link)
-        rows.append({"path": rel, "class": cls, "kind": "added", "source": str(p), "transform": ""})
-    for k, (s_idx, t_idx, t) in enumerate(tqdm(plan, desc=f"augment {cls}", unit="img", disable=None)):
-        src_rel, img = sources[s_idx]
-        rel = (dest / f"aug{k:05d}_t{t_idx}_{Path(src_rel).stem}.png").as_posix()
-        (tmp / rel).parent.mkdir(parents=True, exist_ok=True)
-        cv2.imwrite(str(tmp / rel), cv2.cvtColor(apply_transform(img, t), cv2.COLOR_RGB2BGR))
-        rows.append({"path": rel, "class": cls, "kind": "augmented", "source": src_rel,
-                     "transform": json.dumps(t, sort_keys=True)})
+    tmp = _fresh_partial(out, data)  # renamed at the end: a crash leaves no half dataset as `out`
+    rows = (_copy_originals(data, tmp, items, link) + _copy_added(tmp, dest, cls, added, link)
+            + _write_copies(tmp, dest, cls, sources, plan))
     write_manifest(tmp / "manifest.csv", rows)
     _carry_planes(data, tmp, rows)
     after = {c: before[c] + (len(added) + len(plan) if c == cls else 0) for c in classes}
@@ -190,6 +179,66 @@ def balance(data: Path, out: Path, cls: str, target: int, transforms: list[dict]
         shutil.rmtree(out)
     tmp.rename(out)
     return BalanceResult(out, before, after, len(added), len(plan), skipped)
+
+
+def _sources(data: Path, items: list, cls: str, added: list,
+             skipped: list) -> tuple[Path, list[tuple[str, np.ndarray]]]:
+    """The class's folder in the output, and the images copies are made from: its readable training images
+    (never a Testing image), then the added ones, as (path in the output, image)."""
+    train_subset = "Training" if any(s == "Training" for _, _, s in items) else ""
+    sources = [(rel, img) for rel, label, subset in tqdm(items, desc=f"read {cls}", unit="img", disable=None)
+               if label == cls and subset == train_subset and (img := _readable(data / rel, skipped)) is not None]
+    dest = Path(train_subset) / cls
+    return dest, sources + [((dest / _added_name(p)).as_posix(), img) for p, img in added]
+
+
+def _fresh_partial(out: Path, data: Path) -> Path:
+    """An empty out.partial holding our marker first."""
+    tmp = _partial(out)
+    if tmp.exists():
+        shutil.rmtree(tmp)  # an earlier crash's leftover: check_output saw our marker in it
+    tmp.mkdir(parents=True)
+    (tmp / MARKER).write_text(json.dumps({"written_by": "augment.py", "input": str(data)}) + "\n")
+    return tmp
+
+
+def _copy_originals(data: Path, tmp: Path, items: list, link: bool) -> list[dict]:
+    rows = []
+    for rel, label, _ in tqdm(items, desc="copy originals", unit="img", disable=None):
+        _copy(data / rel, tmp / rel, link)
+        rows.append({"path": rel, "class": label, "kind": "original", "source": "", "transform": ""})
+    return rows
+
+
+def _copy_added(tmp: Path, dest: Path, cls: str, added: list, link: bool) -> list[dict]:
+    rows = []
+    for p, _ in added:
+        rel = (dest / _added_name(p)).as_posix()
+        _copy(p, tmp / rel, link)
+        rows.append({"path": rel, "class": cls, "kind": "added", "source": str(p), "transform": ""})
+    return rows
+
+
+def _write_copies(tmp: Path, dest: Path, cls: str, sources: list, plan: list) -> list[dict]:
+    """The augmented copies of the plan, as PNG files named after their number, transform and source."""
+    rows = []
+    for k, (s_idx, t_idx, t) in enumerate(tqdm(plan, desc=f"augment {cls}", unit="img", disable=None)):
+        src_rel, img = sources[s_idx]
+        rel = (dest / f"aug{k:05d}_t{t_idx}_{Path(src_rel).stem}.png").as_posix()
+        (tmp / rel).parent.mkdir(parents=True, exist_ok=True)
+        cv2.imwrite(str(tmp / rel), cv2.cvtColor(apply_transform(img, t), cv2.COLOR_RGB2BGR))
+        rows.append({"path": rel, "class": cls, "kind": "augmented", "source": src_rel,
+                     "transform": json.dumps(t, sort_keys=True)})
+    return rows
+
+
+def format_counts(result: BalanceResult) -> str:
+    """The per-class table of images before and after, for the log."""
+    width = max(len(c) for c in result.before)
+    lines = [f"{'class':{width}}  before  after"]
+    lines += [f"{c:{width}}  {result.before[c]:6d}  {result.after[c]:5d}" for c in result.before]
+    lines.append(f"{'total':{width}}  {sum(result.before.values()):6d}  {sum(result.after.values()):5d}")
+    return "\n".join(lines)
 
 
 def _partial(out: Path) -> Path:
@@ -239,40 +288,8 @@ def _copy(src: Path, dst: Path, link: bool) -> None:
     shutil.copyfile(src, dst)
 
 
-def write_manifest(path: Path, rows: list[dict]) -> None:
-    with open(path, "w", newline="") as f:
-        w = csv.DictWriter(f, fieldnames=MANIFEST_FIELDS)
-        w.writeheader()
-        w.writerows(rows)
-
-
-def read_manifest(root: Path) -> dict[str, dict]:
-    """manifest.csv of an augmented dataset folder, by path ({} when the folder has none)."""
-    path = Path(root) / "manifest.csv"
-    if not path.is_file():
-        return {}
-    with open(path, newline="") as f:
-        rows = list(csv.DictReader(f))
-    if rows and not set(MANIFEST_FIELDS) <= set(rows[0]):
-        raise UserError(f"{path} lacks columns {sorted(set(MANIFEST_FIELDS) - set(rows[0]))}")
-    return {r["path"]: r for r in rows}
-
-
-def source_of(paths: list[str], manifest: dict[str, dict]) -> np.ndarray:
-    """Index of each augmented copy's source image: -1 for an image that is not a copy, -2 for a copy
-    whose source is not in `paths` (it was skipped, say)."""
-    index = {p: i for i, p in enumerate(paths)}
-    sources = np.full(len(paths), -1)
-    for p, row in manifest.items():
-        if row["kind"] == "augmented" and p in index:
-            sources[index[p]] = index.get(row["source"], -2)
-    return sources
-
-
 def _carry_planes(data: Path, out: Path, rows: list[dict]) -> None:
     """planes.csv of the input, extended: a copy has its source's plane, an added image an estimated one."""
-    from .planes import plane_features, predict_planes, read_planes, write_planes
-
     if not (data / "planes.csv").is_file():
         return
     known = read_planes(data / "planes.csv")
