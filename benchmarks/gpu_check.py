@@ -46,15 +46,16 @@ def find_data(given: str | None) -> Path:
 
 
 class EpochTimer:
-    """Per epoch of every fold: seconds of the training part (to validation) and of the whole epoch."""
+    """Per epoch of every fold: seconds of the training part (to validation) and of the whole epoch. Each row is
+    also appended to `log` as it comes, so a check stopped by its time limit still tells its epoch speed."""
 
-    def __init__(self):
-        self.rows = []
+    def __init__(self, log: Path | None = None):
+        self.rows, self.log = [], log
 
     def callback(self, fold_dir: Path):
         import keras
 
-        rows, start = self.rows, {}
+        rows, start, log = self.rows, {}, self.log
 
         class Timer(keras.callbacks.Callback):
             def on_epoch_begin(self, epoch, logs=None):
@@ -67,6 +68,9 @@ class EpochTimer:
                 now = time.perf_counter()
                 rows.append({"fold": fold_dir.name, "epoch": epoch, "seconds": now - start["epoch"],
                              "train_seconds": (start["test"] or now) - start["epoch"]})
+                if log:
+                    with open(log, "a") as f:
+                        f.write(json.dumps(rows[-1]) + "\n")
         return Timer()
 
 
@@ -232,12 +236,23 @@ def main(argv=None) -> int:
 
     from brainmri import backend
 
-    start, timer = time.perf_counter(), EpochTimer()
+    report_dir.mkdir(parents=True, exist_ok=True)
+    start, timer = time.perf_counter(), EpochTimer(report_dir / "gpu_check_epochs.jsonl")
     run = out / "run"
+    stages = {}
+
+    def stage(key: str, seconds: float) -> None:
+        """Each stage's time goes to gpu_check_stages.json as it ends: a check stopped by a limit keeps them."""
+        stages[key] = seconds
+        (report_dir / "gpu_check_stages.json").write_text(json.dumps(stages, indent=2))
+
     t_train = train(args, run, timer)
+    stage("train_seconds", t_train)
     gradcam_images = 16 if args.quick else 64
     t_eval = timed_script("evaluate", [str(run)])
+    stage("evaluate_seconds", t_eval)
     t_cam = timed_script("gradcam", [str(run), "--limit", str(gradcam_images)])
+    stage("gradcam_seconds", t_cam)
     whole = time.perf_counter() - start
     gpus = backend.gpu_names()
     result = {"device": ", ".join(gpus) or "CPU (no GPU found)", "quick": args.quick, "date": time.strftime("%Y-%m-%d"),
@@ -250,7 +265,6 @@ def main(argv=None) -> int:
                           "gradcam": gradcam_rate(run, 32, 2 if args.quick else 10),
                           "per_epoch": timer.rows},
               "figures": results(run)}
-    report_dir.mkdir(parents=True, exist_ok=True)
     (report_dir / "gpu_check.json").write_text(json.dumps(result, indent=2))
     (report_dir / "gpu_check.md").write_text(markdown(result))
     print(markdown(result))
