@@ -14,7 +14,7 @@ import cv2
 import numpy as np
 from tqdm import tqdm
 
-from .duplicates import SIGNATURE_VERSION, canonical
+from .duplicates import SIGNATURE_VERSION, canonical, copy_view
 from .errors import UserError
 
 log = logging.getLogger(__name__)
@@ -39,6 +39,7 @@ class Dataset:
     original_sizes: np.ndarray  # (N, 2) height, width before resizing
     md5: list[str]  # of the file's bytes: exact duplicates share it
     canon: np.ndarray  # (N, CANON, CANON) uint8 canonical slices from the full image (duplicates.canonical)
+    copy_views: np.ndarray  # (N, COPY_SIDE, COPY_SIDE) uint8 whole images for the copy check (duplicates.copy_view)
     skipped: list[tuple[str, str]] = field(default_factory=list)  # (path, reason)
 
 
@@ -47,7 +48,7 @@ def take(ds: Dataset, idx: np.ndarray) -> Dataset:
     return Dataset(images=ds.images[idx], labels=ds.labels[idx], paths=[ds.paths[i] for i in idx],
                    subsets=[ds.subsets[i] for i in idx], classes=ds.classes, root=ds.root,
                    original_sizes=ds.original_sizes[idx], md5=[ds.md5[i] for i in idx], canon=ds.canon[idx],
-                   skipped=ds.skipped)
+                   copy_views=ds.copy_views[idx], skipped=ds.skipped)
 
 
 BINARY_CLASSES = ("no_tumor", "tumor")
@@ -74,7 +75,7 @@ def to_binary(ds: Dataset, negative: str) -> Dataset:
     neg = ds.classes.index(negative)
     return Dataset(images=ds.images, labels=(ds.labels != neg).astype(np.int32), paths=ds.paths, subsets=ds.subsets,
                    classes=BINARY_CLASSES, root=ds.root, original_sizes=ds.original_sizes, md5=ds.md5,
-                   canon=ds.canon, skipped=ds.skipped)
+                   canon=ds.canon, copy_views=ds.copy_views, skipped=ds.skipped)
 
 
 def find_images(root: str | Path, classes: tuple[str, ...] = ()) -> tuple[list[tuple[str, str, str]], tuple]:
@@ -134,9 +135,10 @@ def decode_bytes(data: np.ndarray) -> np.ndarray:
     return cv2.cvtColor(img, cv2.COLOR_BGR2RGB)
 
 
-def load_resized(path: str | Path, size: int) -> tuple[np.ndarray, tuple[int, int], str, np.ndarray]:
-    """Decode and resize to size x size (area when shrinking); return image, original (h, w), file MD5 and the
-    canonical slice for near-duplicate search (made from the full image: resizing to a square distorts)."""
+def load_resized(path: str | Path, size: int) -> tuple[np.ndarray, tuple[int, int], str, np.ndarray, np.ndarray]:
+    """Decode and resize to size x size (area when shrinking); return image, original (h, w), file MD5, the
+    canonical slice and the copy view for near-duplicate search (both made from the full image, so the
+    search is the same whatever size a model is trained at)."""
     data = np.fromfile(str(path), np.uint8)
     img = decode_bytes(data)
     h, w = img.shape[:2]
@@ -144,7 +146,7 @@ def load_resized(path: str | Path, size: int) -> tuple[np.ndarray, tuple[int, in
         raise ValueError(f"too small ({w}x{h} px)")
     interp = cv2.INTER_AREA if max(h, w) > size else cv2.INTER_CUBIC
     return (cv2.resize(img, (size, size), interpolation=interp), (h, w), hashlib.md5(data.tobytes()).hexdigest(),
-            canonical(img))
+            canonical(img), copy_view(img))
 
 
 def _cache_key(root: Path, items: list, size: int) -> str:
@@ -185,7 +187,8 @@ def load_dataset(root: str | Path, size: int, classes: tuple = (), cache_dir: st
         labels=np.array([classes.index(items[i][1]) for i in keep], np.int32),
         paths=[items[i][0] for i in keep], subsets=[items[i][2] for i in keep], classes=classes, root=root,
         original_sizes=np.array([results[i][1] for i in keep], np.int32), md5=[results[i][2] for i in keep],
-        canon=np.stack([results[i][3] for i in keep]), skipped=skipped)
+        canon=np.stack([results[i][3] for i in keep]), copy_views=np.stack([results[i][4] for i in keep]),
+        skipped=skipped)
     if cache:
         _to_cache(cache, ds)
     return ds
@@ -195,7 +198,7 @@ def _to_cache(path: Path, ds: Dataset) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(".tmp.npz")
     np.savez(tmp, images=ds.images, labels=ds.labels, paths=np.array(ds.paths), subsets=np.array(ds.subsets),
-             original_sizes=ds.original_sizes, md5=np.array(ds.md5), canon=ds.canon,
+             original_sizes=ds.original_sizes, md5=np.array(ds.md5), canon=ds.canon, copy_views=ds.copy_views,
              skipped=np.array(ds.skipped, dtype=str).reshape(-1, 2))
     tmp.replace(path)  # atomic: a crash never leaves a half-written cache behind
 
@@ -204,4 +207,4 @@ def _from_cache(path: Path, root: Path, classes: tuple) -> Dataset:
     z = np.load(path)
     return Dataset(images=z["images"], labels=z["labels"], paths=z["paths"].tolist(), subsets=z["subsets"].tolist(),
                    classes=classes, root=root, original_sizes=z["original_sizes"], md5=z["md5"].tolist(),
-                   canon=z["canon"], skipped=[tuple(r) for r in z["skipped"].tolist()])
+                   canon=z["canon"], copy_views=z["copy_views"], skipped=[tuple(r) for r in z["skipped"].tolist()])

@@ -1,25 +1,31 @@
 """Near-duplicate detection that survives what this dataset does to its copies: re-cropping, rescaling,
 re-compression, small shifts, contrast changes and burned-in text.
 
-Each image is reduced once to a *canonical slice*: grey, cropped to the head's bounding box (text and
-thin marks removed first), padded to a square, resized to CANON px and histogram-equalised (so gamma and
-contrast changes do not matter). Pairs are then found in two steps, with no all-pairs Python loop:
+Each image is reduced once, as it is decoded, to a *canonical slice*: grey, cropped to the head's bounding
+box (text and thin marks removed first), padded to a square, resized to CANON px and histogram-equalised
+(so gamma and contrast changes do not matter); and to a *copy view*: the whole image, no box, grey,
+COPY_SIDE px square, equalised. Pairs are then found in three steps, with no all-pairs Python loop:
 
-1. retrieval: every canonical slice, and zoomed-in versions of it (a re-cropped copy is a zoomed-in
-   view of its source), becomes a 16x16 z-scored vector; one matrix product per chunk gives the cosine
-   similarity of every image with every other, and each image keeps its K best candidates.
+1. retrieval: every canonical slice, and windows of it at zooms below 1 placed at the centre and in the
+   corners (a re-cropped copy is a window of its source, rarely a centred one), becomes a 16x16 z-scored
+   vector; one matrix product per chunk gives the cosine similarity of every image with every other, and
+   each image keeps its K best candidates. The copy views, windowed the same way, add each image's best
+   few: a copy whose head box went wrong (text on the background, a lifted background) is found by them.
 2. verification: each candidate pair is scored by the best normalised cross-correlation of the two
    slices' band-passed structure (the outline of a head is shared by many patients, its inside is not),
    slid over a few pixels of shift and over finer zooms in the direction retrieval suggested
    (OpenCV's matchTemplate).
+3. the copy check, on the copy views of the pairs the correlation leaves open: ORB keypoints and one affine
+   map fitted to their matches by RANSAC. A copy of one picture, however re-cropped, shifted, re-exposed
+   or stamped with text, keeps dozens of matches on one map, or fewer that align its structure with the
+   source's: it is raised to SAME_SLICE. A weak pair that the map explains almost nothing of is dropped.
 
-A pair whose verified score reaches the threshold (SAME_OR_ADJACENT) is a near-duplicate: the same slice
-or an adjacent slice of one scan; from SAME_SLICE on it is taken to be the same slice. Groups join
-through pairs from JOIN_ALWAYS on, and through a weaker pair only where it is one group's best link to
-another (see joining_pairs); exact copies (equal MD5) always join. Both thresholds were
-chosen on the "choose" half of data/near_duplicate_pairs.csv, 487 pairs labelled by eye, and measured on
-its other half (tools/near_duplicate_benchmark.py); tools/near_duplicate_stress.py measures copies made
-at known strengths.
+A pair whose score reaches the threshold (SAME_OR_ADJACENT) is a near-duplicate: the same slice or an
+adjacent slice of one scan; from SAME_SLICE on it is taken to be the same slice. Groups join through pairs
+from JOIN_ALWAYS on, and through a weaker pair only where it is one group's best link to another (see
+joining_pairs); exact copies (equal MD5) always join. Every threshold was chosen on the "choose" half of
+data/near_duplicate_pairs.csv, 487 pairs labelled by eye, and measured on its other half
+(tools/near_duplicate_benchmark.py); tools/near_duplicate_stress.py measures copies made at known strengths.
 """
 
 from __future__ import annotations
@@ -34,9 +40,10 @@ from scipy.sparse import coo_matrix
 from scipy.sparse.csgraph import connected_components
 
 CANON = 48  # side of the canonical slice (px): enough to tell an adjacent slice from another patient's
-SIGNATURE_VERSION = 1  # part of the image cache's key: bump it when canonical() changes
+SIGNATURE_VERSION = 2  # part of the image cache's key: bump it when canonical() or copy_view() changes
 THUMB = 16  # side of the retrieval vectors
 ZOOMS = (1.0, 0.9, 0.8, 0.7)  # retrieval: share of the source a re-cropped copy may keep (per side)
+WINDOW_PLACES = ((0.5, 0.5), (0, 0), (0, 1), (1, 0), (1, 1))  # each zoom's windows: centre, then corners
 VERIFY_ZOOMS = (1.0, 0.95, 0.9, 0.85, 0.8, 0.75, 0.7)  # verification: the same range, finer
 BAND_SIGMA = 6.0  # verification compares structure: the slice minus its blur at this sigma (px of CANON)
 CANDIDATES = 6  # retrieval keeps this many nearest images per image
@@ -44,6 +51,15 @@ MIN_RETRIEVAL = 0.6  # cosine similarity below which a candidate is not verified
 SAME_OR_ADJACENT = 0.72  # verified score from which a pair is the same or an adjacent slice (benchmark)
 SAME_SLICE = 0.9  # verified score from which a pair is the same slice (label conflicts are listed from here)
 JOIN_ALWAYS = 0.85  # a pair this close joins its two groups; a weaker one only as a group's best link
+COPY_SIDE = 160  # the copy check looks at each whole image resized to this square (copy_view)
+COPY_KEYPOINTS = 150  # ORB keypoints per image for the copy check
+COPY_INLIERS = 40  # RANSAC inliers from which a pair is a copy: 10 above every 'different' pair of the choose half (27)
+ALIGN_INLIERS = 10  # fewer inliers: ... a copy when the fit's alignment correlates from COPY_ALIGNED on
+ALIGN_SIGMA = COPY_SIDE / 16  # ... correlation of structure: the slice minus its blur (a head's outline is common)
+COPY_ALIGNED = 0.76  # 0.1 above every 'different' pair of the choose half (0.658)
+COPY_CHECKED = 2  # the copy check sees each image's best this many undecided candidates
+COPY_FLOOR = 0.4  # ... whose correlation reached at least this (lower: other pictures, not worth a look)
+SUPPORT_INLIERS = 6  # a weak pair needs this many inliers (choose half: precision 0.867 -> 0.900, recall kept)
 WORK_SIDE = 256  # images are reduced to this longer side first (speed; a 48 px slice needs no more)
 BOX_SIDE = 96  # the head is found on an image of this longer side (speed: the box needs no detail)
 
@@ -99,17 +115,21 @@ def _unit_rows(x: np.ndarray) -> np.ndarray:
     return x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-6)
 
 
-def _zoomed(canon: np.ndarray, zoom: float, side: int) -> np.ndarray:
-    """The centre `zoom` share of each slice, resized to side x side."""
+def _zoomed(canon: np.ndarray, zoom: float, side: int, place: tuple[float, float] = (0.5, 0.5)) -> np.ndarray:
+    """The `zoom` share of each slice (per side) at `place` ((0, 0) top left, (0.5, 0.5) the centre, (1, 1)
+    bottom right), resized to side x side."""
     n = canon.shape[1]
-    cut = int(round(n * (1 - zoom) / 2))
-    return np.stack([cv2.resize(c[cut:n - cut, cut:n - cut], (side, side), interpolation=cv2.INTER_AREA)
-                     for c in canon])
+    w = int(round(n * zoom))
+    y, x = (int(round((n - w) * f)) for f in place)
+    return np.stack([cv2.resize(c[y:y + w, x:x + w], (side, side), interpolation=cv2.INTER_AREA) for c in canon])
 
 
 def retrieval_vectors(canon: np.ndarray) -> np.ndarray:
-    """(len(ZOOMS), N, THUMB*THUMB) unit vectors; zoom 1.0 first."""
-    return np.stack([_unit_rows(_zoomed(canon, z, THUMB)) for z in ZOOMS])
+    """(1 + (len(ZOOMS) - 1) * len(WINDOW_PLACES), N, THUMB*THUMB) unit vectors: the whole slice first, then
+    each zoom's windows."""
+    views = [_zoomed(canon, 1.0, THUMB)] + [_zoomed(canon, z, THUMB, place) for z in ZOOMS[1:]
+                                             for place in WINDOW_PLACES]
+    return np.stack([_unit_rows(v) for v in views])
 
 
 def candidate_pairs(vectors_a: np.ndarray, vectors_b: np.ndarray | None = None, k: int = CANDIDATES,
@@ -140,7 +160,8 @@ def candidate_pairs(vectors_a: np.ndarray, vectors_b: np.ndarray | None = None, 
 
 
 def likely_zoom(vectors_a: np.ndarray, vectors_b: np.ndarray, pairs: np.ndarray) -> np.ndarray:
-    """Per pair, the retrieval's best zoom as a signed index: +z (b is a crop of a at ZOOMS[z]), -z (a of b)."""
+    """Per pair, the retrieval's best view as a signed index: +v (b is a crop of a, view v of
+    retrieval_vectors), -v (a of b), 0 (the same framing)."""
     out = np.empty(len(pairs), np.int64)
     for start in range(0, len(pairs), 50_000):  # bounded memory at any size
         i, j = pairs[start:start + 50_000, 0], pairs[start:start + 50_000, 1]
@@ -166,7 +187,7 @@ def _zoom_match(a: np.ndarray, b: np.ndarray, zoom: float) -> float:
 
 def _zooms_to_try(hint: int | None) -> list[tuple[int, int]]:
     """(direction, index into VERIFY_ZOOMS) to verify: +1 b inside a, -1 a inside b. The retrieval's hint
-    (signed index into ZOOMS) gives the direction; at zoom 1, small crops either way."""
+    (signed index of a view, likely_zoom) gives the direction; at the same framing, small crops either way."""
     every = range(1, len(VERIFY_ZOOMS))
     if hint is None:
         return [(d, z) for d in (1, -1) for z in every]
@@ -192,13 +213,17 @@ def stretched(canon: np.ndarray) -> np.ndarray:
     return out
 
 
-def verify(canon_a: np.ndarray, canon_b: np.ndarray, pairs: np.ndarray, zoom_hint: np.ndarray | None = None
-           ) -> np.ndarray:
+def verify(canon_a: np.ndarray, canon_b: np.ndarray, pairs: np.ndarray, zoom_hint: np.ndarray | None = None,
+           stretched_a: np.ndarray | None = None, stretched_b: np.ndarray | None = None) -> np.ndarray:
     """Verified similarity (best normalised cross-correlation of structure, -1..1) of each pair (i in a, j in b):
     shifted at the same framing, re-cropped at finer zooms in the retrieval's direction (every zoom without a
-    hint), and with both heads stretched to the square. Threads share the pairs (OpenCV releases the GIL)."""
-    a32, b32 = structure(canon_a), structure(canon_b)
-    sa32, sb32 = structure(stretched(canon_a)), structure(stretched(canon_b))
+    hint), and with both heads stretched to the square (stretched_a/b where the caller has them already).
+    Threads share the pairs (OpenCV releases the GIL)."""
+    same = canon_b is canon_a
+    a32 = structure(canon_a)
+    b32 = a32 if same else structure(canon_b)
+    sa32 = structure(stretched(canon_a) if stretched_a is None else stretched_a)
+    sb32 = sa32 if same else structure(stretched(canon_b) if stretched_b is None else stretched_b)
     hints = [None] * len(pairs) if zoom_hint is None else [int(h) for h in zoom_hint]
 
     def score(n: int) -> float:
@@ -221,15 +246,160 @@ def verify(canon_a: np.ndarray, canon_b: np.ndarray, pairs: np.ndarray, zoom_hin
     return np.nan_to_num(scores, nan=-1.0)
 
 
-def scored_pairs(canon: np.ndarray, canon_b: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
-    """Candidate pairs and their verified scores, within one set of slices or between two."""
+def copy_view(image: np.ndarray) -> np.ndarray:
+    """What the copy check looks at: the whole image (no head box), grey, resized to a COPY_SIDE square and
+    equalised. Made from the full image as it is decoded, so the check does not depend on the size a model
+    is trained at (runs at 64 and 260 px group alike); a copy stretched to another shape is an affine map of
+    its source."""
+    grey = _grey(image)
+    shrink = grey.shape[0] * grey.shape[1] > COPY_SIDE ** 2
+    return cv2.equalizeHist(cv2.resize(grey, (COPY_SIDE, COPY_SIDE),
+                                       interpolation=cv2.INTER_AREA if shrink else cv2.INTER_LINEAR))
+
+
+def copy_views(images) -> np.ndarray:
+    """(N, COPY_SIDE, COPY_SIDE) uint8 copy_view of each image."""
+    return np.stack([copy_view(im) for im in images]) if len(images) else np.zeros((0, COPY_SIDE, COPY_SIDE), np.uint8)
+
+
+def copy_features(views) -> list:
+    """Per copy view: ORB keypoint positions (K, 2), their descriptors (K, 32) and the view itself."""
+    def one(view):
+        orb = cv2.ORB_create(COPY_KEYPOINTS, fastThreshold=10, edgeThreshold=15, patchSize=15)
+        keys, descriptors = orb.detectAndCompute(view, None)
+        return np.float32([k.pt for k in keys]).reshape(-1, 2), descriptors, view
+
+    with ThreadPoolExecutor(min(8, os.cpu_count() or 1)) as pool:
+        return list(pool.map(one, views))
+
+
+def copy_check(features_a, features_b, pairs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Per pair (i in a, j in b): how many cross-checked ORB matches one affine map explains (RANSAC, 3 px),
+    and whether b is a copy of a: the map explains COPY_INLIERS matches, or at least ALIGN_INLIERS and a
+    warped onto b by it correlates with b from COPY_ALIGNED on (where both show more than background).
+    Deterministic: OpenCV's RANSAC seeds its own generator on every call."""
+    def one(pair) -> tuple[int, bool]:
+        (pos_a, desc_a, grey_a), (pos_b, desc_b, grey_b) = features_a[int(pair[0])], features_b[int(pair[1])]
+        if desc_a is None or desc_b is None or min(len(desc_a), len(desc_b)) < 3:
+            return 0, False
+        matches = cv2.BFMatcher(cv2.NORM_HAMMING, crossCheck=True).match(desc_a, desc_b)
+        if len(matches) < 3:
+            return 0, False
+        src, dst = pos_a[[m.queryIdx for m in matches]], pos_b[[m.trainIdx for m in matches]]
+        fit, inliers = cv2.estimateAffine2D(src, dst, method=cv2.RANSAC, ransacReprojThreshold=3.0)
+        count = 0 if fit is None else int(inliers.sum())
+        copy = count >= COPY_INLIERS or (count >= ALIGN_INLIERS and
+                                         _aligned_correlation(grey_a, grey_b, fit) >= COPY_ALIGNED)
+        return count, copy
+
+    with ThreadPoolExecutor(min(8, os.cpu_count() or 1)) as pool:
+        found = list(pool.map(one, pairs, chunksize=64))
+    return np.array([c for c, _ in found], np.int64), np.array([k for _, k in found], bool)
+
+
+def _band(image: np.ndarray) -> np.ndarray:
+    image = image.astype(np.float32)
+    return image - cv2.GaussianBlur(image, (0, 0), ALIGN_SIGMA)
+
+
+def _aligned_correlation(grey_a: np.ndarray, grey_b: np.ndarray, fit: np.ndarray) -> float:
+    """Correlation of the structure of a warped onto b by `fit` with b's, over the pixels both cover where
+    either is not black (a shared black background would make any two heads alike); -1 where too little
+    overlaps. Structure, not brightness: two synthetic heads of one shape correlate 0.86 in brightness."""
+    side = grey_b.shape[::-1]
+    warped = cv2.warpAffine(grey_a.astype(np.float32), fit, side, flags=cv2.INTER_LINEAR)
+    covered = cv2.warpAffine(np.ones(grey_a.shape, np.uint8), fit, side, flags=cv2.INTER_NEAREST) > 0
+    keep = covered & ((grey_b > 8) | (warped > 8))
+    if keep.sum() < 0.15 * keep.size:
+        return -1.0
+    x, y = (_band(image)[keep] for image in (warped, grey_b))
+    x, y = x - x.mean(), y - y.mean()
+    return float((x * y).sum() / np.sqrt((x * x).sum() * (y * y).sum() + 1e-6))
+
+
+def _grey(image) -> np.ndarray:
+    """uint8 grey of an image as a dataset holds it (uint8 or float, RGB or grey)."""
+    image = np.asarray(image)
+    image = image if image.dtype == np.uint8 else np.clip(image, 0, 255).astype(np.uint8)
+    return image if image.ndim == 2 else cv2.cvtColor(image, cv2.COLOR_RGB2GRAY)
+
+
+def whole_vectors(views: np.ndarray) -> np.ndarray:
+    """retrieval_vectors of the copy views (the whole images): no head box involved."""
+    return retrieval_vectors(np.stack([cv2.resize(v, (4 * THUMB, 4 * THUMB), interpolation=cv2.INTER_AREA)
+                                       for v in views]) if len(views) else np.zeros((0, 4 * THUMB, 4 * THUMB), np.uint8))
+
+
+def _rows_in(rows: np.ndarray, table: np.ndarray) -> np.ndarray:
+    """Which (i, j) rows of `rows` are rows of `table` too."""
+    def key(pairs: np.ndarray) -> np.ndarray:
+        pairs = pairs.reshape(-1, 2).astype(np.int64)
+        return pairs[:, 0] * (1 << 32) + pairs[:, 1]
+
+    return np.isin(key(rows), key(table))
+
+
+def _features_of(views: np.ndarray, needed: np.ndarray) -> dict:
+    """copy_features of the views whose indices are `needed` (the others are never looked at), by index."""
+    needed = np.unique(needed)
+    return dict(zip(needed.tolist(), copy_features(views[needed])))
+
+
+def undecided(pairs: np.ndarray, scores: np.ndarray, within: bool) -> np.ndarray:
+    """Which pairs the copy check looks at: correlation from COPY_FLOOR to below SAME_SLICE, and among the
+    COPY_CHECKED best of those for one of its two images (within one set: both ends count for an image)."""
+    open_ = np.flatnonzero((scores < SAME_SLICE) & (scores >= COPY_FLOOR))
+    offset = 0 if within else int(pairs[:, 0].max(initial=-1)) + 1  # between two sets, b's images are others
+    seen: dict[int, int] = {}
+    chosen = np.zeros(len(pairs), bool)
+    for k in open_[np.argsort(-scores[open_], kind="stable")]:
+        ends = (int(pairs[k, 0]), int(pairs[k, 1]) + offset)
+        chosen[k] = any(seen.get(e, 0) < COPY_CHECKED for e in ends)
+        for e in ends:
+            seen[e] = seen.get(e, 0) + 1
+    return chosen
+
+
+def scored_pairs(canon: np.ndarray, canon_b: np.ndarray | None = None, views: np.ndarray | None = None,
+                 views_b: np.ndarray | None = None, threshold: float = SAME_OR_ADJACENT) -> tuple[np.ndarray, np.ndarray]:
+    """Candidate pairs and their scores, within one set of images or between two (i in a, j in b): the
+    verified correlation of their canonical slices, then, with the copy views, the copy check (copy_checked)."""
     va = retrieval_vectors(canon)
     vb = None if canon_b is None else retrieval_vectors(canon_b)
-    sa = _unit_rows(_zoomed(stretched(canon), 1.0, THUMB))[None]  # finds copies rescaled in one direction
-    sb = None if canon_b is None else _unit_rows(_zoomed(stretched(canon_b), 1.0, THUMB))[None]
+    st_a = stretched(canon)
+    st_b = st_a if canon_b is None else stretched(canon_b)
+    sa = _unit_rows(_zoomed(st_a, 1.0, THUMB))[None]  # finds copies rescaled in one direction
+    sb = None if canon_b is None else _unit_rows(_zoomed(st_b, 1.0, THUMB))[None]
     pairs = np.unique(np.concatenate([candidate_pairs(va, vb), candidate_pairs(sa, sb)]), axis=0)
     hint = likely_zoom(va, va if vb is None else vb, pairs)
-    return pairs, verify(canon, canon if canon_b is None else canon_b, pairs, hint)
+    scores = verify(canon, canon if canon_b is None else canon_b, pairs, hint, st_a, st_b)
+    if views is None:
+        return pairs, scores
+    return copy_checked(pairs, scores, views, views_b, threshold)
+
+
+def copy_checked(pairs: np.ndarray, scores: np.ndarray, views: np.ndarray, views_b: np.ndarray | None,
+                 threshold: float) -> tuple[np.ndarray, np.ndarray]:
+    """The pairs with the copy views' own candidates added (unscored: -1), after the copy check: a copy is
+    raised to SAME_SLICE; a weak pair (from `threshold` to below JOIN_ALWAYS) that one affine map explains
+    fewer than SUPPORT_INLIERS keypoint matches of falls to COPY_FLOOR (two slices of one scan share a
+    skull; another patient's slice at that level does not)."""
+    within = views_b is None
+    whole = candidate_pairs(whole_vectors(views), None if within else whole_vectors(views_b), k=COPY_CHECKED)
+    whole = whole[~_rows_in(whole, pairs)]
+    pairs = np.concatenate([pairs, whole])
+    scores = np.concatenate([scores, np.full(len(whole), -1.0, np.float32)])
+    weak = (scores >= threshold) & (scores < JOIN_ALWAYS)
+    check = np.flatnonzero(undecided(pairs, scores, within) | (scores == -1.0) | weak)
+    if within:
+        features_a = features_b = _features_of(views, pairs[check])
+    else:
+        features_a, features_b = _features_of(views, pairs[check, 0]), _features_of(views_b, pairs[check, 1])
+    inliers, copies = copy_check(features_a, features_b, pairs[check])
+    scores[check[copies]] = np.maximum(scores[check[copies]], SAME_SLICE)
+    unsupported = check[weak[check] & ~copies & (inliers < SUPPORT_INLIERS)]
+    scores[unsupported] = np.minimum(scores[unsupported], COPY_FLOOR)
+    return pairs, scores
 
 
 def groups_from_pairs(n: int, pairs: np.ndarray, md5: list[str] | None = None) -> np.ndarray:
@@ -259,8 +429,8 @@ class Detector:
         return cls(cfg.near_duplicate_method, cfg.near_duplicate_threshold, cfg.hash_distance)
 
     def pairs(self, a, b=None) -> tuple[np.ndarray, np.ndarray]:
-        """Near-duplicate pairs (i in a, j in b; i < j within a) of two datasets (anything with .canon and
-        .images) and their scores; the exact-copy check (MD5) is separate."""
+        """Near-duplicate pairs (i in a, j in b; i < j within a) of two datasets (anything with .canon,
+        .copy_views and .images) and their scores; the exact-copy check (MD5) is separate."""
         if self.method == "phash":
             ha = hash_images(a.images)
             hb = None if b is None else hash_images(b.images)
@@ -270,7 +440,8 @@ class Detector:
                 pairs = pairs[(pairs[:, 0] < len(ha)) & (pairs[:, 1] >= len(ha))] - [0, len(ha)]
             scores = np.array([1 - bin(int(both[i]) ^ int(both[j])).count("1") / 64 for i, j in pairs], np.float32)
             return pairs, scores
-        found, scores = scored_pairs(a.canon, None if b is None else b.canon)
+        found, scores = scored_pairs(a.canon, None if b is None else b.canon, a.copy_views,
+                                     None if b is None else b.copy_views, self.threshold)
         keep = scores >= self.threshold
         return found[keep], scores[keep]
 

@@ -6,6 +6,7 @@ import sys
 from pathlib import Path
 from types import SimpleNamespace
 
+import cv2
 import numpy as np
 import pytest
 
@@ -34,6 +35,7 @@ def _heads(n: int, size: int = 256) -> list[np.ndarray]:
 
 def _as_dataset(images) -> SimpleNamespace:
     return SimpleNamespace(canon=duplicates.canonical_slices(images), images=images,
+                           copy_views=duplicates.copy_views(images),
                            md5=[f"file{i}" for i in range(len(images))])
 
 
@@ -111,3 +113,49 @@ def test_audit_of_a_single_group_says_the_shortcut_cannot_be_scored(data_copy):
     ds = load_dataset(data_copy, 48)
     report = audit(ds, np.zeros(len(ds.md5), np.int64))
     assert report["shortcut"]["size_only_accuracy"] is None and "too few groups" in format_audit(report)
+
+
+def _lifted(image: np.ndarray, offset: int = 22) -> np.ndarray:
+    """A re-exposed copy: the black background lifted to grey, the way a brightness change leaves it."""
+    return np.clip(image.astype(np.int16) * 0.85 + offset, 0, 255).astype(np.uint8)
+
+
+def test_a_copy_with_a_lifted_background_joins_its_source():
+    # the background no longer reads as background, so the copy's head box is the whole picture and its
+    # canonical slice is framed differently from its source's; the copy check on the images finds it
+    heads = [cv2.cvtColor(h, cv2.COLOR_GRAY2RGB) for h in _heads(4)]
+    crops = [h[20:236, 12:244] for h in heads]
+    groups, _, _ = duplicates.group_images(_as_dataset(heads + [_lifted(c) for c in crops]))
+    assert [groups[i] == groups[i + 4] for i in range(4)] == [True] * 4
+
+
+def test_the_copy_check_tells_a_copy_from_another_head():
+    heads = _heads(3)
+    copy = _lifted(cv2.resize(heads[0][30:226, 40:236], (180, 180)))
+    features = duplicates.copy_features(duplicates.copy_views(heads + [copy]))
+    _, copies = duplicates.copy_check(features, features, np.array([[0, 3], [1, 3], [2, 3], [1, 2]]))
+    assert copies.tolist() == [True, False, False, False]
+
+
+def test_the_copy_check_is_deterministic():
+    heads = _heads(6)
+    features = duplicates.copy_features(duplicates.copy_views(heads))
+    pairs = np.array([(i, j) for i in range(6) for j in range(i + 1, 6)])
+    inliers, copies = duplicates.copy_check(features, features, pairs)
+    again = duplicates.copy_check(duplicates.copy_features(duplicates.copy_views(heads)), features, pairs)
+    assert (again[0] == inliers).all() and (again[1] == copies).all()
+
+
+def test_the_stress_tool_groups_each_transform_on_its_own():
+    heads = [cv2.cvtColor(h, cv2.COLOR_GRAY2RGB) for h in _heads(4)]
+    result = stress.run(heads, 2, duplicates.Detector(), seed=0)
+    assert result["images_per_grouping"] == 6  # 4 distinct images + one copy of each of the 2 sources
+    assert set(result["copies_with_source"]) == {f"{k} {s}" for k, v in stress.STRENGTHS.items() for s in v}
+    assert result["copies_with_source"]["jpeg 90"] == 1.0
+
+
+def test_grouping_does_not_depend_on_the_training_image_size(data_copy):
+    # the copy check looks at views of the full image, not at the resized training images: backbones trained
+    # at different sizes are compared on the same folds
+    small, large = load_dataset(data_copy, 32), load_dataset(data_copy, 96)
+    assert (duplicates.group_images(small)[0] == duplicates.group_images(large)[0]).all()

@@ -147,7 +147,7 @@ def measure(root: Path, csv_path: Path) -> dict:
     paths = [rel for rel, _, _ in items]
     images = [decode(root / p) for p in tqdm(paths, desc="decode", unit="img", disable=None)]
     ds = SimpleNamespace(images=[cv2.resize(im, (OLD_SIZE, OLD_SIZE), interpolation=cv2.INTER_AREA) for im in images],
-                         canon=duplicates.canonical_slices(images),
+                         canon=duplicates.canonical_slices(images), copy_views=duplicates.copy_views(images),
                          md5=[hashlib.md5((root / p).read_bytes()).hexdigest() for p in paths])
     index = {p: i for i, p in enumerate(paths)}
     labelled = np.array([(index[r["a"]], index[r["b"]]) for r in rows])
