@@ -2,8 +2,9 @@
 
     python benchmarks/near_duplicates.py DATA [--sizes 10000 20000 40000 100000] [--json out.json]
 
-Real data (3,264 images): decoding, canonical slices and duplicates.group_images as train.py runs it (on
-150 px images), with its parts timed alone (retrieval, verification, the copy check). The
+Real data (3,264 images): decoding, canonical slices and copy views (from the decoded images), and
+duplicates.group_images as train.py runs it, with its parts timed alone (retrieval, verification, the copy
+check). The
 synthetic sets are real canonical slices, each repeated with noise and a small random shift, so that every
 image has as many look-alikes as in the real data, run through the whole search; retrieval is a chunked
 matrix product (quadratic in the number of images, bounded memory), verification and the copy check are

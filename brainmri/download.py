@@ -56,22 +56,23 @@ def _find(folder: Path, names: tuple[str, ...]) -> Path | None:
     return None
 
 
-def study_root(folder: Path) -> Path:
-    """The folder with Training/ and Testing/ in an unpacked Kaggle archive (at the top or one level down)."""
-    found = _find(Path(folder), ("training", "testing"))
+def root_with(folder: Path, subfolders: tuple[str, str]) -> Path:
+    """The folder holding both `subfolders` (any case) in an unpacked archive: at the top or one level down."""
+    found = _find(Path(folder), tuple(name.lower() for name in subfolders))
     if found is None:
-        raise UserError(f"no Training/ and Testing/ folders in {folder} or one level below it "
+        raise UserError(f"no {subfolders[0]}/ and {subfolders[1]}/ folders in {folder} or one level below it "
                         f"(found: {_listing(Path(folder))})")
     return found
+
+
+def study_root(folder: Path) -> Path:
+    """The folder with Training/ and Testing/ in the study's unpacked Kaggle archive."""
+    return root_with(folder, ("Training", "Testing"))
 
 
 def yes_no_root(folder: Path) -> Path:
-    """The folder with yes/ and no/ class folders in the unpacked external set (at the top or one level down)."""
-    found = _find(Path(folder), ("yes", "no"))
-    if found is None:
-        raise UserError(f"no yes/ and no/ folders in {folder} or one level below it "
-                        f"(found: {_listing(Path(folder))})")
-    return found
+    """The folder with yes/ and no/ class folders in the unpacked external set."""
+    return root_with(folder, ("yes", "no"))
 
 
 def download_study() -> Path:

@@ -9,27 +9,33 @@ COPY_SIDE px square, equalised. Pairs are then found in three steps, with no all
 1. retrieval: every canonical slice, and windows of it at zooms below 1 placed at the centre and in the
    corners (a re-cropped copy is a window of its source, rarely a centred one), becomes a 16x16 z-scored
    vector; one matrix product per chunk gives the cosine similarity of every image with every other, and
-   each image keeps its K best candidates. The copy views, windowed the same way, add each image's best
-   few: a copy whose head box went wrong (text on the background, a lifted background) is found by them.
+   each image keeps its K best candidates.
 2. verification: each candidate pair is scored by the best normalised cross-correlation of the two
    slices' band-passed structure (the outline of a head is shared by many patients, its inside is not),
    slid over a few pixels of shift and over finer zooms in the direction retrieval suggested
    (OpenCV's matchTemplate).
-3. the copy check, on the copy views of the pairs the correlation leaves open: ORB keypoints and one affine
-   map fitted to their matches by RANSAC. A copy of one picture, however re-cropped, shifted, re-exposed
-   or stamped with text, keeps dozens of matches on one map, or fewer that align its structure with the
-   source's: it is raised to SAME_SLICE. A weak pair that the map explains almost nothing of is dropped.
+3. the copy check, on copy views: ORB keypoints and one affine map fitted to their matches by RANSAC. It
+   looks at the pairs the correlation leaves open (each image's best few below SAME_SLICE), at the weak
+   pairs (SAME_OR_ADJACENT to JOIN_ALWAYS), and at each image's best few candidates among the copy views
+   (retrieved like the slices, never correlated: a copy whose head box went wrong, by text on the
+   background or a lifted background, is found this way). A copy of one picture, however re-cropped,
+   shifted, re-exposed or stamped with text, keeps dozens of matches on one map, or fewer that align its
+   structure with the source's: it is raised to SAME_SLICE. A weak pair that the map explains almost
+   nothing of is dropped.
 
 A pair whose score reaches the threshold (SAME_OR_ADJACENT) is a near-duplicate: the same slice or an
 adjacent slice of one scan; from SAME_SLICE on it is taken to be the same slice. Groups join through pairs
 from JOIN_ALWAYS on, and through a weaker pair only where it is one group's best link to another (see
-joining_pairs); exact copies (equal MD5) always join. Every threshold was chosen on the "choose" half of
+joining_pairs); exact copies (equal MD5) always join. The decision thresholds (SAME_OR_ADJACENT, SAME_SLICE,
+COPY_INLIERS, COPY_ALIGNED, SUPPORT_INLIERS) were chosen on the "choose" half of
 data/near_duplicate_pairs.csv, 487 pairs labelled by eye, and measured on its other half
-(tools/near_duplicate_benchmark.py); tools/near_duplicate_stress.py measures copies made at known strengths.
+(tools/near_duplicate_benchmark.py); the others are cost settings, set by hand. tools/near_duplicate_stress.py
+measures copies made at known strengths.
 """
 
 from __future__ import annotations
 
+import hashlib
 import os
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -54,11 +60,12 @@ JOIN_ALWAYS = 0.85  # a pair this close joins its two groups; a weaker one only 
 COPY_SIDE = 160  # the copy check looks at each whole image resized to this square (copy_view)
 COPY_KEYPOINTS = 150  # ORB keypoints per image for the copy check
 COPY_INLIERS = 40  # RANSAC inliers from which a pair is a copy: 10 above every 'different' pair of the choose half (27)
-ALIGN_INLIERS = 10  # fewer inliers: ... a copy when the fit's alignment correlates from COPY_ALIGNED on
+ALIGN_INLIERS = 10  # fewer inliers: ... a copy when the fit's alignment correlates from COPY_ALIGNED on (set by
+#                      hand: a fit on fewer matches is too often chance)
 ALIGN_SIGMA = COPY_SIDE / 16  # ... correlation of structure: the slice minus its blur (a head's outline is common)
 COPY_ALIGNED = 0.76  # 0.1 above every 'different' pair of the choose half (0.658)
-COPY_CHECKED = 2  # the copy check sees each image's best this many undecided candidates
-COPY_FLOOR = 0.4  # ... whose correlation reached at least this (lower: other pictures, not worth a look)
+COPY_CHECK_PER_IMAGE = 2  # the copy check sees each image's best this many open pairs (a cost setting)
+COPY_FLOOR = 0.4  # ... whose correlation reached at least this (lower: other pictures; a cost setting)
 SUPPORT_INLIERS = 6  # a weak pair needs this many inliers (choose half: precision 0.867 -> 0.900, recall kept)
 WORK_SIDE = 256  # images are reduced to this longer side first (speed; a 48 px slice needs no more)
 BOX_SIDE = 96  # the head is found on an image of this longer side (speed: the box needs no detail)
@@ -110,7 +117,7 @@ def canonical_slices(images) -> np.ndarray:
 
 
 def _unit_rows(x: np.ndarray) -> np.ndarray:
-    x = x.reshape(len(x), -1).astype(np.float32)
+    x = x.reshape(len(x), int(np.prod(x.shape[1:]))).astype(np.float32)
     x -= x.mean(1, keepdims=True)
     return x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-6)
 
@@ -118,6 +125,8 @@ def _unit_rows(x: np.ndarray) -> np.ndarray:
 def _zoomed(canon: np.ndarray, zoom: float, side: int, place: tuple[float, float] = (0.5, 0.5)) -> np.ndarray:
     """The `zoom` share of each slice (per side) at `place` ((0, 0) top left, (0.5, 0.5) the centre, (1, 1)
     bottom right), resized to side x side."""
+    if not len(canon):
+        return np.zeros((0, side, side), np.uint8)
     n = canon.shape[1]
     w = int(round(n * zoom))
     y, x = (int(round((n - w) * f)) for f in place)
@@ -200,7 +209,12 @@ def structure(canon: np.ndarray) -> np.ndarray:
     """Band-passed slices (float32): a head's outline and overall brightness are shared by many patients, the
     structure inside it is not (measured on the pair benchmark: precision and recall both rise)."""
     out = canon.astype(np.float32)
-    return np.stack([c - cv2.GaussianBlur(c, (0, 0), BAND_SIGMA) for c in out]) if len(out) else out
+    return np.stack([_minus_blur(c, BAND_SIGMA) for c in out]) if len(out) else out
+
+
+def _minus_blur(image: np.ndarray, sigma: float) -> np.ndarray:
+    image = image.astype(np.float32)
+    return image - cv2.GaussianBlur(image, (0, 0), sigma)
 
 
 def stretched(canon: np.ndarray) -> np.ndarray:
@@ -263,11 +277,13 @@ def copy_views(images) -> np.ndarray:
 
 
 def copy_features(views) -> list:
-    """Per copy view: ORB keypoint positions (K, 2), their descriptors (K, 32) and the view itself."""
+    """Per copy view: ORB keypoint positions (K, 2), their descriptors (K, 32), the view itself and a key of
+    its content (copy_check orders every pair by it, so a pair is judged the same whichever comes first)."""
     def one(view):
         orb = cv2.ORB_create(COPY_KEYPOINTS, fastThreshold=10, edgeThreshold=15, patchSize=15)
         keys, descriptors = orb.detectAndCompute(view, None)
-        return np.float32([k.pt for k in keys]).reshape(-1, 2), descriptors, view
+        content = hashlib.blake2b(np.ascontiguousarray(view).tobytes(), digest_size=8).digest()
+        return np.float32([k.pt for k in keys]).reshape(-1, 2), descriptors, view, content
 
     with ThreadPoolExecutor(min(8, os.cpu_count() or 1)) as pool:
         return list(pool.map(one, views))
@@ -275,31 +291,31 @@ def copy_features(views) -> list:
 
 def copy_check(features_a, features_b, pairs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Per pair (i in a, j in b): how many cross-checked ORB matches one affine map explains (RANSAC, 3 px),
-    and whether b is a copy of a: the map explains COPY_INLIERS matches, or at least ALIGN_INLIERS and a
-    warped onto b by it correlates with b from COPY_ALIGNED on (where both show more than background).
-    Deterministic: OpenCV's RANSAC seeds its own generator on every call."""
+    and whether the two are copies of one picture: a map explains COPY_INLIERS matches, or at least
+    ALIGN_INLIERS and one image warped onto the other by it correlates with it from COPY_ALIGNED on (where
+    either shows more than background). Symmetric and deterministic: the two are taken in the order of their
+    content, the map is fitted both ways and the better kept, and OpenCV's RANSAC seeds itself on every call."""
     def one(pair) -> tuple[int, bool]:
-        (pos_a, desc_a, grey_a), (pos_b, desc_b, grey_b) = features_a[int(pair[0])], features_b[int(pair[1])]
+        first, second = features_a[int(pair[0])], features_b[int(pair[1])]
+        (pos_a, desc_a, view_a, key_a), (pos_b, desc_b, view_b, key_b) = sorted((first, second), key=lambda f: f[3])
         if desc_a is None or desc_b is None or min(len(desc_a), len(desc_b)) < 3:
             return 0, False
         matches = cv2.BFMatcher(cv2.NORM_HAMMING, crossCheck=True).match(desc_a, desc_b)
         if len(matches) < 3:
             return 0, False
         src, dst = pos_a[[m.queryIdx for m in matches]], pos_b[[m.trainIdx for m in matches]]
-        fit, inliers = cv2.estimateAffine2D(src, dst, method=cv2.RANSAC, ransacReprojThreshold=3.0)
-        count = 0 if fit is None else int(inliers.sum())
-        copy = count >= COPY_INLIERS or (count >= ALIGN_INLIERS and
-                                         _aligned_correlation(grey_a, grey_b, fit) >= COPY_ALIGNED)
-        return count, copy
+        best, copy = 0, False
+        for (moving, fixed), (view_moving, view_fixed) in (((src, dst), (view_a, view_b)), ((dst, src), (view_b, view_a))):
+            fit, inliers = cv2.estimateAffine2D(moving, fixed, method=cv2.RANSAC, ransacReprojThreshold=3.0)
+            count = 0 if fit is None else int(inliers.sum())
+            best = max(best, count)
+            copy = copy or count >= COPY_INLIERS or (
+                count >= ALIGN_INLIERS and _aligned_correlation(view_moving, view_fixed, fit) >= COPY_ALIGNED)
+        return best, copy
 
     with ThreadPoolExecutor(min(8, os.cpu_count() or 1)) as pool:
         found = list(pool.map(one, pairs, chunksize=64))
-    return np.array([c for c, _ in found], np.int64), np.array([k for _, k in found], bool)
-
-
-def _band(image: np.ndarray) -> np.ndarray:
-    image = image.astype(np.float32)
-    return image - cv2.GaussianBlur(image, (0, 0), ALIGN_SIGMA)
+    return np.array([c for c, _ in found], np.int64).reshape(-1), np.array([k for _, k in found], bool).reshape(-1)
 
 
 def _aligned_correlation(grey_a: np.ndarray, grey_b: np.ndarray, fit: np.ndarray) -> float:
@@ -312,13 +328,13 @@ def _aligned_correlation(grey_a: np.ndarray, grey_b: np.ndarray, fit: np.ndarray
     keep = covered & ((grey_b > 8) | (warped > 8))
     if keep.sum() < 0.15 * keep.size:
         return -1.0
-    x, y = (_band(image)[keep] for image in (warped, grey_b))
+    x, y = (_minus_blur(image, ALIGN_SIGMA)[keep] for image in (warped, grey_b))
     x, y = x - x.mean(), y - y.mean()
     return float((x * y).sum() / np.sqrt((x * x).sum() * (y * y).sum() + 1e-6))
 
 
 def _grey(image) -> np.ndarray:
-    """uint8 grey of an image as a dataset holds it (uint8 or float, RGB or grey)."""
+    """uint8 grey of an image as a dataset holds it (uint8 or float in 0-255, RGB or grey)."""
     image = np.asarray(image)
     image = image if image.dtype == np.uint8 else np.clip(image, 0, 255).astype(np.uint8)
     return image if image.ndim == 2 else cv2.cvtColor(image, cv2.COLOR_RGB2GRAY)
@@ -326,8 +342,8 @@ def _grey(image) -> np.ndarray:
 
 def whole_vectors(views: np.ndarray) -> np.ndarray:
     """retrieval_vectors of the copy views (the whole images): no head box involved."""
-    return retrieval_vectors(np.stack([cv2.resize(v, (4 * THUMB, 4 * THUMB), interpolation=cv2.INTER_AREA)
-                                       for v in views]) if len(views) else np.zeros((0, 4 * THUMB, 4 * THUMB), np.uint8))
+    return retrieval_vectors(np.array([cv2.resize(v, (4 * THUMB, 4 * THUMB), interpolation=cv2.INTER_AREA)
+                                       for v in views], np.uint8).reshape(-1, 4 * THUMB, 4 * THUMB))
 
 
 def _rows_in(rows: np.ndarray, table: np.ndarray) -> np.ndarray:
@@ -345,16 +361,17 @@ def _features_of(views: np.ndarray, needed: np.ndarray) -> dict:
     return dict(zip(needed.tolist(), copy_features(views[needed])))
 
 
-def undecided(pairs: np.ndarray, scores: np.ndarray, within: bool) -> np.ndarray:
-    """Which pairs the copy check looks at: correlation from COPY_FLOOR to below SAME_SLICE, and among the
-    COPY_CHECKED best of those for one of its two images (within one set: both ends count for an image)."""
-    open_ = np.flatnonzero((scores < SAME_SLICE) & (scores >= COPY_FLOOR))
+def open_pairs(pairs: np.ndarray, scores: np.ndarray, within: bool) -> np.ndarray:
+    """Which pairs the correlation leaves open for the copy check: from COPY_FLOOR to below SAME_SLICE, and
+    among the COPY_CHECK_PER_IMAGE best of those for one of its two images (within one set: both ends count
+    for an image)."""
+    candidates = np.flatnonzero((scores < SAME_SLICE) & (scores >= COPY_FLOOR))
     offset = 0 if within else int(pairs[:, 0].max(initial=-1)) + 1  # between two sets, b's images are others
     seen: dict[int, int] = {}
     chosen = np.zeros(len(pairs), bool)
-    for k in open_[np.argsort(-scores[open_], kind="stable")]:
+    for k in candidates[np.argsort(-scores[candidates], kind="stable")]:
         ends = (int(pairs[k, 0]), int(pairs[k, 1]) + offset)
-        chosen[k] = any(seen.get(e, 0) < COPY_CHECKED for e in ends)
+        chosen[k] = any(seen.get(e, 0) < COPY_CHECK_PER_IMAGE for e in ends)
         for e in ends:
             seen[e] = seen.get(e, 0) + 1
     return chosen
@@ -363,34 +380,40 @@ def undecided(pairs: np.ndarray, scores: np.ndarray, within: bool) -> np.ndarray
 def scored_pairs(canon: np.ndarray, canon_b: np.ndarray | None = None, views: np.ndarray | None = None,
                  views_b: np.ndarray | None = None, threshold: float = SAME_OR_ADJACENT) -> tuple[np.ndarray, np.ndarray]:
     """Candidate pairs and their scores, within one set of images or between two (i in a, j in b): the
-    verified correlation of their canonical slices, then, with the copy views, the copy check (copy_checked)."""
+    verified correlation of their canonical slices, then, with the copy views, the copy check
+    (with_copy_check). Between two sets, both sets' copy views or neither."""
+    within = canon_b is None
+    if not within and (views is None) != (views_b is None):
+        raise ValueError("scored_pairs between two sets needs the copy views of both or of neither")
     va = retrieval_vectors(canon)
-    vb = None if canon_b is None else retrieval_vectors(canon_b)
+    vb = None if within else retrieval_vectors(canon_b)
     st_a = stretched(canon)
-    st_b = st_a if canon_b is None else stretched(canon_b)
+    st_b = st_a if within else stretched(canon_b)
     sa = _unit_rows(_zoomed(st_a, 1.0, THUMB))[None]  # finds copies rescaled in one direction
-    sb = None if canon_b is None else _unit_rows(_zoomed(st_b, 1.0, THUMB))[None]
-    pairs = np.unique(np.concatenate([candidate_pairs(va, vb), candidate_pairs(sa, sb)]), axis=0)
-    hint = likely_zoom(va, va if vb is None else vb, pairs)
-    scores = verify(canon, canon if canon_b is None else canon_b, pairs, hint, st_a, st_b)
+    sb = None if within else _unit_rows(_zoomed(st_b, 1.0, THUMB))[None]
+    pairs = np.unique(np.concatenate([candidate_pairs(va, vb), candidate_pairs(sa, sb)]), axis=0).reshape(-1, 2)
+    hint = likely_zoom(va, va if within else vb, pairs)
+    scores = verify(canon, canon if within else canon_b, pairs, hint, st_a, st_b)
     if views is None:
         return pairs, scores
-    return copy_checked(pairs, scores, views, views_b, threshold)
+    return with_copy_check(pairs, scores, views, None if within else views_b, threshold)
 
 
-def copy_checked(pairs: np.ndarray, scores: np.ndarray, views: np.ndarray, views_b: np.ndarray | None,
-                 threshold: float) -> tuple[np.ndarray, np.ndarray]:
-    """The pairs with the copy views' own candidates added (unscored: -1), after the copy check: a copy is
-    raised to SAME_SLICE; a weak pair (from `threshold` to below JOIN_ALWAYS) that one affine map explains
-    fewer than SUPPORT_INLIERS keypoint matches of falls to COPY_FLOOR (two slices of one scan share a
-    skull; another patient's slice at that level does not)."""
+def with_copy_check(pairs: np.ndarray, scores: np.ndarray, views: np.ndarray, views_b: np.ndarray | None,
+                    threshold: float) -> tuple[np.ndarray, np.ndarray]:
+    """The pairs with the copy views' own candidates added (never correlated: they start at -1), after the
+    copy check of the open pairs, the weak pairs and those added: a copy is raised to SAME_SLICE; a weak pair
+    (from `threshold` to below JOIN_ALWAYS) that one affine map explains fewer than SUPPORT_INLIERS keypoint
+    matches of falls below `threshold` (two slices of one scan share a skull; another patient's slice at
+    that level does not). `views_b` None: within one set."""
     within = views_b is None
-    whole = candidate_pairs(whole_vectors(views), None if within else whole_vectors(views_b), k=COPY_CHECKED)
+    whole = candidate_pairs(whole_vectors(views), None if within else whole_vectors(views_b), k=COPY_CHECK_PER_IMAGE)
     whole = whole[~_rows_in(whole, pairs)]
-    pairs = np.concatenate([pairs, whole])
+    added = np.r_[np.zeros(len(pairs), bool), np.ones(len(whole), bool)]
+    pairs = np.concatenate([pairs, whole]).reshape(-1, 2)
     scores = np.concatenate([scores, np.full(len(whole), -1.0, np.float32)])
     weak = (scores >= threshold) & (scores < JOIN_ALWAYS)
-    check = np.flatnonzero(undecided(pairs, scores, within) | (scores == -1.0) | weak)
+    check = np.flatnonzero(open_pairs(pairs, scores, within) | added | weak)
     if within:
         features_a = features_b = _features_of(views, pairs[check])
     else:
@@ -398,7 +421,7 @@ def copy_checked(pairs: np.ndarray, scores: np.ndarray, views: np.ndarray, views
     inliers, copies = copy_check(features_a, features_b, pairs[check])
     scores[check[copies]] = np.maximum(scores[check[copies]], SAME_SLICE)
     unsupported = check[weak[check] & ~copies & (inliers < SUPPORT_INLIERS)]
-    scores[unsupported] = np.minimum(scores[unsupported], COPY_FLOOR)
+    scores[unsupported] = np.minimum(scores[unsupported], np.nextafter(np.float32(threshold), np.float32(-2)))
     return pairs, scores
 
 
@@ -440,6 +463,8 @@ class Detector:
                 pairs = pairs[(pairs[:, 0] < len(ha)) & (pairs[:, 1] >= len(ha))] - [0, len(ha)]
             scores = np.array([1 - bin(int(both[i]) ^ int(both[j])).count("1") / 64 for i, j in pairs], np.float32)
             return pairs, scores
+        if a.copy_views is None or (b is not None and b.copy_views is None):
+            raise ValueError("the robust near-duplicate detector needs the copy views (duplicates.copy_views)")
         found, scores = scored_pairs(a.canon, None if b is None else b.canon, a.copy_views,
                                      None if b is None else b.copy_views, self.threshold)
         keep = scores >= self.threshold

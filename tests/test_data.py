@@ -72,6 +72,7 @@ def test_cache_serves_the_same_arrays(kaggle_dir, tmp_path):
     assert len(list(tmp_path.glob("images-*.npz"))) == 1
     second = load_dataset(kaggle_dir, 32, cache_dir=tmp_path)
     assert np.array_equal(first.images, second.images) and first.paths == second.paths and first.md5 == second.md5
+    assert np.array_equal(first.canon, second.canon) and np.array_equal(first.copy_views, second.copy_views)
 
 
 def test_pipeline_keeps_raw_pixel_range(kaggle_dir):

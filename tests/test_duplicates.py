@@ -159,3 +159,51 @@ def test_grouping_does_not_depend_on_the_training_image_size(data_copy):
     # at different sizes are compared on the same folds
     small, large = load_dataset(data_copy, 32), load_dataset(data_copy, 96)
     assert (duplicates.group_images(small)[0] == duplicates.group_images(large)[0]).all()
+
+
+def test_the_copy_check_gives_the_same_answer_either_way_round():
+    heads = _heads(7)
+    copies = [_lifted(cv2.resize(h[18 + 3 * k:230 - 2 * k, 10 + 2 * k:240 - 3 * k], (200, 200))) for k, h in enumerate(heads)]
+    features = duplicates.copy_features(duplicates.copy_views(heads + copies))
+    pairs = np.array([(k, 7 + k) for k in range(7)] + [(0, 1), (2, 5)])
+    one_way, other_way = duplicates.copy_check(features, features, pairs), duplicates.copy_check(features, features, pairs[:, ::-1])
+    assert (one_way[0] == other_way[0]).all() and (one_way[1] == other_way[1]).all()
+
+
+def test_groups_do_not_depend_on_the_order_of_the_images():
+    heads = [cv2.cvtColor(h, cv2.COLOR_GRAY2RGB) for h in _heads(5)]
+    images = heads + [_lifted(h[15:235, 20:240]) for h in heads]
+    order = np.random.default_rng(3).permutation(len(images))
+    groups = duplicates.group_images(_as_dataset(images))[0]
+    shuffled = duplicates.group_images(_as_dataset([images[i] for i in order]))[0]
+    same_group = lambda g: {(i, j) for i in range(len(g)) for j in range(len(g)) if g[i] == g[j]}
+    assert same_group(groups[order]) == same_group(shuffled)
+
+
+def test_a_lifted_copy_in_test_is_found_among_the_training_images():
+    heads = [cv2.cvtColor(h, cv2.COLOR_GRAY2RGB) for h in _heads(4)]
+    test = _as_dataset([_lifted(heads[2][20:236, 12:244]), heads[3]])
+    test.md5 = ["test0", "test1"]  # (not byte-identical to any training file)
+    train = _as_dataset(heads[:3])
+    assert duplicates.copies_in(train, test).tolist() == [True, False]
+
+
+def test_empty_and_single_image_sets_group_without_error():
+    assert len(duplicates.group_images(_as_dataset([]))[0]) == 0
+    assert duplicates.group_images(_as_dataset(_heads(1)))[0].tolist() == [0]
+    assert duplicates.Detector().pairs(_as_dataset(_heads(2)), _as_dataset([]))[0].shape == (0, 2)
+
+
+def test_a_weak_pair_without_keypoint_support_stays_out_at_any_threshold(monkeypatch):
+    # a pair whose correlation sits in the weak band, and that no affine map supports: it must not count as
+    # a near-duplicate, whatever threshold the run asks for (it used to fall to 0.4, still kept at 0.3)
+    ds = _as_dataset(_heads(2))
+    monkeypatch.setattr(duplicates, "verify", lambda *a, **k: np.full(len(a[2]), 0.8, np.float32))
+    monkeypatch.setattr(duplicates, "copy_check", lambda fa, fb, pairs: (np.zeros(len(pairs), np.int64),
+                                                                          np.zeros(len(pairs), bool)))
+    for threshold in (0.3, 0.72):
+        pairs, scores = duplicates.Detector(threshold=threshold).pairs(ds)
+        assert len(pairs) == 0, (threshold, scores)
+    monkeypatch.setattr(duplicates, "copy_check", lambda fa, fb, pairs: (np.full(len(pairs), 12, np.int64),
+                                                                          np.zeros(len(pairs), bool)))
+    assert len(duplicates.Detector().pairs(ds)[0]) == 1  # supported: kept

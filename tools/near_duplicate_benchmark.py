@@ -164,8 +164,9 @@ def measure(root: Path, csv_path: Path) -> dict:
         if detector.method != "phash":
             said["same_slice_pair"] = score >= duplicates.SAME_SLICE
         sizes = np.bincount(groups)
+        labels = np.array([label for _, label, _ in items])
         out[name] = {"groups": int(len(sizes)), "largest_group": int(sizes.max()),
-                     "groups_with_two_labels": int(sum(len({ds_label(items, i) for i in np.flatnonzero(groups == g)}) > 1
+                     "groups_with_two_labels": int(sum(len(set(labels[groups == g])) > 1
                                                        for g in np.flatnonzero(sizes > 1)))}
         for p_name in ("choose", "report"):
             sel = part == p_name
@@ -176,27 +177,20 @@ def measure(root: Path, csv_path: Path) -> dict:
     return out
 
 
-def ds_label(items, i: int) -> str:
-    return items[i][1]
-
-
 def parse_args(argv):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    both = argparse.ArgumentParser(add_help=False)  # every subcommand reads the dataset and the pair file
+    both.add_argument("data", help="the dataset (Training/, Testing/)")
+    both.add_argument("csv", help="the pair file (data/near_duplicate_pairs.csv)")
     sub = p.add_subparsers(dest="command", required=True)
-    s = sub.add_parser("sample")
-    s.add_argument("data")
-    s.add_argument("csv")
+    s = sub.add_parser("sample", parents=[both], help="draw pairs to label across score bands")
     s.add_argument("--seed", type=int, default=0)
     s.add_argument("--per-bin", type=int, default=24)
-    s = sub.add_parser("sheets")
-    s.add_argument("data")
-    s.add_argument("csv")
+    s = sub.add_parser("sheets", parents=[both], help="contact sheets of the pairs, for labelling by eye")
     s.add_argument("out")
     s.add_argument("--per-sheet", type=int, default=8)
     s.add_argument("--side", type=int, default=256)
-    s = sub.add_parser("measure")
-    s.add_argument("data")
-    s.add_argument("csv")
+    s = sub.add_parser("measure", parents=[both], help="precision and recall of the old and the new detector")
     s.add_argument("--json", help="write the figures here too")
     return p.parse_args(argv)
 
