@@ -305,7 +305,7 @@ def copy_check(features_a, features_b, pairs: np.ndarray) -> tuple[np.ndarray, n
             return 0, False
         src, dst = pos_a[[m.queryIdx for m in matches]], pos_b[[m.trainIdx for m in matches]]
         best, copy = 0, False
-        for (moving, fixed), (view_moving, view_fixed) in (((src, dst), (view_a, view_b)), ((dst, src), (view_b, view_a))):
+        for moving, fixed, view_moving, view_fixed in ((src, dst, view_a, view_b), (dst, src, view_b, view_a)):
             fit, inliers = cv2.estimateAffine2D(moving, fixed, method=cv2.RANSAC, ransacReprojThreshold=3.0)
             count = 0 if fit is None else int(inliers.sum())
             best = max(best, count)
@@ -378,7 +378,8 @@ def open_pairs(pairs: np.ndarray, scores: np.ndarray, within: bool) -> np.ndarra
 
 
 def scored_pairs(canon: np.ndarray, canon_b: np.ndarray | None = None, views: np.ndarray | None = None,
-                 views_b: np.ndarray | None = None, threshold: float = SAME_OR_ADJACENT) -> tuple[np.ndarray, np.ndarray]:
+                 views_b: np.ndarray | None = None, threshold: float = SAME_OR_ADJACENT
+                 ) -> tuple[np.ndarray, np.ndarray]:
     """Candidate pairs and their scores, within one set of images or between two (i in a, j in b): the
     verified correlation of their canonical slices, then, with the copy views, the copy check
     (with_copy_check). Between two sets, both sets' copy views or neither."""

@@ -163,10 +163,12 @@ def test_grouping_does_not_depend_on_the_training_image_size(data_copy):
 
 def test_the_copy_check_gives_the_same_answer_either_way_round():
     heads = _heads(7)
-    copies = [_lifted(cv2.resize(h[18 + 3 * k:230 - 2 * k, 10 + 2 * k:240 - 3 * k], (200, 200))) for k, h in enumerate(heads)]
+    copies = [_lifted(cv2.resize(h[18 + 3 * k:230 - 2 * k, 10 + 2 * k:240 - 3 * k], (200, 200)))
+              for k, h in enumerate(heads)]
     features = duplicates.copy_features(duplicates.copy_views(heads + copies))
     pairs = np.array([(k, 7 + k) for k in range(7)] + [(0, 1), (2, 5)])
-    one_way, other_way = duplicates.copy_check(features, features, pairs), duplicates.copy_check(features, features, pairs[:, ::-1])
+    one_way = duplicates.copy_check(features, features, pairs)
+    other_way = duplicates.copy_check(features, features, pairs[:, ::-1])
     assert (one_way[0] == other_way[0]).all() and (one_way[1] == other_way[1]).all()
 
 
