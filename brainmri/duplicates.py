@@ -16,12 +16,13 @@ COPY_SIDE px square, equalised. Pairs are then found in three steps, with no all
    (OpenCV's matchTemplate).
 3. the copy check, on copy views: ORB keypoints and one affine map fitted to their matches by RANSAC. It
    looks at the pairs the correlation leaves open (each image's best few below SAME_SLICE), at the weak
-   pairs (SAME_OR_ADJACENT to JOIN_ALWAYS), and at each image's best few candidates among the copy views
+   pairs (SAME_OR_ADJACENT to JOIN_ALWAYS), at each image's best few candidates among the copy views
    (retrieved like the slices, never correlated: a copy whose head box went wrong, by text on the
-   background or a lifted background, is found this way). A copy of one picture, however re-cropped,
-   shifted, re-exposed or stamped with text, keeps dozens of matches on one map, or fewer that align its
-   structure with the source's: it is raised to SAME_SLICE. A weak pair that the map explains almost
-   nothing of is dropped.
+   background or a lifted background, is found this way), and at each image's nearest by a turn- and
+   mirror-proof vector (turn_vectors; tried mirrored too). A copy of one picture, however re-cropped,
+   shifted, turned, mirrored, re-exposed or stamped with text, keeps dozens of matches on one map, or
+   fewer that align its structure with the source's: it is raised to SAME_SLICE. A weak pair that the map
+   explains almost nothing of is dropped.
 
 A pair whose score reaches the threshold (SAME_OR_ADJACENT) is a near-duplicate: the same slice or an
 adjacent slice of one scan; from SAME_SLICE on it is taken to be the same slice. Groups join through pairs
@@ -66,6 +67,7 @@ ALIGN_SIGMA = COPY_SIDE / 16  # ... correlation of structure: the slice minus it
 COPY_ALIGNED = 0.76  # 0.1 above every 'different' pair of the choose half (0.658)
 COPY_CHECK_PER_IMAGE = 2  # the copy check sees each image's best this many open pairs (a cost setting)
 COPY_FLOOR = 0.4  # ... whose correlation reached at least this (lower: other pictures; a cost setting)
+TURN_RADII, TURN_FREQUENCIES = 32, 8  # the turn- and mirror-proof retrieval vectors (turn_vectors)
 SUPPORT_INLIERS = 6  # a weak pair needs this many inliers (choose half: precision 0.867 -> 0.900, recall kept)
 WORK_SIDE = 256  # images are reduced to this longer side first (speed; a 48 px slice needs no more)
 BOX_SIDE = 96  # the head is found on an image of this longer side (speed: the box needs no detail)
@@ -346,6 +348,19 @@ def whole_vectors(views: np.ndarray) -> np.ndarray:
                                        for v in views], np.uint8).reshape(-1, 4 * THUMB, 4 * THUMB))
 
 
+def turn_vectors(views: np.ndarray) -> np.ndarray:
+    """(1, N, D) unit vectors that do not change when an image is turned about its centre or mirrored: the
+    magnitudes of the angular Fourier series of each copy view in polar form (TURN_RADII radii, the lowest
+    TURN_FREQUENCIES frequencies). Retrieval for copies that were rotated or flipped."""
+    def one(view):
+        small = cv2.resize(view, (64, 64), interpolation=cv2.INTER_AREA).astype(np.float32)
+        polar = cv2.warpPolar(small, (TURN_RADII, 64), (32, 32), 32, cv2.WARP_POLAR_LINEAR)  # rows: angles
+        return np.abs(np.fft.rfft(polar, axis=0))[:TURN_FREQUENCIES].ravel()
+
+    rows = np.array([one(v) for v in views], np.float32).reshape(len(views), TURN_RADII * TURN_FREQUENCIES)
+    return _unit_rows(rows)[None]
+
+
 def _rows_in(rows: np.ndarray, table: np.ndarray) -> np.ndarray:
     """Which (i, j) rows of `rows` are rows of `table` too."""
     def key(pairs: np.ndarray) -> np.ndarray:
@@ -355,10 +370,12 @@ def _rows_in(rows: np.ndarray, table: np.ndarray) -> np.ndarray:
     return np.isin(key(rows), key(table))
 
 
-def _features_of(views: np.ndarray, needed: np.ndarray) -> dict:
-    """copy_features of the views whose indices are `needed` (the others are never looked at), by index."""
+def _features_of(views: np.ndarray, needed: np.ndarray, mirrored: bool = False) -> dict:
+    """copy_features of the views whose indices are `needed` (the others are never looked at), by index;
+    `mirrored`: of the views flipped left to right (ORB's descriptors do not survive a mirror)."""
     needed = np.unique(needed)
-    return dict(zip(needed.tolist(), copy_features(views[needed])))
+    chosen = views[needed][:, :, ::-1] if mirrored else views[needed]
+    return dict(zip(needed.tolist(), copy_features(np.ascontiguousarray(chosen))))
 
 
 def open_pairs(pairs: np.ndarray, scores: np.ndarray, within: bool) -> np.ndarray:
@@ -403,27 +420,52 @@ def scored_pairs(canon: np.ndarray, canon_b: np.ndarray | None = None, views: np
 def with_copy_check(pairs: np.ndarray, scores: np.ndarray, views: np.ndarray, views_b: np.ndarray | None,
                     threshold: float) -> tuple[np.ndarray, np.ndarray]:
     """The pairs with the copy views' own candidates added (never correlated: they start at -1), after the
-    copy check of the open pairs, the weak pairs and those added: a copy is raised to SAME_SLICE; a weak pair
-    (from `threshold` to below JOIN_ALWAYS) that one affine map explains fewer than SUPPORT_INLIERS keypoint
+    copy check of the open pairs, the weak pairs and the copy views' candidates (whole_vectors, and each
+    image's nearest by turn_vectors, tried mirrored too): a copy is raised to SAME_SLICE; a weak pair (from
+    `threshold` to below JOIN_ALWAYS) that one affine map explains fewer than SUPPORT_INLIERS keypoint
     matches of falls below `threshold` (two slices of one scan share a skull; another patient's slice at
     that level does not). `views_b` None: within one set."""
     within = views_b is None
+    other = None if within else views_b
     whole = candidate_pairs(whole_vectors(views), None if within else whole_vectors(views_b), k=COPY_CHECK_PER_IMAGE)
-    whole = whole[~_rows_in(whole, pairs)]
-    added = np.r_[np.zeros(len(pairs), bool), np.ones(len(whole), bool)]
-    pairs = np.concatenate([pairs, whole]).reshape(-1, 2)
-    scores = np.concatenate([scores, np.full(len(whole), -1.0, np.float32)])
+    turned = candidate_pairs(turn_vectors(views), None if within else turn_vectors(views_b), k=1, min_similarity=-1)
+    proposed = np.unique(np.concatenate([whole, turned]), axis=0).reshape(-1, 2)
+    added = proposed[~_rows_in(proposed, pairs)]
+    pairs = np.concatenate([pairs, added]).reshape(-1, 2)
+    scores = np.concatenate([scores, np.full(len(added), -1.0, np.float32)])
     weak = (scores >= threshold) & (scores < JOIN_ALWAYS)
-    check = np.flatnonzero(open_pairs(pairs, scores, within) | added | weak)
-    if within:
-        features_a = features_b = _features_of(views, pairs[check])
-    else:
-        features_a, features_b = _features_of(views, pairs[check, 0]), _features_of(views_b, pairs[check, 1])
+    check = np.flatnonzero(open_pairs(pairs, scores, within) | _rows_in(pairs, proposed) | weak)
+    features_a = _features_of(views, pairs[check].ravel() if within else pairs[check, 0])
+    features_b = features_a if within else _features_of(other, pairs[check, 1])
     inliers, copies = copy_check(features_a, features_b, pairs[check])
     scores[check[copies]] = np.maximum(scores[check[copies]], SAME_SLICE)
     unsupported = check[weak[check] & ~copies & (inliers < SUPPORT_INLIERS)]
     scores[unsupported] = np.minimum(scores[unsupported], np.nextafter(np.float32(threshold), np.float32(-2)))
+    mirrored = _mirrored_copies(pairs[check[~copies]], turned, views, other, features_a, features_b)
+    scores[check[~copies][mirrored]] = SAME_SLICE
     return pairs, scores
+
+
+def _mirrored_copies(pairs: np.ndarray, turned: np.ndarray, views: np.ndarray, views_b: np.ndarray | None,
+                     plain_a: dict, plain_b: dict) -> np.ndarray:
+    """Which of `pairs` (not found to be copies as they are; plain_a/b their copy_features) are copies once
+    one image is mirrored. Only the pairs turn retrieval proposed are tried; of each, the image whose content
+    key is the larger is mirrored, so the answer is the same whichever way round the pair comes."""
+    tried = np.flatnonzero(_rows_in(pairs, turned))
+    found = np.zeros(len(pairs), bool)
+    if not len(tried):
+        return found
+    flip_b = np.array([plain_a[int(i)][3] < plain_b[int(j)][3] for i, j in pairs[tried]], bool)
+    a_side, b_side = tried[~flip_b], tried[flip_b]
+    if views_b is None:
+        flipped = _features_of(views, np.r_[pairs[a_side, 0], pairs[b_side, 1]], mirrored=True)
+        flipped_a = flipped_b = flipped
+    else:
+        flipped_a = _features_of(views, pairs[a_side, 0], mirrored=True)
+        flipped_b = _features_of(views_b, pairs[b_side, 1], mirrored=True)
+    found[a_side] = copy_check(flipped_a, plain_b, pairs[a_side])[1]
+    found[b_side] = copy_check(plain_a, flipped_b, pairs[b_side])[1]
+    return found
 
 
 def groups_from_pairs(n: int, pairs: np.ndarray, md5: list[str] | None = None) -> np.ndarray:

@@ -24,7 +24,7 @@ BENCHMARK = Path(__file__).resolve().parents[1] / "data" / "near_duplicate_pairs
 # The stress transforms at strengths the detector survives, and (xfail) where it is measured to fall short
 # on real images (tools/near_duplicate_stress.py; docs/results.md has the table).
 SURVIVED = [("rescale", 0.6), ("rescale", 1.3), ("crop", 0.05), ("jpeg", 30), ("shift", 0.03), ("gamma", 1.8),
-            ("watermark", 0.5), ("stretch", 1.25)]
+            ("watermark", 0.5), ("stretch", 1.25), ("rotate", 10), ("rotate", 20), ("mirror", 1)]
 SHORT_OF_GOAL = [("crop", 0.2), ("shift", 0.1), ("watermark", 1.2)]
 
 

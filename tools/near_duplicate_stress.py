@@ -6,10 +6,11 @@ and distinct images must stay apart.
 Sources and distinct images are real images with no loose pHash pair between any two of them (distance <= 12,
 and different pixels), chosen without the detector under test. Some could still be adjacent slices of one
 scan, which the detector would rightly join; but when the joins were looked at (docs/results.md, the stress
-test), nearly all were different patients, so the false-join share is close to the real rate. Each source gets one copy per
-transform and strength (rescale 60-130%, crop 5-20%, JPEG quality 30-90, shift, gamma/contrast, a text
-watermark, stretch). Each transform and strength is grouped on its own: the distinct images plus one copy of
-each source made that way, so a copy must find its source itself. Reported: the share of copies grouped with
+test), nearly all were different patients, so the false-join share is close to the real rate. Each source
+gets one copy per transform and strength (rescale 60-130%, crop 5-20%, JPEG quality 30-90, shift,
+gamma/contrast, a text watermark, stretch; and, beyond the issue's list, rotation and mirroring). Each
+transform and strength is grouped on its own: the distinct images plus one copy of each source made that
+way, so a copy must find its source itself. Reported: the share of copies grouped with
 their source, per transform and strength, and the share of distinct images (sources and the mixed-in ones)
 joined with another (the mean over the groupings).
 """
@@ -42,6 +43,8 @@ STRENGTHS = {  # transform -> the strengths tested (the issue's ranges, ends inc
     "gamma": (0.6, 1.5, 1.8),  # gamma, with a contrast stretch of 0.8-1.2 and offset of -15..15
     "watermark": (0.5, 0.8, 1.2),  # text scale (relative to a 256 px image), white at 60-100% opacity
     "stretch": (0.8, 1.25, 1.4),  # width factor, height kept (resized to a square by someone, say)
+    "rotate": (5, 10, 20),  # degrees about the centre, same canvas, black corners (beyond the issue's list)
+    "mirror": (1,),  # flipped left to right (beyond the issue's list)
 }
 
 
@@ -58,6 +61,11 @@ def transform(image: np.ndarray, kind: str, strength: float, rng: np.random.Gene
         return image[top:h - (cut_y - top), left:w - (cut_x - left)].copy()
     if kind == "stretch":
         return cv2.resize(image, (max(16, round(w * strength)), h), interpolation=cv2.INTER_AREA)
+    if kind == "rotate":
+        turn = cv2.getRotationMatrix2D((w / 2, h / 2), float(rng.choice([-1, 1])) * strength, 1.0)
+        return cv2.warpAffine(image, turn, (w, h))
+    if kind == "mirror":
+        return image[:, ::-1].copy()
     if kind == "jpeg":
         return jpeg(image, int(strength))
     if kind == "shift":
