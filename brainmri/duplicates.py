@@ -71,6 +71,7 @@ TURN_RADII, TURN_FREQUENCIES = 32, 8  # the turn- and mirror-proof retrieval vec
 SUPPORT_INLIERS = 6  # a weak pair needs this many inliers (choose half: precision 0.867 -> 0.900, recall kept)
 WORK_SIDE = 256  # images are reduced to this longer side first (speed; a 48 px slice needs no more)
 BOX_SIDE = 96  # the head is found on an image of this longer side (speed: the box needs no detail)
+THREADS = min(8, os.cpu_count() or 1)  # verification and the copy check share pairs out (OpenCV frees the GIL)
 
 
 def head_box(grey: np.ndarray) -> tuple[int, int, int, int]:
@@ -102,7 +103,7 @@ def _shrunk(grey: np.ndarray, longest: int) -> np.ndarray:
 
 def canonical(image: np.ndarray, side: int = CANON) -> np.ndarray:
     """The canonical slice of an image (any size, grey or RGB): head box, square, side x side, equalised."""
-    grey = _shrunk(image if image.ndim == 2 else cv2.cvtColor(image, cv2.COLOR_RGB2GRAY), WORK_SIDE)
+    grey = _shrunk(_grey(image), WORK_SIDE)
     f = min(1.0, BOX_SIDE / max(grey.shape))
     y0, y1, x0, x1 = head_box(_shrunk(grey, BOX_SIDE))
     head = grey[int(y0 / f):int(np.ceil(y1 / f)), int(x0 / f):int(np.ceil(x1 / f))]
@@ -257,7 +258,7 @@ def verify(canon_a: np.ndarray, canon_b: np.ndarray, pairs: np.ndarray, zoom_hin
             peak[direction] = None if score < peak[direction] - 0.05 else max(peak[direction], score)
         return best
 
-    with ThreadPoolExecutor(min(8, os.cpu_count() or 1)) as pool:
+    with ThreadPoolExecutor(THREADS) as pool:
         scores = np.fromiter(pool.map(score, range(len(pairs)), chunksize=256), np.float32, len(pairs))
     return np.nan_to_num(scores, nan=-1.0)
 
@@ -287,7 +288,7 @@ def copy_features(views) -> list:
         content = hashlib.blake2b(np.ascontiguousarray(view).tobytes(), digest_size=8).digest()
         return np.float32([k.pt for k in keys]).reshape(-1, 2), descriptors, view, content
 
-    with ThreadPoolExecutor(min(8, os.cpu_count() or 1)) as pool:
+    with ThreadPoolExecutor(THREADS) as pool:
         return list(pool.map(one, views))
 
 
@@ -315,7 +316,7 @@ def copy_check(features_a, features_b, pairs: np.ndarray) -> tuple[np.ndarray, n
                 count >= ALIGN_INLIERS and _aligned_correlation(view_moving, view_fixed, fit) >= COPY_ALIGNED)
         return best, copy
 
-    with ThreadPoolExecutor(min(8, os.cpu_count() or 1)) as pool:
+    with ThreadPoolExecutor(THREADS) as pool:
         found = list(pool.map(one, pairs, chunksize=64))
     return np.array([c for c, _ in found], np.int64).reshape(-1), np.array([k for _, k in found], bool).reshape(-1)
 

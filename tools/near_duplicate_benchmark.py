@@ -154,6 +154,7 @@ def measure(root: Path, csv_path: Path) -> dict:
     truth = np.array([r["label"] in ("same", "adjacent") for r in rows])
     same = np.array([r["label"] == "same" for r in rows])
     part = np.array([r["part"] for r in rows])
+    labels = np.array([label for _, label, _ in items])
     out: dict = {}
     for name, detector in (("old_phash_le_4", duplicates.Detector("phash", hash_distance=OLD_DISTANCE)),
                            ("new", duplicates.Detector())):
@@ -164,7 +165,6 @@ def measure(root: Path, csv_path: Path) -> dict:
         if detector.method != "phash":
             said["same_slice_pair"] = score >= duplicates.SAME_SLICE
         sizes = np.bincount(groups)
-        labels = np.array([label for _, label, _ in items])
         out[name] = {"groups": int(len(sizes)), "largest_group": int(sizes.max()),
                      "groups_with_two_labels": int(sum(len(set(labels[groups == g])) > 1
                                                        for g in np.flatnonzero(sizes > 1)))}
