@@ -55,6 +55,7 @@ VERIFY_ZOOMS = (1.0, 0.95, 0.9, 0.85, 0.8, 0.75, 0.7)  # verification: the same 
 BAND_SIGMA = 6.0  # verification compares structure: the slice minus its blur at this sigma (px of CANON)
 CANDIDATES = 6  # retrieval keeps this many nearest images per image
 MIN_RETRIEVAL = 0.6  # cosine similarity below which a candidate is not verified at all
+CHUNK_FLOATS = 2e7  # retrieval makes its similarities this many at a time (80 MB of float32: bounded memory)
 SAME_OR_ADJACENT = 0.72  # verified score from which a pair is the same or an adjacent slice (benchmark)
 SAME_SLICE = 0.9  # verified score from which a pair is the same slice (label conflicts are listed from here)
 JOIN_ALWAYS = 0.85  # a pair this close joins its two groups; a weaker one only as a group's best link
@@ -146,19 +147,18 @@ def retrieval_vectors(canon: np.ndarray) -> np.ndarray:
 
 def candidate_pairs(vectors_a: np.ndarray, vectors_b: np.ndarray | None = None, k: int = CANDIDATES,
                     min_similarity: float = MIN_RETRIEVAL) -> np.ndarray:
-    """(M, 2) index pairs (i in a, j in b) among each image's k most similar, in either zoom direction.
-    Without b, pairs within a (i < j). Memory stays bounded: the similarities are made a chunk at a time."""
-    same = vectors_b is None
-    vectors_b = vectors_a if same else vectors_b
+    """(M, 2) index pairs (i in a, j in b) among each image's k most similar, in either zoom direction (the
+    similarity of a pair is the best of a window of one against the other whole, either way round). Without
+    b, pairs within a (i < j). Memory stays bounded: the similarities are made a chunk at a time."""
+    if vectors_b is None:
+        return _candidates_within(vectors_a, k, min_similarity)
     zooms, n_b = vectors_b.shape[0], vectors_b.shape[1]
-    chunk = max(16, int(2e7 // max(1, zooms * n_b)))  # about 80 MB of float32 at a time
+    chunk = max(16, int(CHUNK_FLOATS // max(1, zooms * n_b)))
     out = []
     for start in range(0, vectors_a.shape[1], chunk):
         stop = min(start + chunk, vectors_a.shape[1])
         sim = np.max(vectors_a[:, start:stop] @ vectors_b[0].T, axis=0)  # b inside a zoomed-in a
         sim = np.maximum(sim, np.max(vectors_b @ vectors_a[0, start:stop].T, axis=0).T)  # a inside b
-        if same:
-            sim[np.arange(stop - start), np.arange(start, stop)] = -1
         kk = min(k, sim.shape[1])
         top = np.argpartition(-sim, kk - 1, axis=1)[:, :kk]
         rows = np.repeat(np.arange(start, stop), kk)
@@ -166,9 +166,53 @@ def candidate_pairs(vectors_a: np.ndarray, vectors_b: np.ndarray | None = None, 
         good = sim[rows - start, cols] >= min_similarity
         out.append(np.stack([rows[good], cols[good]], 1))
     pairs = np.concatenate(out) if out else np.zeros((0, 2), np.int64)
-    if same:
-        pairs = np.unique(np.sort(pairs, axis=1), axis=0)
     return pairs.astype(np.int64).reshape(-1, 2)
+
+
+def _candidates_within(vectors: np.ndarray, k: int, min_similarity: float) -> np.ndarray:
+    """candidate_pairs within one set at half the cost. The similarity of i and j is the larger of
+    window(i).whole(j) and window(j).whole(i): of one matrix and of its transpose, so only the first is made.
+    An entry that makes j one of i's k best is among the k best of i's row or of i's column of that matrix
+    (k others beating it there would beat j in the full similarity too), so each image keeps those two
+    lists while the chunks pass (its column as a running best k) and then its k best of them by the larger
+    entry: the same pairs as computing both ways (up to ties)."""
+    zooms, n = vectors.shape[0], vectors.shape[1]
+    kk = min(k, n - 1)
+    if kk < 1:
+        return np.zeros((0, 2), np.int64)
+    chunk = max(16, int(CHUNK_FLOATS // max(1, zooms * n)))
+    images, others, values = [], [], []
+    col_value, col_row = np.full((kk, n), -np.inf, np.float32), np.zeros((kk, n), np.int64)
+    for start in range(0, n, chunk):
+        stop = min(start + chunk, n)
+        sim = np.max(vectors[:, start:stop] @ vectors[0].T, axis=0)  # row i: j's whole in a window of i
+        sim[np.arange(stop - start), np.arange(start, stop)] = -np.inf
+        top = np.argpartition(-sim, kk - 1, axis=1)[:, :kk]
+        images.append(np.repeat(np.arange(start, stop), kk))
+        others.append(top.ravel())
+        values.append(np.take_along_axis(sim, top, axis=1).ravel())
+        if zooms == 1:  # one view: the matrix is symmetric, a column is the row
+            continue
+        kc = min(kk, stop - start)
+        best = np.argpartition(-sim, kc - 1, axis=0)[:kc]  # per column, this chunk's best rows
+        value = np.concatenate([col_value, np.take_along_axis(sim, best, axis=0)])
+        row = np.concatenate([col_row, best + start])
+        keep = np.argpartition(-value, kk - 1, axis=0)[:kk]
+        col_value, col_row = np.take_along_axis(value, keep, axis=0), np.take_along_axis(row, keep, axis=0)
+    columns = np.isfinite(col_value.ravel())
+    image = np.concatenate(images + [np.tile(np.arange(n), kk)[columns]])
+    other = np.concatenate(others + [col_row.ravel()[columns]])
+    value = np.concatenate(values + [col_value.ravel()[columns]])
+    order = np.lexsort((-value, other, image))  # per (image, other): its larger entry first
+    image, other, value = image[order], other[order], value[order]
+    first = np.r_[True, (image[1:] != image[:-1]) | (other[1:] != other[:-1])]
+    image, other, value = image[first], other[first], value[first]
+    order = np.lexsort((-value, image))  # per image: best first
+    image, other, value = image[order], other[order], value[order]
+    rank = np.arange(len(image)) - np.searchsorted(image, image)
+    chosen = (rank < kk) & (value >= min_similarity)
+    pairs = np.sort(np.stack([image[chosen], other[chosen]], 1), axis=1)
+    return np.unique(pairs, axis=0).astype(np.int64).reshape(-1, 2)
 
 
 def likely_zoom(vectors_a: np.ndarray, vectors_b: np.ndarray, pairs: np.ndarray) -> np.ndarray:

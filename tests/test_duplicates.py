@@ -71,6 +71,27 @@ def test_retrieval_keeps_a_bounded_number_of_candidates_per_image():
     assert len(pairs) <= 500 * duplicates.CANDIDATES and (pairs[:, 0] < pairs[:, 1]).all()
 
 
+def _both_ways(vectors: np.ndarray, k: int, min_similarity: float) -> set:
+    """candidate_pairs within one set the plain way: the full similarity matrix, both zoom directions."""
+    window_in = np.max(vectors @ vectors[0].T, axis=0)
+    sim = np.maximum(window_in, window_in.T)
+    np.fill_diagonal(sim, -np.inf)
+    top = np.argsort(-sim, axis=1)[:, :k]
+    return {tuple(sorted((i, int(j)))) for i, row in enumerate(top) for j in row if sim[i, j] >= min_similarity}
+
+
+@pytest.mark.parametrize("zooms", [1, 4])
+@pytest.mark.parametrize("chunk_floats", [2e7, 3000])  # one chunk, and many (the columns' running best)
+def test_retrieval_within_one_set_finds_the_pairs_of_the_full_matrix(monkeypatch, zooms, chunk_floats):
+    monkeypatch.setattr(duplicates, "CHUNK_FLOATS", chunk_floats)
+    rng = np.random.default_rng(1)
+    vectors = rng.normal(size=(zooms, 300, 16)).astype(np.float32)
+    vectors /= np.linalg.norm(vectors, axis=2, keepdims=True)
+    for k, min_similarity in ((6, -1.0), (2, 0.3), (1, -1.0)):
+        found = {tuple(p) for p in duplicates.candidate_pairs(vectors, k=k, min_similarity=min_similarity).tolist()}
+        assert found == _both_ways(vectors, k, min_similarity)
+
+
 def test_label_conflicts_come_only_from_sure_pairs(data_copy):
     src = data_copy / "Training" / "glioma_tumor" / "gl_0005.png"
     (data_copy / "Training" / "no_tumor" / "mislabeled.png").write_bytes(src.read_bytes())
