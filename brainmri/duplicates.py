@@ -16,19 +16,20 @@ COPY_SIDE px square, equalised. Pairs are then found in three steps, with no all
    (OpenCV's matchTemplate).
 3. the copy check, on copy views: ORB keypoints and one affine map fitted to their matches by RANSAC. It
    looks at the pairs the correlation leaves open (each image's best few below SAME_SLICE), at the weak
-   pairs (SAME_OR_ADJACENT to JOIN_ALWAYS), at each image's best few candidates among the copy views
-   (retrieved like the slices, never correlated: a copy whose head box went wrong, by text on the
-   background or a lifted background, is found this way), and at each image's nearest by a turn- and
-   mirror-proof vector (turn_vectors; tried mirrored too). A copy of one picture, however re-cropped,
-   shifted, turned, mirrored, re-exposed or stamped with text, keeps dozens of matches on one map, or
-   fewer that align its structure with the source's: it is raised to SAME_SLICE. A weak pair that the map
-   explains almost nothing of is dropped.
+   pairs (SAME_OR_ADJACENT to JOIN_ALWAYS), at each image's nearest by keypoint codes (the images sharing
+   the most of its ORB descriptors' bit codes, keypoint_candidates: never correlated; a 20% crop, a shift
+   of a tenth or large burned-in text often takes a copy out of the thumbnails' nearest, not out of
+   these), and at each image's nearest by a turn- and mirror-proof vector (turn_vectors; tried mirrored
+   too). A copy of one picture, however re-cropped, shifted, turned, mirrored, re-exposed or stamped with
+   text, keeps dozens of matches on one map, or fewer that align its structure with the source's (all of
+   it, or all but the pixels where burned-in text differs): it is raised to SAME_SLICE. A weak pair that
+   the map explains almost nothing of is dropped.
 
 A pair whose score reaches the threshold (SAME_OR_ADJACENT) is a near-duplicate: the same slice or an
 adjacent slice of one scan; from SAME_SLICE on it is taken to be the same slice. Groups join through pairs
 from JOIN_ALWAYS on, and through a weaker pair only where it is one group's best link to another (see
 joining_pairs); exact copies (equal MD5) always join. The decision thresholds (SAME_OR_ADJACENT, SAME_SLICE,
-COPY_INLIERS, COPY_ALIGNED, SUPPORT_INLIERS) were chosen on the "choose" half of
+COPY_INLIERS, COPY_ALIGNED, COPY_ALIGNED_WITHOUT_TEXT, SUPPORT_INLIERS) were chosen on the "choose" half of
 data/near_duplicate_pairs.csv, 487 pairs labelled by eye, and measured on its other half
 (tools/near_duplicate_benchmark.py); the others are cost settings, set by hand. tools/near_duplicate_stress.py
 measures copies made at known strengths.
@@ -43,7 +44,7 @@ from dataclasses import dataclass
 
 import cv2
 import numpy as np
-from scipy.sparse import coo_matrix
+from scipy.sparse import coo_matrix, csr_matrix
 from scipy.sparse.csgraph import connected_components
 
 CANON = 48  # side of the canonical slice (px): enough to tell an adjacent slice from another patient's
@@ -61,14 +62,19 @@ SAME_SLICE = 0.9  # verified score from which a pair is the same slice (label co
 JOIN_ALWAYS = 0.85  # a pair this close joins its two groups; a weaker one only as a group's best link
 COPY_SIDE = 160  # the copy check looks at each whole image resized to this square (copy_view)
 COPY_KEYPOINTS = 150  # ORB keypoints per image for the copy check
-COPY_INLIERS = 40  # RANSAC inliers from which a pair is a copy: 10 above every 'different' pair of the choose half (27)
+COPY_INLIERS = 40  # RANSAC inliers from which a pair is a copy: above every 'different' pair of the choose half (27)
 ALIGN_INLIERS = 10  # fewer inliers: ... a copy when the fit's alignment correlates from COPY_ALIGNED on (set by
 #                      hand: a fit on fewer matches is too often chance)
 ALIGN_SIGMA = COPY_SIDE / 16  # ... correlation of structure: the slice minus its blur (a head's outline is common)
 COPY_ALIGNED = 0.76  # 0.1 above every 'different' pair of the choose half (0.658)
+TEXT_SHARE = 0.05  # ... or correlates without the pixels where the two disagree most: this share of them
+COPY_ALIGNED_WITHOUT_TEXT = 0.88  # ... from here (0.1 above every 'different' pair of the choose half, 0.78)
 COPY_CHECK_PER_IMAGE = 2  # the copy check sees each image's best this many open pairs (a cost setting)
 COPY_FLOOR = 0.4  # ... whose correlation reached at least this (lower: other pictures; a cost setting)
 TURN_RADII, TURN_FREQUENCIES = 32, 8  # the turn- and mirror-proof retrieval vectors (turn_vectors)
+CODE_BITS, CODE_TABLES = 20, 8  # keypoint retrieval: each ORB descriptor gives CODE_TABLES codes of CODE_BITS bits
+CODE_MAX_IMAGES = 50  # ... a code found in more images than this is common structure, not a copy: not counted
+KEYPOINT_CANDIDATES = 1  # ... each image's this many images sharing the most codes go to the copy check (2: no gain)
 SUPPORT_INLIERS = 6  # a weak pair needs this many inliers (choose half: precision 0.867 -> 0.900, recall kept)
 WORK_SIDE = 256  # images are reduced to this longer side first (speed; a 48 px slice needs no more)
 BOX_SIDE = 96  # the head is found on an image of this longer side (speed: the box needs no detail)
@@ -338,10 +344,10 @@ def copy_features(views) -> list:
 
 def copy_check(features_a, features_b, pairs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Per pair (i in a, j in b): how many cross-checked ORB matches one affine map explains (RANSAC, 3 px),
-    and whether the two are copies of one picture: a map explains COPY_INLIERS matches, or at least
-    ALIGN_INLIERS and one image warped onto the other by it correlates with it from COPY_ALIGNED on (where
-    either shows more than background). Symmetric and deterministic: the two are taken in the order of their
-    content, the map is fitted both ways and the better kept, and OpenCV's RANSAC seeds itself on every call."""
+    and whether the two are copies of one picture (_one_picture). Symmetric and deterministic: the two are
+    taken in the order of their content, the map is fitted from the first to the second and, where that
+    leaves the question open with at least ALIGN_INLIERS matches explained, the other way too (the better
+    count kept); OpenCV's RANSAC seeds itself on every call."""
     def one(pair) -> tuple[int, bool]:
         first, second = features_a[int(pair[0])], features_b[int(pair[1])]
         (pos_a, desc_a, view_a, key_a), (pos_b, desc_b, view_b, key_b) = sorted((first, second), key=lambda f: f[3])
@@ -351,31 +357,59 @@ def copy_check(features_a, features_b, pairs: np.ndarray) -> tuple[np.ndarray, n
         if len(matches) < 3:
             return 0, False
         src, dst = pos_a[[m.queryIdx for m in matches]], pos_b[[m.trainIdx for m in matches]]
-        best, copy = 0, False
+        best = 0
         for moving, fixed, view_moving, view_fixed in ((src, dst, view_a, view_b), (dst, src, view_b, view_a)):
             fit, inliers = cv2.estimateAffine2D(moving, fixed, method=cv2.RANSAC, ransacReprojThreshold=3.0)
             count = 0 if fit is None else int(inliers.sum())
             best = max(best, count)
-            copy = copy or count >= COPY_INLIERS or (
-                count >= ALIGN_INLIERS and _aligned_correlation(view_moving, view_fixed, fit) >= COPY_ALIGNED)
-        return best, copy
+            if _one_picture(view_moving, view_fixed, fit, count):
+                return best, True
+            if count < ALIGN_INLIERS:  # the other way round explains about as many (measured: within 5)
+                break
+        return best, False
 
     with ThreadPoolExecutor(THREADS) as pool:
         found = list(pool.map(one, pairs, chunksize=64))
     return np.array([c for c, _ in found], np.int64).reshape(-1), np.array([k for _, k in found], bool).reshape(-1)
 
 
-def _aligned_correlation(grey_a: np.ndarray, grey_b: np.ndarray, fit: np.ndarray) -> float:
+def _one_picture(view_moving: np.ndarray, view_fixed: np.ndarray, fit: np.ndarray, count: int) -> bool:
+    """Whether an affine map `fit` that explains `count` keypoint matches makes two views one picture: it
+    explains COPY_INLIERS, or at least ALIGN_INLIERS and the views warped onto each other by it (either onto
+    the other) correlate from COPY_ALIGNED on (where either shows more than background), or from
+    COPY_ALIGNED_WITHOUT_TEXT on without the pixels where burned-in text differs."""
+    if count >= COPY_INLIERS:
+        return True
+    if count < ALIGN_INLIERS:
+        return False
+    back = cv2.invertAffineTransform(fit)
+    for moving, fixed, onto in ((view_moving, view_fixed, fit), (view_fixed, view_moving, back)):
+        everywhere, without_text = _aligned_correlations(moving, fixed, onto)
+        if everywhere >= COPY_ALIGNED or without_text >= COPY_ALIGNED_WITHOUT_TEXT:
+            return True
+    return False
+
+
+def _aligned_correlations(grey_a: np.ndarray, grey_b: np.ndarray, fit: np.ndarray) -> tuple[float, float]:
     """Correlation of the structure of a warped onto b by `fit` with b's, over the pixels both cover where
-    either is not black (a shared black background would make any two heads alike); -1 where too little
-    overlaps. Structure, not brightness: two synthetic heads of one shape correlate 0.86 in brightness."""
+    either is not black (a shared black background would make any two heads alike): over all of them, and
+    without the TEXT_SHARE of them where the two disagree most (text or marks burned into one image only);
+    -1 where too little overlaps. Structure, not brightness: two synthetic heads of one shape correlate 0.86
+    in brightness."""
     side = grey_b.shape[::-1]
     warped = cv2.warpAffine(grey_a.astype(np.float32), fit, side, flags=cv2.INTER_LINEAR)
     covered = cv2.warpAffine(np.ones(grey_a.shape, np.uint8), fit, side, flags=cv2.INTER_NEAREST) > 0
     keep = covered & ((grey_b > 8) | (warped > 8))
     if keep.sum() < 0.15 * keep.size:
-        return -1.0
+        return -1.0, -1.0
     x, y = (_minus_blur(image, ALIGN_SIGMA)[keep] for image in (warped, grey_b))
+    disagreement = np.abs((x - x.mean()) / (x.std() + 1e-6) - (y - y.mean()) / (y.std() + 1e-6))
+    cut = int((1 - TEXT_SHARE) * (len(disagreement) - 1))
+    agree = disagreement <= np.partition(disagreement, cut)[cut]
+    return _correlation(x, y), _correlation(x[agree], y[agree])
+
+
+def _correlation(x: np.ndarray, y: np.ndarray) -> float:
     x, y = x - x.mean(), y - y.mean()
     return float((x * y).sum() / np.sqrt((x * x).sum() * (y * y).sum() + 1e-6))
 
@@ -385,12 +419,6 @@ def _grey(image) -> np.ndarray:
     image = np.asarray(image)
     image = image if image.dtype == np.uint8 else np.clip(image, 0, 255).astype(np.uint8)
     return image if image.ndim == 2 else cv2.cvtColor(image, cv2.COLOR_RGB2GRAY)
-
-
-def whole_vectors(views: np.ndarray) -> np.ndarray:
-    """retrieval_vectors of the copy views (the whole images): no head box involved."""
-    return retrieval_vectors(np.array([cv2.resize(v, (4 * THUMB, 4 * THUMB), interpolation=cv2.INTER_AREA)
-                                       for v in views], np.uint8).reshape(-1, 4 * THUMB, 4 * THUMB))
 
 
 def turn_vectors(views: np.ndarray) -> np.ndarray:
@@ -404,6 +432,59 @@ def turn_vectors(views: np.ndarray) -> np.ndarray:
 
     rows = np.array([one(v) for v in views], np.float32).reshape(len(views), TURN_RADII * TURN_FREQUENCIES)
     return _unit_rows(rows)[None]
+
+
+def keypoint_codes(features) -> csr_matrix:
+    """(images, codes) 0/1 matrix: which codes the ORB descriptors of each image give. A descriptor gives
+    CODE_TABLES codes, each CODE_BITS of its bits from its own three bytes (a descriptor's bits are separate
+    binary tests). Two copies of one picture share dozens of descriptors that agree on all those bits,
+    wherever the keypoints moved to (crops, shifts, turns, rescaling)."""
+    descriptors = [f[1] if f[1] is not None else np.zeros((0, 32), np.uint8) for f in features]
+    owner = np.repeat(np.arange(len(descriptors)), [len(x) for x in descriptors])
+    byte = (np.concatenate(descriptors) if descriptors else np.zeros((0, 32), np.uint8)).astype(np.int32)
+    low = (1 << (CODE_BITS - 16)) - 1
+    codes = np.stack([byte[:, 3 * t] | byte[:, 3 * t + 1] << 8 | (byte[:, 3 * t + 2] & low) << 16 | t << CODE_BITS
+                      for t in range(CODE_TABLES)], 1)  # (descriptors, tables)
+    matrix = coo_matrix((np.ones(codes.size, np.float32), (np.repeat(owner, CODE_TABLES), codes.ravel())),
+                        shape=(len(descriptors), CODE_TABLES << CODE_BITS)).tocsr()
+    matrix.data[:] = 1  # a code once per image, however many of its descriptors give it
+    return matrix
+
+
+def keypoint_candidates(features_a, features_b=None, k: int = KEYPOINT_CANDIDATES) -> np.ndarray:
+    """(M, 2) pairs (i in a, j in b; within a, i < j) of each image with the k images that share the most
+    keypoint codes with it (at least 2), codes found in more than CODE_MAX_IMAGES images left out. Retrieval
+    for the copy check that a crop, shift, turn or burned-in text does not throw off (measured on 20% crops:
+    tools/near_duplicate_stress.py). Sparse, a chunk of images at a time."""
+    within = features_b is None
+    n_a = len(features_a)
+    codes = keypoint_codes(list(features_a) if within else list(features_a) + list(features_b))
+    images_with = np.bincount(codes.indices, minlength=codes.shape[1])
+    telling = (images_with >= 2) & (images_with <= CODE_MAX_IMAGES)
+    codes.data[~telling[codes.indices]] = 0
+    codes.eliminate_zeros()
+    mine, other = codes[:n_a], codes if within else codes[n_a:]
+    size = np.sqrt(np.maximum(np.diff(codes.indptr), 1)).astype(np.float32)
+    size_mine, size_other = size[:n_a], size if within else size[n_a:]
+    out = []
+    for start in range(0, n_a, 4096):  # bounded memory: the shared-code counts of a chunk of images
+        shared = (mine[start:start + 4096] @ other.T).toarray()
+        if within:
+            shared[np.arange(len(shared)), np.arange(start, start + len(shared))] = 0
+        kk = min(k, shared.shape[1])
+        if kk < 1:
+            break
+        # ranked by the share of codes in common (cosine): no ties between integer counts to break by
+        # position (the pairs must not depend on the images' order), no pull from images with many codes
+        share = shared / size_mine[start:start + len(shared), None] / size_other[None]
+        top = np.argpartition(-share, kk - 1, axis=1)[:, :kk]
+        rows = np.repeat(np.arange(start, start + len(shared)), kk)
+        good = shared[rows - start, top.ravel()] >= 2
+        out.append(np.stack([rows[good], top.ravel()[good]], 1))
+    pairs = np.concatenate(out) if out else np.zeros((0, 2), np.int64)
+    if within:
+        pairs = np.unique(np.sort(pairs, axis=1), axis=0)
+    return pairs.astype(np.int64).reshape(-1, 2)
 
 
 def _rows_in(rows: np.ndarray, table: np.ndarray) -> np.ndarray:
@@ -465,23 +546,23 @@ def scored_pairs(canon: np.ndarray, canon_b: np.ndarray | None = None, views: np
 def with_copy_check(pairs: np.ndarray, scores: np.ndarray, views: np.ndarray, views_b: np.ndarray | None,
                     threshold: float) -> tuple[np.ndarray, np.ndarray]:
     """The pairs with the copy views' own candidates added (never correlated: they start at -1), after the
-    copy check of the open pairs, the weak pairs and the copy views' candidates (whole_vectors, and each
-    image's nearest by turn_vectors, tried mirrored too): a copy is raised to SAME_SLICE; a weak pair (from
-    `threshold` to below JOIN_ALWAYS) that one affine map explains fewer than SUPPORT_INLIERS keypoint
-    matches of falls below `threshold` (two slices of one scan share a skull; another patient's slice at
-    that level does not). `views_b` None: within one set."""
+    copy check of the open pairs, the weak pairs and the copy views' candidates (each image's nearest by
+    keypoint_candidates and by turn_vectors, the latter tried mirrored too): a copy is raised to SAME_SLICE;
+    a weak pair (from `threshold` to below JOIN_ALWAYS) that one affine map explains fewer than
+    SUPPORT_INLIERS keypoint matches of falls below `threshold` (two slices of one scan share a skull;
+    another patient's slice at that level does not). `views_b` None: within one set."""
     within = views_b is None
     other = None if within else views_b
-    whole = candidate_pairs(whole_vectors(views), None if within else whole_vectors(views_b), k=COPY_CHECK_PER_IMAGE)
+    features_a = copy_features(views)
+    features_b = features_a if within else copy_features(other)
+    by_keypoints = keypoint_candidates(features_a, None if within else features_b)
     turned = candidate_pairs(turn_vectors(views), None if within else turn_vectors(views_b), k=1, min_similarity=-1)
-    proposed = np.unique(np.concatenate([whole, turned]), axis=0).reshape(-1, 2)
+    proposed = np.unique(np.concatenate([by_keypoints, turned]), axis=0).reshape(-1, 2)
     added = proposed[~_rows_in(proposed, pairs)]
     pairs = np.concatenate([pairs, added]).reshape(-1, 2)
     scores = np.concatenate([scores, np.full(len(added), -1.0, np.float32)])
     weak = (scores >= threshold) & (scores < JOIN_ALWAYS)
     check = np.flatnonzero(open_pairs(pairs, scores, within) | _rows_in(pairs, proposed) | weak)
-    features_a = _features_of(views, pairs[check].ravel() if within else pairs[check, 0])
-    features_b = features_a if within else _features_of(other, pairs[check, 1])
     inliers, copies = copy_check(features_a, features_b, pairs[check])
     scores[check[copies]] = np.maximum(scores[check[copies]], SAME_SLICE)
     unsupported = check[weak[check] & ~copies & (inliers < SUPPORT_INLIERS)]
