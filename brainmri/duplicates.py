@@ -44,7 +44,7 @@ from dataclasses import dataclass
 
 import cv2
 import numpy as np
-from scipy.sparse import coo_matrix, csr_matrix
+from scipy.sparse import coo_matrix, csr_matrix, vstack
 from scipy.sparse.csgraph import connected_components
 
 CANON = 48  # side of the canonical slice (px): enough to tell an adjacent slice from another patient's
@@ -345,9 +345,9 @@ def copy_features(views) -> list:
 def copy_check(features_a, features_b, pairs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Per pair (i in a, j in b): how many cross-checked ORB matches one affine map explains (RANSAC, 3 px),
     and whether the two are copies of one picture (_one_picture). Symmetric and deterministic: the two are
-    taken in the order of their content, the map is fitted from the first to the second and, where that
-    leaves the question open with at least ALIGN_INLIERS matches explained, the other way too (the better
-    count kept); OpenCV's RANSAC seeds itself on every call."""
+    taken in the order of their content, the map is fitted from the first to the second and the other way
+    too (the better count kept) unless the first settles it: a copy, or from SUPPORT_INLIERS to below
+    ALIGN_INLIERS matches explained; OpenCV's RANSAC seeds itself on every call."""
     def one(pair) -> tuple[int, bool]:
         first, second = features_a[int(pair[0])], features_b[int(pair[1])]
         (pos_a, desc_a, view_a, key_a), (pos_b, desc_b, view_b, key_b) = sorted((first, second), key=lambda f: f[3])
@@ -364,8 +364,8 @@ def copy_check(features_a, features_b, pairs: np.ndarray) -> tuple[np.ndarray, n
             best = max(best, count)
             if _one_picture(view_moving, view_fixed, fit, count):
                 return best, True
-            if count < ALIGN_INLIERS:  # the other way round explains about as many (measured: within 5)
-                break
+            if SUPPORT_INLIERS <= count < ALIGN_INLIERS:  # enough support for a weak pair, too few for a copy,
+                break  # and the other way round explains about as many (measured: within 5)
         return best, False
 
     with ThreadPoolExecutor(THREADS) as pool:
@@ -438,10 +438,15 @@ def keypoint_codes(features) -> csr_matrix:
     """(images, codes) 0/1 matrix: which codes the ORB descriptors of each image give. A descriptor gives
     CODE_TABLES codes, each CODE_BITS of its bits from its own three bytes (a descriptor's bits are separate
     binary tests). Two copies of one picture share dozens of descriptors that agree on all those bits,
-    wherever the keypoints moved to (crops, shifts, turns, rescaling)."""
-    descriptors = [f[1] if f[1] is not None else np.zeros((0, 32), np.uint8) for f in features]
+    wherever the keypoints moved to (crops, shifts, turns, rescaling). Made 4,096 images at a time."""
+    blocks = [_codes_of([f[1] for f in features[start:start + 4096]]) for start in range(0, len(features), 4096)]
+    return vstack(blocks, format="csr") if blocks else csr_matrix((0, CODE_TABLES << CODE_BITS), dtype=np.float32)
+
+
+def _codes_of(descriptors: list) -> csr_matrix:
+    descriptors = [np.zeros((0, 32), np.uint8) if x is None else x for x in descriptors]
     owner = np.repeat(np.arange(len(descriptors)), [len(x) for x in descriptors])
-    byte = (np.concatenate(descriptors) if descriptors else np.zeros((0, 32), np.uint8)).astype(np.int32)
+    byte = np.concatenate(descriptors)[:, :3 * CODE_TABLES].astype(np.int32)
     low = (1 << (CODE_BITS - 16)) - 1
     codes = np.stack([byte[:, 3 * t] | byte[:, 3 * t + 1] << 8 | (byte[:, 3 * t + 2] & low) << 16 | t << CODE_BITS
                       for t in range(CODE_TABLES)], 1)  # (descriptors, tables)
@@ -452,36 +457,38 @@ def keypoint_codes(features) -> csr_matrix:
 
 
 def keypoint_candidates(features_a, features_b=None, k: int = KEYPOINT_CANDIDATES) -> np.ndarray:
-    """(M, 2) pairs (i in a, j in b; within a, i < j) of each image with the k images that share the most
-    keypoint codes with it (at least 2), codes found in more than CODE_MAX_IMAGES images left out. Retrieval
-    for the copy check that a crop, shift, turn or burned-in text does not throw off (measured on 20% crops:
-    tools/near_duplicate_stress.py). Sparse, a chunk of images at a time."""
+    """(M, 2) pairs (i in a, j in b; within a, i < j) of each image with the k images that share the largest
+    share of its keypoint codes (cosine; at least 2 codes), codes found in more than CODE_MAX_IMAGES images
+    left out. Retrieval for the copy check that a crop, shift, turn or burned-in text does not throw off
+    (measured: tools/near_duplicate_stress.py). Ties go to the image whose content key sorts first, so the
+    pairs do not depend on the images' order. Sparse throughout, a chunk of images at a time (bounded memory)."""
     within = features_b is None
+    everything = list(features_a) if within else list(features_a) + list(features_b)
     n_a = len(features_a)
-    codes = keypoint_codes(list(features_a) if within else list(features_a) + list(features_b))
+    codes = keypoint_codes(everything)
     images_with = np.bincount(codes.indices, minlength=codes.shape[1])
     telling = (images_with >= 2) & (images_with <= CODE_MAX_IMAGES)
     codes.data[~telling[codes.indices]] = 0
     codes.eliminate_zeros()
-    mine, other = codes[:n_a], codes if within else codes[n_a:]
-    size = np.sqrt(np.maximum(np.diff(codes.indptr), 1)).astype(np.float32)
-    size_mine, size_other = size[:n_a], size if within else size[n_a:]
-    out = []
-    for start in range(0, n_a, 4096):  # bounded memory: the shared-code counts of a chunk of images
-        shared = (mine[start:start + 4096] @ other.T).toarray()
-        if within:
-            shared[np.arange(len(shared)), np.arange(start, start + len(shared))] = 0
-        kk = min(k, shared.shape[1])
-        if kk < 1:
-            break
-        # ranked by the share of codes in common (cosine): no ties between integer counts to break by
-        # position (the pairs must not depend on the images' order), no pull from images with many codes
-        share = shared / size_mine[start:start + len(shared), None] / size_other[None]
-        top = np.argpartition(-share, kk - 1, axis=1)[:, :kk]
-        rows = np.repeat(np.arange(start, start + len(shared)), kk)
-        good = shared[rows - start, top.ravel()] >= 2
-        out.append(np.stack([rows[good], top.ravel()[good]], 1))
-    pairs = np.concatenate(out) if out else np.zeros((0, 2), np.int64)
+    size = np.sqrt(np.maximum(np.diff(codes.indptr), 1))
+    others = slice(0, None) if within else slice(n_a, None)
+    other_codes = codes[others].transpose().tocsr()  # (codes, other images)
+    key_order = np.argsort(np.array([f[3] for f in everything[others]], dtype="S8"), kind="stable")
+    key_rank = np.empty(len(key_order), np.int64)
+    key_rank[key_order] = np.arange(len(key_order))
+    rows_per_chunk = max(1, int(CHUNK_FLOATS // max(1, other_codes.shape[1])))
+    found = []
+    for start in range(0, n_a, rows_per_chunk):
+        shared = (codes[start:min(start + rows_per_chunk, n_a)] @ other_codes).tocoo()  # codes in common
+        image, other, count = shared.row + start, shared.col, shared.data
+        keep = (count >= 2) & ((image != other) if within else True)
+        image, other, count = image[keep], other[keep], count[keep]
+        share = count / size[image] / size[others][other]
+        order = np.lexsort((key_rank[other], -share, image))  # per image: best share first, ties by content
+        image, other = image[order], other[order]
+        rank = np.arange(len(image)) - np.searchsorted(image, image)
+        found.append(np.stack([image[rank < k], other[rank < k]], 1))
+    pairs = np.concatenate(found) if found else np.zeros((0, 2), np.int64)
     if within:
         pairs = np.unique(np.sort(pairs, axis=1), axis=0)
     return pairs.astype(np.int64).reshape(-1, 2)

@@ -79,6 +79,47 @@ def test_keypoint_retrieval_pairs_a_cropped_copy_with_its_source():
     assert between.tolist() == [[0, 5]]
 
 
+def test_the_copy_check_counts_the_better_map_where_a_weak_pair_needs_support():
+    # a weak pair is dropped below SUPPORT_INLIERS matches on one map: where the map from the first image
+    # explains fewer, the map the other way round must be fitted too (a review found it skipped)
+    scenes = [_scene(seed) for seed in range(12)]
+    features = duplicates.copy_features(duplicates.copy_views(scenes))
+    pairs = np.array([(i, j) for i in range(12) for j in range(i + 1, 12)])
+    inliers, _ = duplicates.copy_check(features, features, pairs)
+
+    def both_ways(i: int, j: int) -> int:
+        (pos_a, desc_a, _, _), (pos_b, desc_b, _, _) = sorted((features[i], features[j]), key=lambda f: f[3])
+        matches = cv2.BFMatcher(cv2.NORM_HAMMING, crossCheck=True).match(desc_a, desc_b)
+        src, dst = pos_a[[m.queryIdx for m in matches]], pos_b[[m.trainIdx for m in matches]]
+        return max(int(cv2.estimateAffine2D(x, y, method=cv2.RANSAC, ransacReprojThreshold=3.0)[1].sum())
+                   for x, y in ((src, dst), (dst, src)))
+
+    needing_support = [k for k, n in enumerate(inliers) if n < duplicates.ALIGN_INLIERS]
+    assert needing_support
+    best = [min(both_ways(*pairs[k]), duplicates.SUPPORT_INLIERS) for k in needing_support]
+    assert [min(int(inliers[k]), duplicates.SUPPORT_INLIERS) for k in needing_support] == best
+
+
+def test_keypoint_retrieval_does_not_depend_on_the_order_of_the_images():
+    # A shares 1 of its 2 codes-giving descriptors with B and 1 with C; B and C are the same size, so the two
+    # shares tie and position used to decide (found by a review)
+    descriptors = np.random.default_rng(0).integers(0, 256, (8, 32), dtype=np.uint8)
+    images = {"A": (0, 1), "B": (0, 2, 3, 4), "C": (1, 5, 6, 7), "D": (2, 3, 4), "E": (5, 6, 7)}
+
+    def retrieved(order: str) -> list:
+        features = [(None, descriptors[list(images[name])], None, name.encode()) for name in order]
+        return sorted("".join(sorted(order[i] + order[j])) for i, j in duplicates.keypoint_candidates(features))
+
+    assert retrieved("ABCDE") == retrieved("ACBDE") == retrieved("EDCBA")
+    test_image = [(None, descriptors[list(images["A"])], None, b"A")]
+
+    def partner_among(train: str) -> list:
+        features = [(None, descriptors[list(images[name])], None, name.encode()) for name in train]
+        return [train[j] for _, j in duplicates.keypoint_candidates(test_image, features)]
+
+    assert partner_among("BC") == partner_among("CB") == ["B"]
+
+
 def test_burned_in_text_is_left_out_of_the_aligned_correlation_and_only_that():
     def stamped(image):
         out = duplicates.copy_view(image)
