@@ -461,7 +461,8 @@ def keypoint_candidates(features_a, features_b=None, k: int = KEYPOINT_CANDIDATE
     share of its keypoint codes (cosine; at least 2 codes), codes found in more than CODE_MAX_IMAGES images
     left out. Retrieval for the copy check that a crop, shift, turn or burned-in text does not throw off
     (measured: tools/near_duplicate_stress.py). Ties go to the image whose content key sorts first, so the
-    pairs do not depend on the images' order. Sparse throughout, a chunk of images at a time (bounded memory)."""
+    pairs do not depend on the images' order. The codes are sparse; the counts in common are made a chunk of
+    images at a time (CHUNK_FLOATS: bounded memory)."""
     within = features_b is None
     everything = list(features_a) if within else list(features_a) + list(features_b)
     n_a = len(features_a)
@@ -470,24 +471,28 @@ def keypoint_candidates(features_a, features_b=None, k: int = KEYPOINT_CANDIDATE
     telling = (images_with >= 2) & (images_with <= CODE_MAX_IMAGES)
     codes.data[~telling[codes.indices]] = 0
     codes.eliminate_zeros()
-    size = np.sqrt(np.maximum(np.diff(codes.indptr), 1))
+    size = np.sqrt(np.maximum(np.diff(codes.indptr), 1)).astype(np.float32)
     others = slice(0, None) if within else slice(n_a, None)
     other_codes = codes[others].transpose().tocsr()  # (codes, other images)
     key_order = np.argsort(np.array([f[3] for f in everything[others]], dtype="S8"), kind="stable")
     key_rank = np.empty(len(key_order), np.int64)
     key_rank[key_order] = np.arange(len(key_order))
-    rows_per_chunk = max(1, int(CHUNK_FLOATS // max(1, other_codes.shape[1])))
+    n_other = other_codes.shape[1]
+    rows_per_chunk = max(1, int(CHUNK_FLOATS // max(1, n_other)))  # bounded memory: a chunk of rows, dense
     found = []
     for start in range(0, n_a, rows_per_chunk):
-        shared = (codes[start:min(start + rows_per_chunk, n_a)] @ other_codes).tocoo()  # codes in common
-        image, other, count = shared.row + start, shared.col, shared.data
-        keep = (count >= 2) & ((image != other) if within else True)
-        image, other, count = image[keep], other[keep], count[keep]
-        share = count / size[image] / size[others][other]
-        order = np.lexsort((key_rank[other], -share, image))  # per image: best share first, ties by content
-        image, other = image[order], other[order]
-        rank = np.arange(len(image)) - np.searchsorted(image, image)
-        found.append(np.stack([image[rank < k], other[rank < k]], 1))
+        stop = min(start + rows_per_chunk, n_a)
+        count = (codes[start:stop] @ other_codes).toarray()  # codes in common
+        share = np.where(count >= 2, count / size[start:stop, None] / size[others][None], -1.0)
+        if within:
+            share[np.arange(stop - start), np.arange(start, stop)] = -1.0
+        for _ in range(min(k, n_other)):
+            top = share.max(axis=1, keepdims=True)
+            tied = (share == top) & (top > 0)
+            best = np.argmin(np.where(tied, key_rank[None], np.iinfo(np.int64).max), axis=1)
+            chosen = np.flatnonzero(tied.any(axis=1))
+            found.append(np.stack([start + chosen, best[chosen]], 1))
+            share[chosen, best[chosen]] = -1.0
     pairs = np.concatenate(found) if found else np.zeros((0, 2), np.int64)
     if within:
         pairs = np.unique(np.sort(pairs, axis=1), axis=0)
