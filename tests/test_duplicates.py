@@ -23,10 +23,9 @@ import near_duplicate_stress as stress  # noqa: E402
 BENCHMARK = Path(__file__).resolve().parents[1] / "data" / "near_duplicate_pairs.csv"
 # The stress transforms at strengths the detector survives, and (xfail) where it is measured to fall short
 # on real images (tools/near_duplicate_stress.py; docs/results.md has the table).
-SURVIVED = [("rescale", 0.6), ("rescale", 1.3), ("crop", 0.05), ("crop", 0.2), ("jpeg", 30), ("shift", 0.03),
-            ("shift", 0.1), ("gamma", 1.8), ("watermark", 0.5), ("stretch", 1.25), ("rotate", 10), ("rotate", 20),
-            ("mirror", 1)]
-SHORT_OF_GOAL = [("watermark", 1.2)]
+SURVIVED = [("rescale", 0.6), ("rescale", 1.3), ("crop", 0.05), ("jpeg", 30), ("shift", 0.03), ("shift", 0.1),
+            ("gamma", 1.8), ("watermark", 0.5), ("stretch", 1.25), ("rotate", 10), ("rotate", 20)]
+SHORT_OF_GOAL = [("crop", 0.2), ("watermark", 1.2), ("mirror", 1)]  # on one of two real samples, or both
 
 
 def _heads(n: int, size: int = 256) -> list[np.ndarray]:
