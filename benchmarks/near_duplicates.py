@@ -4,11 +4,10 @@
 
 Real data (3,264 images): decoding, canonical slices and copy views (from the decoded images), and
 duplicates.group_images as train.py runs it, with its parts timed alone (retrieval, verification, the copy
-check). The
-synthetic sets are real canonical slices, each repeated with noise and a small random shift, so that every
-image has as many look-alikes as in the real data, run through the whole search; retrieval is a chunked
-matrix product (quadratic in the number of images, bounded memory), verification and the copy check are
-linear in the number of candidate pairs.
+check). The synthetic sets are real canonical slices, each repeated with noise and a small random shift, so
+that every image has as many look-alikes as in the real data, run through the whole search; retrieval and
+the keypoint codes' counts in common are chunked matrix products (quadratic in the number of images,
+bounded memory), verification and the copy check are linear in the number of candidate pairs.
 """
 
 from __future__ import annotations
