@@ -348,6 +348,13 @@ def copy_check(features_a, features_b, pairs: np.ndarray) -> tuple[np.ndarray, n
     taken in the order of their content, the map is fitted from the first to the second and the other way
     too (the better count kept) unless the first settles it: a copy, or from SUPPORT_INLIERS to below
     ALIGN_INLIERS matches explained; OpenCV's RANSAC seeds itself on every call."""
+    structures: dict[bytes, np.ndarray] = {}  # a view's structure, made once however many pairs align onto it
+
+    def structure_of(view: np.ndarray, key: bytes) -> np.ndarray:
+        if key not in structures:
+            structures[key] = _minus_blur(view, ALIGN_SIGMA)
+        return structures[key]
+
     def one(pair) -> tuple[int, bool]:
         first, second = features_a[int(pair[0])], features_b[int(pair[1])]
         (pos_a, desc_a, view_a, key_a), (pos_b, desc_b, view_b, key_b) = sorted((first, second), key=lambda f: f[3])
@@ -358,11 +365,12 @@ def copy_check(features_a, features_b, pairs: np.ndarray) -> tuple[np.ndarray, n
             return 0, False
         src, dst = pos_a[[m.queryIdx for m in matches]], pos_b[[m.trainIdx for m in matches]]
         best = 0
-        for moving, fixed, view_moving, view_fixed in ((src, dst, view_a, view_b), (dst, src, view_b, view_a)):
+        for moving, fixed, pictures in ((src, dst, (view_a, key_a, view_b, key_b)),
+                                        (dst, src, (view_b, key_b, view_a, key_a))):
             fit, inliers = cv2.estimateAffine2D(moving, fixed, method=cv2.RANSAC, ransacReprojThreshold=3.0)
             count = 0 if fit is None else int(inliers.sum())
             best = max(best, count)
-            if _one_picture(view_moving, view_fixed, fit, count):
+            if _one_picture(*pictures, fit, count, structure_of):
                 return best, True
             if SUPPORT_INLIERS <= count < ALIGN_INLIERS:  # enough support for a weak pair, too few for a copy,
                 break  # and the other way round explains about as many (measured: within 5)
@@ -373,36 +381,42 @@ def copy_check(features_a, features_b, pairs: np.ndarray) -> tuple[np.ndarray, n
     return np.array([c for c, _ in found], np.int64).reshape(-1), np.array([k for _, k in found], bool).reshape(-1)
 
 
-def _one_picture(view_moving: np.ndarray, view_fixed: np.ndarray, fit: np.ndarray, count: int) -> bool:
+def _one_picture(view_moving: np.ndarray, key_moving: bytes, view_fixed: np.ndarray, key_fixed: bytes,
+                 fit: np.ndarray, count: int, structure_of) -> bool:
     """Whether an affine map `fit` that explains `count` keypoint matches makes two views one picture: it
     explains COPY_INLIERS, or at least ALIGN_INLIERS and the views warped onto each other by it (either onto
     the other) correlate from COPY_ALIGNED on (where either shows more than background), or from
-    COPY_ALIGNED_WITHOUT_TEXT on without the pixels where burned-in text differs."""
+    COPY_ALIGNED_WITHOUT_TEXT on without the pixels where burned-in text differs. structure_of(view, key):
+    a view's structure (_minus_blur at ALIGN_SIGMA), cached by the caller."""
     if count >= COPY_INLIERS:
         return True
     if count < ALIGN_INLIERS:
         return False
     back = cv2.invertAffineTransform(fit)
-    for moving, fixed, onto in ((view_moving, view_fixed, fit), (view_fixed, view_moving, back)):
-        everywhere, without_text = _aligned_correlations(moving, fixed, onto)
+    for moving, fixed, key, onto in ((view_moving, view_fixed, key_fixed, fit),
+                                     (view_fixed, view_moving, key_moving, back)):
+        everywhere, without_text = _aligned_correlations(moving, fixed, onto, structure_of(fixed, key))
         if everywhere >= COPY_ALIGNED or without_text >= COPY_ALIGNED_WITHOUT_TEXT:
             return True
     return False
 
 
-def _aligned_correlations(grey_a: np.ndarray, grey_b: np.ndarray, fit: np.ndarray) -> tuple[float, float]:
+def _aligned_correlations(grey_a: np.ndarray, grey_b: np.ndarray, fit: np.ndarray,
+                          structure_b: np.ndarray | None = None) -> tuple[float, float]:
     """Correlation of the structure of a warped onto b by `fit` with b's, over the pixels both cover where
     either is not black (a shared black background would make any two heads alike): over all of them, and
     without the TEXT_SHARE of them where the two disagree most (text or marks burned into one image only);
     -1 where too little overlaps. Structure, not brightness: two synthetic heads of one shape correlate 0.86
-    in brightness."""
+    in brightness. structure_b: b's structure where the caller has it already."""
     side = grey_b.shape[::-1]
     warped = cv2.warpAffine(grey_a.astype(np.float32), fit, side, flags=cv2.INTER_LINEAR)
     covered = cv2.warpAffine(np.ones(grey_a.shape, np.uint8), fit, side, flags=cv2.INTER_NEAREST) > 0
     keep = covered & ((grey_b > 8) | (warped > 8))
     if keep.sum() < 0.15 * keep.size:
         return -1.0, -1.0
-    x, y = (_minus_blur(image, ALIGN_SIGMA)[keep] for image in (warped, grey_b))
+    if structure_b is None:
+        structure_b = _minus_blur(grey_b, ALIGN_SIGMA)
+    x, y = _minus_blur(warped, ALIGN_SIGMA)[keep], structure_b[keep]
     disagreement = np.abs((x - x.mean()) / (x.std() + 1e-6) - (y - y.mean()) / (y.std() + 1e-6))
     cut = int((1 - TEXT_SHARE) * (len(disagreement) - 1))
     agree = disagreement <= np.partition(disagreement, cut)[cut]
@@ -574,13 +588,14 @@ def with_copy_check(pairs: np.ndarray, scores: np.ndarray, views: np.ndarray, vi
     pairs = np.concatenate([pairs, added]).reshape(-1, 2)
     scores = np.concatenate([scores, np.full(len(added), -1.0, np.float32)])
     weak = (scores >= threshold) & (scores < JOIN_ALWAYS)
-    check = np.flatnonzero(open_pairs(pairs, scores, within) | _rows_in(pairs, proposed) | weak)
+    # a pair already at SAME_SLICE is settled: the check could only confirm it
+    check = np.flatnonzero((open_pairs(pairs, scores, within) | _rows_in(pairs, proposed) | weak) & (scores < SAME_SLICE))
     inliers, copies = copy_check(features_a, features_b, pairs[check])
     scores[check[copies]] = np.maximum(scores[check[copies]], SAME_SLICE)
     unsupported = check[weak[check] & ~copies & (inliers < SUPPORT_INLIERS)]
     scores[unsupported] = np.minimum(scores[unsupported], np.nextafter(np.float32(threshold), np.float32(-2)))
     mirrored = _mirrored_copies(pairs[check[~copies]], turned, views, other, features_a, features_b)
-    scores[check[~copies][mirrored]] = SAME_SLICE
+    scores[check[~copies][mirrored]] = np.maximum(scores[check[~copies][mirrored]], SAME_SLICE)
     return pairs, scores
 
 

@@ -133,6 +133,14 @@ def test_burned_in_text_is_left_out_of_the_aligned_correlation_and_only_that():
     assert other_without_text < duplicates.COPY_ALIGNED
 
 
+def test_a_view_structure_made_once_gives_the_same_correlations():
+    view, other = duplicates.copy_view(_scene(2)), duplicates.copy_view(_scene(3))
+    nudge = np.float32([[1.02, 0.01, -2], [-0.01, 0.98, 3]])
+    cached = duplicates._minus_blur(view, duplicates.ALIGN_SIGMA)
+    assert duplicates._aligned_correlations(other, view, nudge, cached) == \
+        duplicates._aligned_correlations(other, view, nudge)
+
+
 def test_exact_copies_join_whatever_the_score():
     heads = _heads(2)
     ds = _as_dataset(heads)
