@@ -24,7 +24,8 @@ BENCHMARK = Path(__file__).resolve().parents[1] / "data" / "near_duplicate_pairs
 # The stress transforms at strengths the detector survives, and (xfail) where it is measured to fall short
 # on real images (tools/near_duplicate_stress.py; docs/results.md has the table).
 SURVIVED = [("rescale", 0.6), ("rescale", 1.3), ("crop", 0.05), ("jpeg", 30), ("shift", 0.03), ("shift", 0.1),
-            ("gamma", 1.8), ("watermark", 0.5), ("stretch", 1.25), ("rotate", 10), ("rotate", 20)]
+            ("gamma", 1.8), ("watermark", 0.5), ("stretch", 1.25), ("rotate", 10), ("rotate", 20), ("pad", 0.3),
+            ("blur", 2.0), ("noise", 20), ("lowres", 0.35), ("combined", 1)]
 SHORT_OF_GOAL = [("crop", 0.2), ("watermark", 1.2), ("mirror", 1)]  # on one of two real samples, or both
 
 
@@ -208,6 +209,15 @@ def test_pair_benchmark_parses_and_has_both_parts():
 
 
 @pytest.mark.skipif(not REAL_DATA.is_dir(), reason="the real dataset is not beside the project")
+def test_the_benchmark_measures_at_another_resolution_by_resizing_every_image():
+    import near_duplicate_benchmark as benchmark
+
+    image = np.zeros((100, 60, 3), np.uint8)
+    assert benchmark.rescaled(image, 1.0) is image
+    assert benchmark.rescaled(image, 2.0).shape == (200, 120, 3)
+    assert benchmark.rescaled(image, 0.5).shape == (50, 30, 3)
+
+
 def test_every_benchmark_path_exists_in_the_real_data():
     with open(BENCHMARK, newline="") as f:
         missing = [p for r in csv.DictReader(f) for p in (r["a"], r["b"]) if not (REAL_DATA / p).is_file()]

@@ -4,6 +4,7 @@ measure a detector against the labels.
     python tools/near_duplicate_benchmark.py sample DATA data/near_duplicate_pairs.csv   # pairs to label
     python tools/near_duplicate_benchmark.py sheets DATA data/near_duplicate_pairs.csv sheets/   # to look at
     python tools/near_duplicate_benchmark.py measure DATA data/near_duplicate_pairs.csv  # precision, recall
+    python tools/near_duplicate_benchmark.py measure DATA data/near_duplicate_pairs.csv --scale 2  # another resolution
 
 The CSV holds relative paths, the label (same | adjacent | different, given by looking at the pair), the
 part (choose: thresholds are picked on it; report: only measured on) and why the pair was sampled. It holds
@@ -136,16 +137,26 @@ def precision_recall(truth: np.ndarray, said: np.ndarray) -> dict:
     return {"precision": tp / max(tp + fp, 1), "recall": tp / max(tp + fn, 1), "tp": tp, "fp": fp, "fn": fn}
 
 
-def measure(root: Path, csv_path: Path) -> dict:
+def rescaled(image: np.ndarray, scale: float) -> np.ndarray:
+    """The image at `scale` times its size (area interpolation to shrink, cubic to enlarge)."""
+    if scale == 1:
+        return image
+    size = (max(8, round(image.shape[1] * scale)), max(8, round(image.shape[0] * scale)))
+    return cv2.resize(image, size, interpolation=cv2.INTER_AREA if scale < 1 else cv2.INTER_CUBIC)
+
+
+def measure(root: Path, csv_path: Path, scale: float = 1.0) -> dict:
     """Precision and recall for 'same or adjacent slice' of the old and the new detector as the pipeline runs
     them on the whole dataset (retrieval included): per pair (the pair was found) and per group (the two
-    images ended up in one group, which is what the splits use), for each part of the benchmark."""
+    images ended up in one group, which is what the splits use), for each part of the benchmark. `scale`:
+    every image resized by this factor first (the labels hold at any resolution; the detector's thresholds
+    were chosen at the resolution of the shared copy)."""
     rows = [r for r in read_rows(csv_path) if r["label"]]
     if not rows:
         raise UserError(f"{csv_path} has no labelled pair")
     items, _ = find_images(root)
     paths = [rel for rel, _, _ in items]
-    images = [decode(root / p) for p in tqdm(paths, desc="decode", unit="img", disable=None)]
+    images = [rescaled(decode(root / p), scale) for p in tqdm(paths, desc="decode", unit="img", disable=None)]
     ds = SimpleNamespace(images=[cv2.resize(im, (OLD_SIZE, OLD_SIZE), interpolation=cv2.INTER_AREA) for im in images],
                          canon=duplicates.canonical_slices(images), copy_views=duplicates.copy_views(images),
                          md5=[hashlib.md5((root / p).read_bytes()).hexdigest() for p in paths])
@@ -172,6 +183,7 @@ def measure(root: Path, csv_path: Path) -> dict:
             sel = part == p_name
             out[name][p_name] = {k: precision_recall((same if k == "same_slice_pair" else truth)[sel], v[sel])
                                  for k, v in said.items()}
+    out["scale"] = scale
     out["pairs"] = {p_name: {"pairs": int((part == p_name).sum()), "positives": int(truth[part == p_name].sum()),
                              "same_slice": int(same[part == p_name].sum())} for p_name in ("choose", "report")}
     return out
@@ -192,6 +204,7 @@ def parse_args(argv):
     s.add_argument("--side", type=int, default=256)
     s = sub.add_parser("measure", parents=[both], help="precision and recall of the old and the new detector")
     s.add_argument("--json", help="write the figures here too")
+    s.add_argument("--scale", type=float, default=1.0, help="resize every image by this factor first")
     return p.parse_args(argv)
 
 
@@ -204,7 +217,9 @@ def main(argv=None) -> int:
         sheets(Path(args.data), Path(args.csv), Path(args.out), args.per_sheet, args.side)
     else:
         start = time.perf_counter()
-        result = measure(Path(args.data), Path(args.csv))
+        if not 0.1 <= args.scale <= 8:
+            raise UserError(f"--scale {args.scale}: give a factor from 0.1 to 8")
+        result = measure(Path(args.data), Path(args.csv), args.scale)
         for name in ("old_phash_le_4", "new"):
             r = result[name]
             print(f"{name}: {r['groups']} groups, largest {r['largest_group']}, {r['groups_with_two_labels']} "

@@ -8,7 +8,8 @@ and different pixels), chosen without the detector under test. Some could still 
 scan, which the detector would rightly join; but when the joins were looked at (docs/results.md, the stress
 test), nearly all were different patients, so the false-join share is close to the real rate. Each source
 gets one copy per transform and strength (rescale 60-130%, crop 5-20%, JPEG quality 30-90, shift,
-gamma/contrast, a text watermark, stretch; and, beyond the issue's list, rotation and mirroring). Each
+gamma/contrast, a text watermark, stretch; and, beyond the issue's list, rotation, mirroring, a black
+border (re-framing), blur, noise, a thumbnail-sized copy and several transforms at once). Each
 transform and strength is grouped on its own: the distinct images plus one copy of each source made that
 way, so a copy must find its source itself. Reported: the share of copies grouped with
 their source, per transform and strength, and the share of distinct images (sources and the mixed-in ones)
@@ -45,6 +46,12 @@ STRENGTHS = {  # transform -> the strengths tested (the issue's ranges, ends inc
     "stretch": (0.8, 1.25, 1.4),  # width factor, height kept (resized to a square by someone, say)
     "rotate": (5, 10, 20),  # degrees about the centre, same canvas, black corners (beyond the list)
     "mirror": (1,),  # flipped left to right (beyond the list)
+    # beyond the list too: what else a copy on the web goes through
+    "pad": (0.1, 0.3),  # re-framed: a black border, this share of each side in all, split at random
+    "blur": (1.0, 2.0),  # Gaussian blur, sigma in px of a 256 px image
+    "noise": (8, 20),  # Gaussian noise, sigma in grey levels
+    "lowres": (0.35,),  # shrunk to this share of each side (a thumbnail)
+    "combined": (1,),  # crop 10%, rescale 60-130%, gamma 1.5 with contrast and offset, then JPEG quality 50
 }
 
 
@@ -68,6 +75,21 @@ def transform(image: np.ndarray, kind: str, strength: float, rng: np.random.Gene
         return image[:, ::-1].copy()
     if kind == "jpeg":
         return jpeg(image, int(strength))
+    if kind == "pad":
+        top, left = (int(rng.integers(0, round(strength * side) + 1)) for side in (h, w))
+        bottom, right = round(strength * h) - top, round(strength * w) - left
+        return cv2.copyMakeBorder(image, top, bottom, left, right, cv2.BORDER_CONSTANT, value=(0, 0, 0))
+    if kind == "blur":
+        return cv2.GaussianBlur(image, (0, 0), strength * max(h, w) / 256)
+    if kind == "noise":
+        return np.clip(image + rng.normal(0, strength, image.shape), 0, 255).astype(np.uint8)
+    if kind == "lowres":
+        return cv2.resize(image, (max(16, round(w * strength)), max(16, round(h * strength))),
+                          interpolation=cv2.INTER_AREA)
+    if kind == "combined":
+        out = transform(image, "crop", 0.1, rng)
+        out = transform(out, "rescale", float(rng.uniform(0.6, 1.3)), rng)
+        return jpeg(transform(out, "gamma", 1.5, rng), 50)
     if kind == "shift":
         dx, dy = (rng.choice([-1, 1], 2) * strength * np.array([w, h])).round()
         return cv2.warpAffine(image, np.float32([[1, 0, dx], [0, 1, dy]]), (w, h))
