@@ -23,14 +23,15 @@ COPY_SIDE px square, equalised. Pairs are then found in three steps, with no all
    too). A copy of one picture, however re-cropped, shifted, turned, mirrored, re-exposed or stamped with
    text, keeps dozens of matches on one map, or fewer that align its structure with the source's (all of
    it, or all but the pixels where burned-in text differs): it is raised to SAME_SLICE. A weak pair that
-   the map explains almost nothing of is dropped.
+   the map explains almost nothing of is dropped, as is one whose few matches all moved (slices of one scan
+   keep their place in the frame).
 
 A pair whose score reaches the threshold (SAME_OR_ADJACENT) is a near-duplicate: the same slice or an
 adjacent slice of one scan; from SAME_SLICE on it is taken to be the same slice. Groups join through pairs
 from JOIN_ALWAYS on, and through a weaker pair only where it is one group's best link to another (see
 joining_pairs); exact copies (equal MD5) always join. The decision thresholds (SAME_OR_ADJACENT, SAME_SLICE,
-COPY_INLIERS, COPY_ALIGNED, COPY_ALIGNED_WITHOUT_TEXT, SUPPORT_INLIERS) were chosen on the "choose" half of
-data/near_duplicate_pairs.csv, 487 pairs labelled by eye, and measured on its other half
+COPY_INLIERS, COPY_ALIGNED, COPY_ALIGNED_WITHOUT_TEXT, SUPPORT_INLIERS, STILL_MATCHES, STILL_RADIUS) were
+chosen on the "choose" half of data/near_duplicate_pairs.csv, 487 pairs labelled by eye, and measured on its other half
 (tools/near_duplicate_benchmark.py); the others are cost settings, set by hand. tools/near_duplicate_stress.py
 measures copies made at known strengths.
 """
@@ -76,6 +77,8 @@ CODE_BITS, CODE_TABLES = 20, 8  # keypoint retrieval: each ORB descriptor gives 
 CODE_MAX_IMAGES = 50  # ... a code found in more images than this is common structure, not a copy: not counted
 KEYPOINT_CANDIDATES = 1  # ... each image's this many images sharing the most codes go to the copy check (2: no gain)
 SUPPORT_INLIERS = 6  # a weak pair needs this many inliers (choose half: precision 0.867 -> 0.900, recall kept)
+STILL_RADIUS = COPY_SIDE / 20  # ... and, below ALIGN_INLIERS, STILL_MATCHES matches that moved at most this far
+STILL_MATCHES = 5  # (8 px): slices of one scan share their framing (choose half: precision 0.900 -> 0.947, recall kept)
 WORK_SIDE = 256  # images are reduced to this longer side first (speed; a 48 px slice needs no more)
 BOX_SIDE = 96  # the head is found on an image of this longer side (speed: the box needs no detail)
 THREADS = min(8, os.cpu_count() or 1)  # verification and the copy check share pairs out (OpenCV frees the GIL)
@@ -342,9 +345,10 @@ def copy_features(views) -> list:
         return list(pool.map(one, views))
 
 
-def copy_check(features_a, features_b, pairs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def copy_check(features_a, features_b, pairs: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Per pair (i in a, j in b): how many cross-checked ORB matches one affine map explains (RANSAC, 3 px),
-    and whether the two are copies of one picture (_one_picture). Symmetric and deterministic: the two are
+    whether the two are copies of one picture (_one_picture), and how many matches sit still (moved at most
+    STILL_RADIUS: two slices of one scan keep their framing). Symmetric and deterministic: the two are
     taken in the order of their content, the map is fitted from the first to the second and the other way
     too (the better count kept) unless the first settles it: a copy, or from SUPPORT_INLIERS to below
     ALIGN_INLIERS matches explained; OpenCV's RANSAC seeds itself on every call."""
@@ -355,15 +359,16 @@ def copy_check(features_a, features_b, pairs: np.ndarray) -> tuple[np.ndarray, n
             structures[key] = _minus_blur(view, ALIGN_SIGMA)
         return structures[key]
 
-    def one(pair) -> tuple[int, bool]:
+    def one(pair) -> tuple[int, bool, int]:
         first, second = features_a[int(pair[0])], features_b[int(pair[1])]
         (pos_a, desc_a, view_a, key_a), (pos_b, desc_b, view_b, key_b) = sorted((first, second), key=lambda f: f[3])
         if desc_a is None or desc_b is None or min(len(desc_a), len(desc_b)) < 3:
-            return 0, False
+            return 0, False, 0
         matches = cv2.BFMatcher(cv2.NORM_HAMMING, crossCheck=True).match(desc_a, desc_b)
         if len(matches) < 3:
-            return 0, False
+            return 0, False, 0
         src, dst = pos_a[[m.queryIdx for m in matches]], pos_b[[m.trainIdx for m in matches]]
+        still = int((np.linalg.norm(src - dst, axis=1) <= STILL_RADIUS).sum())
         best = 0
         for moving, fixed, pictures in ((src, dst, (view_a, key_a, view_b, key_b)),
                                         (dst, src, (view_b, key_b, view_a, key_a))):
@@ -371,14 +376,15 @@ def copy_check(features_a, features_b, pairs: np.ndarray) -> tuple[np.ndarray, n
             count = 0 if fit is None else int(inliers.sum())
             best = max(best, count)
             if _one_picture(*pictures, fit, count, structure_of):
-                return best, True
+                return best, True, still
             if SUPPORT_INLIERS <= count < ALIGN_INLIERS:  # enough support for a weak pair, too few for a copy,
                 break  # and the other way round explains about as many (measured: within 5)
-        return best, False
+        return best, False, still
 
     with ThreadPoolExecutor(THREADS) as pool:
         found = list(pool.map(one, pairs, chunksize=64))
-    return np.array([c for c, _ in found], np.int64).reshape(-1), np.array([k for _, k in found], bool).reshape(-1)
+    inliers, copies, still = (np.array(column).reshape(-1) for column in zip(*found)) if found else ([], [], [])
+    return np.asarray(inliers, np.int64), np.asarray(copies, bool), np.asarray(still, np.int64)
 
 
 def _one_picture(view_moving: np.ndarray, key_moving: bytes, view_fixed: np.ndarray, key_fixed: bytes,
@@ -575,8 +581,10 @@ def with_copy_check(pairs: np.ndarray, scores: np.ndarray, views: np.ndarray, vi
     copy check of the open pairs, the weak pairs and the copy views' candidates (each image's nearest by
     keypoint_candidates and by turn_vectors, the latter tried mirrored too): a copy is raised to SAME_SLICE;
     a weak pair (from `threshold` to below JOIN_ALWAYS) that one affine map explains fewer than
-    SUPPORT_INLIERS keypoint matches of falls below `threshold` (two slices of one scan share a skull;
-    another patient's slice at that level does not). `views_b` None: within one set."""
+    SUPPORT_INLIERS keypoint matches of, or fewer than ALIGN_INLIERS with fewer than STILL_MATCHES matches
+    that sit still, falls below `threshold` (two slices of one scan share a skull and its place in the frame;
+    another patient's slice at that level does not, and a handful of matches on one map is what chance gives
+    two unrelated slices). `views_b` None: within one set."""
     within = views_b is None
     other = None if within else views_b
     features_a = copy_features(views)
@@ -588,11 +596,12 @@ def with_copy_check(pairs: np.ndarray, scores: np.ndarray, views: np.ndarray, vi
     pairs = np.concatenate([pairs, added]).reshape(-1, 2)
     scores = np.concatenate([scores, np.full(len(added), -1.0, np.float32)])
     weak = (scores >= threshold) & (scores < JOIN_ALWAYS)
-    # a pair already at SAME_SLICE is settled: the check could only confirm it
-    check = np.flatnonzero((open_pairs(pairs, scores, within) | _rows_in(pairs, proposed) | weak) & (scores < SAME_SLICE))
-    inliers, copies = copy_check(features_a, features_b, pairs[check])
+    looked_at = open_pairs(pairs, scores, within) | _rows_in(pairs, proposed) | weak
+    check = np.flatnonzero(looked_at & (scores < SAME_SLICE))  # a pair at SAME_SLICE is settled already
+    inliers, copies, still = copy_check(features_a, features_b, pairs[check])
     scores[check[copies]] = np.maximum(scores[check[copies]], SAME_SLICE)
-    unsupported = check[weak[check] & ~copies & (inliers < SUPPORT_INLIERS)]
+    chance = (inliers < SUPPORT_INLIERS) | ((inliers < ALIGN_INLIERS) & (still < STILL_MATCHES))  # too few to count
+    unsupported = check[weak[check] & ~copies & chance]
     scores[unsupported] = np.minimum(scores[unsupported], np.nextafter(np.float32(threshold), np.float32(-2)))
     mirrored = _mirrored_copies(pairs[check[~copies]], turned, views, other, features_a, features_b)
     scores[check[~copies][mirrored]] = np.maximum(scores[check[~copies][mirrored]], SAME_SLICE)
