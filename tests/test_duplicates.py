@@ -208,7 +208,6 @@ def test_pair_benchmark_parses_and_has_both_parts():
     assert len({r["pair"] for r in rows}) == len(rows)
 
 
-@pytest.mark.skipif(not REAL_DATA.is_dir(), reason="the real dataset is not beside the project")
 def test_the_benchmark_measures_at_another_resolution_by_resizing_every_image():
     import near_duplicate_benchmark as benchmark
 
@@ -218,6 +217,7 @@ def test_the_benchmark_measures_at_another_resolution_by_resizing_every_image():
     assert benchmark.rescaled(image, 0.5).shape == (50, 30, 3)
 
 
+@pytest.mark.skipif(not REAL_DATA.is_dir(), reason="the real dataset is not beside the project")
 def test_every_benchmark_path_exists_in_the_real_data():
     with open(BENCHMARK, newline="") as f:
         missing = [p for r in csv.DictReader(f) for p in (r["a"], r["b"]) if not (REAL_DATA / p).is_file()]
