@@ -281,6 +281,41 @@ def test_the_stress_tool_groups_each_transform_on_its_own():
     assert result["copies_with_source"]["jpeg 90"] == 1.0
 
 
+def test_the_stress_tool_does_not_count_joins_labelled_as_one_scan_as_wrong():
+    # distinct images 0 and 3 are one picture (3 a slightly shifted copy of 0, standing for two slices of one
+    # scan that the loose pHash selection let through): joining them is right once a label says so
+    heads = [cv2.cvtColor(h, cv2.COLOR_GRAY2RGB) for h in _heads(3)]
+    heads.append(stress.transform(heads[0], "shift", 0.03, np.random.default_rng(1)))
+    unlabelled = stress.run(heads, 1, duplicates.Detector(), seed=0)
+    labelled = stress.run(heads, 1, duplicates.Detector(), seed=0, scans=np.array([0, 1, 2, 0]))
+    assert unlabelled["distinct_joined"] == labelled["distinct_joined"] == 0.5
+    assert unlabelled["distinct_wrongly_joined"] == 0.5
+    assert [(p["a"], p["b"]) for p in unlabelled["pairs_joined_across_scans"]] == [(0, 3)]
+    assert labelled["distinct_wrongly_joined"] == 0.0
+    assert labelled["pairs_joined_across_scans"] == []
+
+
+def test_hand_checked_pairs_tie_images_to_one_scan_through_neighbours():
+    paths = ["a.jpg", "b.jpg", "c.jpg", "d.jpg", "e.jpg"]
+    checked = [{"a": "a.jpg", "b": "b.jpg", "label": "adjacent"}, {"a": "c.jpg", "b": "b.jpg", "label": "same"},
+               {"a": "d.jpg", "b": "e.jpg", "label": "different"}, {"a": "x.jpg", "b": "e.jpg", "label": "same"}]
+    scans = stress.scans_of(paths, checked)
+    assert scans[0] == scans[1] == scans[2] and len({scans[0], scans[3], scans[4]}) == 3
+    groups = np.array([0, 0, 0, 1, 1])
+    assert stress.joined_with_another_scan(groups, scans).tolist() == [False, False, False, True, True]
+    assert stress.pairs_across_scans(groups, scans) == {(3, 4)}
+
+
+def test_a_pair_file_without_a_label_column_is_a_one_line_error(tmp_path):
+    import near_duplicate_benchmark as benchmark
+    from brainmri.errors import UserError
+
+    bad = tmp_path / "pairs.csv"
+    bad.write_text("pair,a,b\n0,x.jpg,y.jpg\n")
+    with pytest.raises(UserError, match="no column label"):
+        benchmark.read_rows(bad)
+
+
 def test_grouping_does_not_depend_on_the_training_image_size(data_copy):
     # the copy check looks at views of the full image, not at the resized training images: backbones trained
     # at different sizes are compared on the same folds

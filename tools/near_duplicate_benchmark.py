@@ -89,11 +89,16 @@ def write_rows(path: Path, rows: list[dict]) -> None:
 
 
 def read_rows(path: Path) -> list[dict]:
-    """The benchmark's rows; a missing file or a label outside LABELS is a one-line error."""
+    """The benchmark's rows (or another file of pairs labelled by eye, in its columns); a missing file or
+    column, or a label outside LABELS, is a one-line error."""
     if not path.is_file():
         raise UserError(f"pair benchmark not found: {path}")
     with open(path, newline="") as f:
-        rows = list(csv.DictReader(f))
+        reader = csv.DictReader(f)
+        rows = list(reader)
+    missing = [c for c in ("pair", "a", "b", "label") if c not in (reader.fieldnames or [])]
+    if missing:
+        raise UserError(f"{path}: no column {', '.join(missing)} (a pair file has the columns {', '.join(FIELDS)})")
     for r in rows:
         if r["label"] and r["label"] not in LABELS:
             raise UserError(f"{path}: pair {r['pair']} has label {r['label']!r}, not one of {', '.join(LABELS)}")
