@@ -21,12 +21,14 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tools"))
 import near_duplicate_stress as stress  # noqa: E402
 
 BENCHMARK = Path(__file__).resolve().parents[1] / "data" / "near_duplicate_pairs.csv"
+STRESS_JOINS = BENCHMARK.with_name("near_duplicate_stress_joins.csv")
 # The stress transforms at strengths the detector survives, and (xfail) where it is measured to fall short
 # on real images (tools/near_duplicate_stress.py; docs/results.md has the table).
 SURVIVED = [("rescale", 0.6), ("rescale", 1.3), ("crop", 0.05), ("jpeg", 30), ("shift", 0.03), ("shift", 0.1),
             ("gamma", 1.8), ("watermark", 0.5), ("stretch", 1.25), ("rotate", 10), ("rotate", 20), ("pad", 0.3),
-            ("blur", 2.0), ("noise", 20), ("lowres", 0.35), ("combined", 1)]
-SHORT_OF_GOAL = [("crop", 0.2), ("watermark", 1.2), ("mirror", 1)]  # on one of two real samples, or both
+            ("blur", 2.0), ("noise", 20), ("lowres", 0.35), ("combined", 1), ("quarter_turn", 1),
+            ("quarter_turn", 2), ("flip", 1), ("sharpen", 1.0), ("pixelate", 0.25), ("letterbox", 1.5)]
+SHORT_OF_GOAL = [("crop", 0.2), ("crop", 0.3), ("watermark", 1.2), ("mirror", 1)]  # on one of two real samples, or both
 
 
 def _heads(n: int, size: int = 256) -> list[np.ndarray]:
@@ -208,6 +210,16 @@ def test_pair_benchmark_parses_and_has_both_parts():
     assert len({r["pair"] for r in rows}) == len(rows)
 
 
+def test_the_stress_joins_file_parses_and_is_the_stress_tools_default():
+    import near_duplicate_benchmark as benchmark
+
+    rows = benchmark.read_rows(STRESS_JOINS)
+    assert len(rows) >= 100 and {r["part"] for r in rows} == {"stress"}
+    assert {r["label"] for r in rows} == {"same", "adjacent", "different"}
+    assert len({frozenset((r["a"], r["b"])) for r in rows}) == len(rows)
+    assert set(stress.CHECKED) == {BENCHMARK, STRESS_JOINS}
+
+
 def test_the_benchmark_measures_at_another_resolution_by_resizing_every_image():
     import near_duplicate_benchmark as benchmark
 
@@ -218,8 +230,9 @@ def test_the_benchmark_measures_at_another_resolution_by_resizing_every_image():
 
 
 @pytest.mark.skipif(not REAL_DATA.is_dir(), reason="the real dataset is not beside the project")
-def test_every_benchmark_path_exists_in_the_real_data():
-    with open(BENCHMARK, newline="") as f:
+@pytest.mark.parametrize("pairs", [BENCHMARK, STRESS_JOINS], ids=["benchmark", "stress_joins"])
+def test_every_benchmark_path_exists_in_the_real_data(pairs):
+    with open(pairs, newline="") as f:
         missing = [p for r in csv.DictReader(f) for p in (r["a"], r["b"]) if not (REAL_DATA / p).is_file()]
     assert missing == []
 

@@ -14,8 +14,9 @@ an unlabelled join counts as wrong). The joined pairs no file labels are listed 
 them with `near_duplicate_benchmark.py sheets` and add them to the file.
 
 Each source gets one copy per transform and strength (rescale 60-130%, crop 5-20%, JPEG quality 30-90, shift,
-gamma/contrast, a text watermark, stretch; and, beyond the issue's list, rotation, mirroring, a black
-border (re-framing), blur, noise, a thumbnail-sized copy and several transforms at once). Each
+gamma/contrast, a text watermark, stretch; and, beyond the issue's list, a 30% crop, rotation, mirroring, a
+black border (re-framing), blur, noise, a thumbnail-sized copy, several transforms at once, quarter turns, a
+top-to-bottom flip, sharpening, blocky pixels and a wide black canvas). Each
 transform and strength is grouped on its own: the distinct images plus one copy of each source made that
 way, so a copy must find its source itself. Reported: the share of copies grouped with
 their source, per transform and strength, and the shares of distinct images (sources and the mixed-in ones)
@@ -48,7 +49,8 @@ CHECKED = (DATA / "near_duplicate_pairs.csv", DATA / "near_duplicate_stress_join
 
 STRENGTHS = {  # transform -> the strengths tested (the issue's ranges, ends included)
     "rescale": (0.6, 0.8, 1.3),  # size factor, then JPEG quality 90
-    "crop": (0.05, 0.1, 0.2),  # share of width and of height cut away, split at random between the sides
+    "crop": (0.05, 0.1, 0.2, 0.3),  # share of width and of height cut away, split at random between the sides
+    #                                 (0.3: beyond the issue's range)
     "jpeg": (90, 50, 30),  # quality
     "shift": (0.03, 0.06, 0.1),  # share of the side, x and y, black fill, same canvas
     "gamma": (0.6, 1.5, 1.8),  # gamma, with a contrast stretch of 0.8-1.2 and offset of -15..15
@@ -62,6 +64,11 @@ STRENGTHS = {  # transform -> the strengths tested (the issue's ranges, ends inc
     "noise": (8, 20),  # Gaussian noise, sigma in grey levels
     "lowres": (0.35,),  # shrunk to this share of each side (a thumbnail)
     "combined": (1,),  # crop 10%, rescale 60-130%, gamma 1.5 with contrast and offset, then JPEG quality 50
+    "quarter_turn": (1, 2),  # turned by 90 or 180 degrees (the picture stored sideways or upside down)
+    "flip": (1,),  # flipped top to bottom
+    "sharpen": (1.0,),  # unsharp mask of this amount (sigma 2 px of a 256 px image)
+    "pixelate": (0.25,),  # shrunk to this share of each side, blown up again with blocky pixels
+    "letterbox": (1.5,),  # put on a black canvas this many times as wide as its longer side (a slide, a web page)
 }
 
 
@@ -83,6 +90,22 @@ def transform(image: np.ndarray, kind: str, strength: float, rng: np.random.Gene
         return cv2.warpAffine(image, turn, (w, h))
     if kind == "mirror":
         return image[:, ::-1].copy()
+    if kind == "flip":
+        return image[::-1].copy()
+    if kind == "quarter_turn":
+        return np.ascontiguousarray(np.rot90(image, int(strength)))
+    if kind == "sharpen":
+        soft = cv2.GaussianBlur(image, (0, 0), 2 * max(h, w) / 256)
+        return cv2.addWeighted(image, 1 + strength, soft, -strength, 0)
+    if kind == "pixelate":
+        small = cv2.resize(image, (max(8, round(w * strength)), max(8, round(h * strength))), interpolation=cv2.INTER_AREA)
+        return cv2.resize(small, (w, h), interpolation=cv2.INTER_NEAREST)
+    if kind == "letterbox":
+        side = max(h, w)
+        canvas = np.zeros((side, round(side * strength)) + image.shape[2:], image.dtype)
+        top, left = (side - h) // 2, (canvas.shape[1] - w) // 2
+        canvas[top:top + h, left:left + w] = image
+        return canvas
     if kind == "jpeg":
         return jpeg(image, int(strength))
     if kind == "pad":
