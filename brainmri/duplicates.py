@@ -39,9 +39,12 @@ measures copies made at known strengths.
 from __future__ import annotations
 
 import hashlib
+import logging
 import os
+import zipfile
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from pathlib import Path
 
 import cv2
 import numpy as np
@@ -82,6 +85,8 @@ STILL_MATCHES = 5  # (8 px): slices of one scan share their framing (choose half
 WORK_SIDE = 256  # images are reduced to this longer side first (speed; a 48 px slice needs no more)
 BOX_SIDE = 96  # the head is found on an image of this longer side (speed: the box needs no detail)
 THREADS = min(8, os.cpu_count() or 1)  # verification and the copy check share pairs out (OpenCV frees the GIL)
+
+log = logging.getLogger("brainmri")
 
 
 def head_box(grey: np.ndarray) -> tuple[int, int, int, int]:
@@ -646,15 +651,17 @@ def groups_from_pairs(n: int, pairs: np.ndarray, md5: list[str] | None = None) -
 @dataclass(frozen=True)
 class Detector:
     """The near-duplicate settings of a run: method robust (canonical slices, verified correlation) or phash
-    (the earlier detector, for comparison), the verified-score threshold and the pHash distance."""
+    (the earlier detector, for comparison), the verified-score threshold and the pHash distance; and where the
+    robust search keeps what it found (cache_dir: the same images, settings and code are searched once)."""
 
     method: str = "robust"
     threshold: float = SAME_OR_ADJACENT
     hash_distance: int = 4
+    cache_dir: str | None = None
 
     @classmethod
     def of(cls, cfg) -> "Detector":
-        return cls(cfg.near_duplicate_method, cfg.near_duplicate_threshold, cfg.hash_distance)
+        return cls(cfg.near_duplicate_method, cfg.near_duplicate_threshold, cfg.hash_distance, cfg.cache_dir)
 
     def pairs(self, a, b=None) -> tuple[np.ndarray, np.ndarray]:
         """Near-duplicate pairs (i in a, j in b; i < j within a) of two datasets (anything with .canon,
@@ -670,14 +677,50 @@ class Detector:
             return pairs, scores
         if a.copy_views is None or (b is not None and b.copy_views is None):
             raise ValueError("the robust near-duplicate detector needs the copy views (duplicates.copy_views)")
+        search = lambda: self._robust_pairs(a, b)  # noqa: E731
+        return search() if self.cache_dir is None else _cached(Path(self.cache_dir), self._cache_key(a, b), search)
+
+    def _robust_pairs(self, a, b) -> tuple[np.ndarray, np.ndarray]:
         found, scores = scored_pairs(a.canon, None if b is None else b.canon, a.copy_views,
                                      None if b is None else b.copy_views, self.threshold)
         keep = scores >= self.threshold
         return found[keep], scores[keep]
 
+    def _cache_key(self, a, b) -> str:
+        """What the robust search's answer depends on: the images' canonical slices and copy views, the
+        threshold, this module's code and the libraries' versions (any change makes a new key)."""
+        h = hashlib.blake2b(Path(__file__).read_bytes(), digest_size=12)
+        h.update(f"{self.threshold}|{cv2.__version__}|{np.__version__}|{b is None}".encode())
+        for ds in (a,) if b is None else (a, b):
+            for array in (ds.canon, ds.copy_views):
+                array = np.ascontiguousarray(array)
+                h.update(f"{array.shape}|{array.dtype}".encode())
+                h.update(array.data)
+        return h.hexdigest()
+
     def same_slice(self, scores: np.ndarray) -> np.ndarray:
         """Which pairs the detector is sure show the same slice (every pHash pair: it has no such notion)."""
         return np.ones(len(scores), bool) if self.method == "phash" else scores >= SAME_SLICE
+
+
+def _cached(folder: Path, key: str, search) -> tuple[np.ndarray, np.ndarray]:
+    """search()'s (pairs, scores), kept in `folder` under `key`; a cache file that cannot be read is searched
+    again and written anew (atomically: a crash never leaves half a file)."""
+    path = folder / f"near-duplicates-{key}.npz"
+    if path.is_file():
+        try:
+            with np.load(path) as kept:
+                pairs, scores = kept["pairs"], kept["scores"]
+            log.info("near-duplicate pairs read from the cache (%s)", path)
+            return pairs, scores
+        except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as err:
+            log.warning("near-duplicate cache %s cannot be read (%s): searching again", path, err)
+    pairs, scores = search()
+    folder.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp.npz")
+    np.savez(tmp, pairs=pairs, scores=scores)
+    tmp.replace(path)
+    return pairs, scores
 
 
 def joining_pairs(pairs: np.ndarray, scores: np.ndarray) -> np.ndarray:

@@ -329,6 +329,43 @@ def test_a_pair_file_without_a_label_column_is_a_one_line_error(tmp_path):
         benchmark.read_rows(bad)
 
 
+def test_found_pairs_are_kept_in_the_cache_and_reused(tmp_path, monkeypatch):
+    heads = [cv2.cvtColor(h, cv2.COLOR_GRAY2RGB) for h in _heads(4)]
+    ds = _as_dataset(heads + [stress.transform(heads[1], "crop", 0.1, np.random.default_rng(0))])
+    cached = duplicates.Detector(cache_dir=str(tmp_path))
+    first = duplicates.group_images(ds, cached)
+    assert len(list(tmp_path.glob("near-duplicates-*.npz"))) == 1
+
+    def no_search(*args, **kwargs):
+        raise AssertionError("searched again although the cache holds the answer")
+
+    monkeypatch.setattr(duplicates, "scored_pairs", no_search)
+    again = duplicates.group_images(ds, cached)
+    assert all((x == y).all() for x, y in zip(first, again))
+    with pytest.raises(AssertionError, match="searched again"):  # other settings: another key
+        duplicates.group_images(ds, duplicates.Detector(threshold=0.8, cache_dir=str(tmp_path)))
+    changed = _as_dataset(heads[:4] + [heads[0]])
+    with pytest.raises(AssertionError, match="searched again"):  # other images: another key
+        duplicates.group_images(changed, cached)
+
+
+def test_an_unreadable_pair_cache_is_searched_again(tmp_path):
+    ds = _as_dataset([cv2.cvtColor(h, cv2.COLOR_GRAY2RGB) for h in _heads(3)])
+    cached = duplicates.Detector(cache_dir=str(tmp_path))
+    first = duplicates.group_images(ds, cached)
+    (cache,) = tmp_path.glob("near-duplicates-*.npz")
+    cache.write_bytes(b"not an npz")
+    again = duplicates.group_images(ds, cached)
+    assert all((x == y).all() for x, y in zip(first, again))
+    assert np.load(cache)["scores"].shape == first[2].shape  # written anew
+
+
+def test_the_run_detector_keeps_its_pairs_in_the_cache_folder():
+    from brainmri.config import Config
+
+    assert duplicates.Detector.of(Config(cache_dir="somewhere")).cache_dir == "somewhere"
+
+
 def test_grouping_does_not_depend_on_the_training_image_size(data_copy):
     # the copy check looks at views of the full image, not at the resized training images: backbones trained
     # at different sizes are compared on the same folds
