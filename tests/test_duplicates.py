@@ -27,8 +27,9 @@ STRESS_JOINS = BENCHMARK.with_name("near_duplicate_stress_joins.csv")
 SURVIVED = [("rescale", 0.6), ("rescale", 1.3), ("crop", 0.05), ("jpeg", 30), ("shift", 0.03), ("shift", 0.1),
             ("gamma", 1.8), ("watermark", 0.5), ("stretch", 1.25), ("rotate", 10), ("rotate", 20), ("pad", 0.3),
             ("blur", 2.0), ("noise", 20), ("lowres", 0.35), ("combined", 1), ("quarter_turn", 1),
-            ("quarter_turn", 2), ("flip", 1), ("sharpen", 1.0), ("pixelate", 0.25), ("letterbox", 1.5)]
-SHORT_OF_GOAL = [("crop", 0.2), ("crop", 0.3), ("watermark", 1.2), ("mirror", 1)]  # on one of two real samples, or both
+            ("quarter_turn", 2), ("sharpen", 1.0), ("pixelate", 0.25), ("letterbox", 1.5)]
+# short of 0.99 on one of the two real samples, or on both:
+SHORT_OF_GOAL = [("crop", 0.2), ("crop", 0.3), ("watermark", 1.2), ("mirror", 1), ("flip", 1)]
 
 
 def _heads(n: int, size: int = 256) -> list[np.ndarray]:
