@@ -64,7 +64,7 @@ class Config:
     seed: int = 42
     mixed_precision: str = "auto"  # auto (on with a GPU) | on | off
     jit_compile: str = "auto"  # auto (on with a GPU) | on | off
-    cache_dir: str = ".cache"  # decoded, resized uint8 arrays and hashes; JAX's compiled programs (jax/)
+    cache_dir: str = ".cache"  # decoded images, near-duplicate pairs, JAX's compiled programs (jax/); "": none
     figure_formats: tuple = ("png",)  # add "pdf" (or "svg") for vector figures in a paper
 
     def __post_init__(self):

@@ -6,6 +6,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
+import threading
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -196,7 +197,7 @@ def load_dataset(root: str | Path, size: int, classes: tuple = (), cache_dir: st
 
 def _to_cache(path: Path, ds: Dataset) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp.npz")
+    tmp = path.with_name(f".{path.stem}.{os.getpid()}.{threading.get_ident()}.tmp.npz")  # this writer's own
     np.savez(tmp, images=ds.images, labels=ds.labels, paths=np.array(ds.paths), subsets=np.array(ds.subsets),
              original_sizes=ds.original_sizes, md5=np.array(ds.md5), canon=ds.canon, copy_views=ds.copy_views,
              skipped=np.array(ds.skipped, dtype=str).reshape(-1, 2))

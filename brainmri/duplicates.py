@@ -38,10 +38,12 @@ measures copies made at known strengths.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import logging
 import os
-import zipfile
+import tempfile
+import threading
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -87,6 +89,7 @@ BOX_SIDE = 96  # the head is found on an image of this longer side (speed: the b
 THREADS = min(8, os.cpu_count() or 1)  # verification and the copy check share pairs out (OpenCV frees the GIL)
 
 log = logging.getLogger("brainmri")
+CODE_KEY = hashlib.blake2b(Path(__file__).read_bytes(), digest_size=12).hexdigest()  # the code that ran: pair cache key
 
 
 def head_box(grey: np.ndarray) -> tuple[int, int, int, int]:
@@ -677,8 +680,8 @@ class Detector:
             return pairs, scores
         if a.copy_views is None or (b is not None and b.copy_views is None):
             raise ValueError("the robust near-duplicate detector needs the copy views (duplicates.copy_views)")
-        search = lambda: self._robust_pairs(a, b)  # noqa: E731
-        return search() if self.cache_dir is None else _cached(Path(self.cache_dir), self._cache_key(a, b), search)
+        search = functools.partial(self._robust_pairs, a, b)
+        return _cached(Path(self.cache_dir), self._cache_key(a, b), search) if self.cache_dir else search()
 
     def _robust_pairs(self, a, b) -> tuple[np.ndarray, np.ndarray]:
         found, scores = scored_pairs(a.canon, None if b is None else b.canon, a.copy_views,
@@ -688,9 +691,11 @@ class Detector:
 
     def _cache_key(self, a, b) -> str:
         """What the robust search's answer depends on: the images' canonical slices and copy views, the
-        threshold, this module's code and the libraries' versions (any change makes a new key)."""
-        h = hashlib.blake2b(Path(__file__).read_bytes(), digest_size=12)
-        h.update(f"{self.threshold}|{cv2.__version__}|{np.__version__}|{b is None}".encode())
+        threshold, this module's code as imported and the libraries' versions (any change makes a new key)."""
+        import scipy
+
+        h = hashlib.blake2b(CODE_KEY.encode(), digest_size=12)
+        h.update(f"{self.threshold}|{cv2.__version__}|{np.__version__}|{scipy.__version__}|{b is None}".encode())
         for ds in (a,) if b is None else (a, b):
             for array in (ds.canon, ds.copy_views):
                 array = np.ascontiguousarray(array)
@@ -704,8 +709,10 @@ class Detector:
 
 
 def _cached(folder: Path, key: str, search) -> tuple[np.ndarray, np.ndarray]:
-    """search()'s (pairs, scores), kept in `folder` under `key`; a cache file that cannot be read is searched
-    again and written anew (atomically: a crash never leaves half a file)."""
+    """search()'s (pairs, scores), kept in `folder` under `key`. A cache file that cannot be read is searched
+    again and written anew; a cache that cannot be written costs the next run a search, never this one its
+    answer. Written atomically under a name of this writer's own: jobs sharing the folder never see half a
+    file or take each other's."""
     path = folder / f"near-duplicates-{key}.npz"
     if path.is_file():
         try:
@@ -713,13 +720,20 @@ def _cached(folder: Path, key: str, search) -> tuple[np.ndarray, np.ndarray]:
                 pairs, scores = kept["pairs"], kept["scores"]
             log.info("near-duplicate pairs read from the cache (%s)", path)
             return pairs, scores
-        except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as err:
+        except Exception as err:  # noqa: BLE001 - whatever is wrong with a cache file, searching again mends it
             log.warning("near-duplicate cache %s cannot be read (%s): searching again", path, err)
     pairs, scores = search()
-    folder.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp.npz")
-    np.savez(tmp, pairs=pairs, scores=scores)
-    tmp.replace(path)
+    tmp = None
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        handle, tmp = tempfile.mkstemp(dir=folder, prefix=f".{path.name}.{os.getpid()}.{threading.get_ident()}.")
+        with os.fdopen(handle, "wb") as f:
+            np.savez(f, pairs=pairs, scores=scores)
+        os.replace(tmp, path)
+    except OSError as err:
+        log.warning("near-duplicate pairs not cached in %s (%s)", folder, err)
+        if tmp is not None:
+            Path(tmp).unlink(missing_ok=True)
     return pairs, scores
 
 
