@@ -22,14 +22,15 @@ import near_duplicate_stress as stress  # noqa: E402
 
 BENCHMARK = Path(__file__).resolve().parents[1] / "data" / "near_duplicate_pairs.csv"
 STRESS_JOINS = BENCHMARK.with_name("near_duplicate_stress_joins.csv")
-# The stress transforms at strengths the detector survives, and (xfail) where it is measured to fall short
-# on real images (tools/near_duplicate_stress.py; docs/results.md has the table).
-SURVIVED = [("rescale", 0.6), ("rescale", 1.3), ("crop", 0.05), ("jpeg", 30), ("shift", 0.03), ("shift", 0.1),
-            ("gamma", 1.8), ("watermark", 0.5), ("stretch", 1.25), ("rotate", 10), ("rotate", 20), ("pad", 0.3),
-            ("blur", 2.0), ("noise", 20), ("lowres", 0.35), ("combined", 1), ("quarter_turn", 1),
-            ("quarter_turn", 2), ("sharpen", 1.0), ("pixelate", 0.25), ("letterbox", 1.5)]
-# short of 0.99 on one of the two real samples, or on both:
-SHORT_OF_GOAL = [("crop", 0.2), ("crop", 0.3), ("watermark", 1.2), ("mirror", 1), ("flip", 1)]
+# The stress transforms at strengths the detector survives on synthetic heads; on the real samples
+# (tools/near_duplicate_stress.py, docs/results.md) crop 0.2, the largest text, mirror and flip still fall
+# short of 0.99 on one of two samples or both. A 30% crop (beyond the range) is short here too.
+SURVIVED = [("rescale", 0.6), ("rescale", 1.3), ("crop", 0.05), ("crop", 0.2), ("jpeg", 30), ("shift", 0.03),
+            ("shift", 0.1), ("gamma", 1.8), ("watermark", 0.5), ("watermark", 1.2), ("stretch", 1.25), ("rotate", 10),
+            ("rotate", 20), ("mirror", 1), ("pad", 0.3), ("blur", 2.0), ("noise", 20), ("lowres", 0.35),
+            ("combined", 1), ("quarter_turn", 1), ("quarter_turn", 2), ("flip", 1), ("sharpen", 1.0),
+            ("pixelate", 0.25), ("letterbox", 1.5)]
+SHORT_OF_GOAL = [("crop", 0.3)]
 
 
 def _heads(n: int, size: int = 256) -> list[np.ndarray]:
@@ -44,7 +45,7 @@ def _as_dataset(images) -> SimpleNamespace:
 
 
 @pytest.mark.parametrize("kind,strength", SURVIVED + [
-    pytest.param(k, v, marks=pytest.mark.xfail(reason="below the 0.99 goal on real images", strict=False))
+    pytest.param(k, v, marks=pytest.mark.xfail(reason="short of its source on synthetic heads too", strict=True))
     for k, v in SHORT_OF_GOAL])
 def test_a_transformed_copy_joins_its_source(kind, strength):
     heads = _heads(3)
@@ -217,7 +218,7 @@ def test_the_stress_joins_file_parses_and_is_the_stress_tools_default():
     rows = benchmark.read_rows(STRESS_JOINS)
     assert len(rows) >= 100 and {r["part"] for r in rows} == {"stress"}
     assert {r["label"] for r in rows} == {"same", "adjacent", "different"}
-    assert len({frozenset((r["a"], r["b"])) for r in rows}) == len(rows)
+    assert len({frozenset((r["a"], r["b"])) for r in rows}) == len({r["pair"] for r in rows}) == len(rows)
     assert set(stress.CHECKED) == {BENCHMARK, STRESS_JOINS}
 
 
@@ -228,6 +229,18 @@ def test_the_benchmark_measures_at_another_resolution_by_resizing_every_image():
     assert benchmark.rescaled(image, 1.0) is image
     assert benchmark.rescaled(image, 2.0).shape == (200, 120, 3)
     assert benchmark.rescaled(image, 0.5).shape == (50, 30, 3)
+
+
+def test_benchmark_precision_and_recall_come_with_95_percent_wilson_intervals():
+    import near_duplicate_benchmark as benchmark
+
+    truth = np.array([True] * 10 + [False] * 10)
+    said = np.array([True] * 8 + [False] * 2 + [True] + [False] * 9)
+    found = benchmark.precision_recall(truth, said)
+    assert (found["tp"], found["fp"], found["fn"]) == (8, 1, 2)
+    assert found["recall_ci"] == pytest.approx((0.490, 0.943), abs=1e-3)  # Wilson, 8 of 10
+    assert found["precision_ci"][0] < 8 / 9 < found["precision_ci"][1]
+    assert benchmark.precision_recall(truth, np.zeros(20, bool))["precision_ci"] == (0.0, 1.0)  # nothing said
 
 
 @pytest.mark.skipif(not REAL_DATA.is_dir(), reason="the real dataset is not beside the project")
@@ -295,9 +308,10 @@ def test_the_stress_tool_groups_each_transform_on_its_own():
     assert result["copies_with_source"]["jpeg 90"] == 1.0
 
 
-def test_the_stress_tool_does_not_count_joins_labelled_as_one_scan_as_wrong():
+def test_the_stress_tool_does_not_count_joins_labelled_as_one_scan_as_wrong(monkeypatch):
     # distinct images 0 and 3 are one picture (3 a slightly shifted copy of 0, standing for two slices of one
     # scan that the loose pHash selection let through): joining them is right once a label says so
+    monkeypatch.setattr(stress, "STRENGTHS", {"jpeg": (90,), "shift": (0.03,)})
     heads = [cv2.cvtColor(h, cv2.COLOR_GRAY2RGB) for h in _heads(3)]
     heads.append(stress.transform(heads[0], "shift", 0.03, np.random.default_rng(1)))
     unlabelled = stress.run(heads, 1, duplicates.Detector(), seed=0)
@@ -318,6 +332,39 @@ def test_hand_checked_pairs_tie_images_to_one_scan_through_neighbours():
     groups = np.array([0, 0, 0, 1, 1])
     assert stress.joined_with_another_scan(groups, scans).tolist() == [False, False, False, True, True]
     assert stress.pairs_across_scans(groups, scans) == {(3, 4)}
+    # through an image that was not picked: d and x, x and e adjacent, so d and e are one scan
+    through = checked + [{"a": "d.jpg", "b": "x.jpg", "label": "adjacent"}]
+    assert stress.scans_of(paths, through)[3] == stress.scans_of(paths, through)[4]
+    assert stress.labelled_among(paths, checked) == 3
+
+
+def test_the_stress_tool_end_to_end_on_a_folder(tmp_path, monkeypatch, capsys):
+    import json
+
+    monkeypatch.setattr(stress, "STRENGTHS", {"jpeg": (90,)})
+    heads = _heads(4)
+    # "one scan" with head 0 that the loose pHash selection keeps (it drops a mere shift as a copy)
+    heads.append(stress.transform(heads[0], "quarter_turn", 1, np.random.default_rng(1)))
+    for k, head in enumerate(heads):
+        folder = tmp_path / "data" / ("glioma_tumor" if k % 2 else "no_tumor")
+        folder.mkdir(parents=True, exist_ok=True)
+        cv2.imwrite(str(folder / f"h{k}.png"), head)
+    path = {k: f"{'glioma_tumor' if k % 2 else 'no_tumor'}/h{k}.png" for k in range(5)}
+    checked = tmp_path / "checked.csv"
+    checked.write_text(f"pair,a,b,label,part\n7,{path[1]},{path[2]},different,stress\n")
+    to_label, out = tmp_path / "to_label.csv", tmp_path / "out.json"
+    argv = [str(tmp_path / "data"), "--sources", "2", "--distinct", "3", "--checked", str(checked),
+            "--to-label", str(to_label), "--json", str(out)]
+    assert stress.main(argv) == 0
+    result = json.loads(out.read_text())
+    assert result["checked_pairs_among_picked"] == 1 and result["distinct_wrongly_joined"] == 0.4
+    assert [({p["a"], p["b"]}, p["label"]) for p in result["pairs_joined_across_scans"]] == [({path[0], path[4]}, "")]
+    rows = list(csv.DictReader(open(to_label, newline="")))
+    assert [(r["pair"], {r["a"], r["b"]}, r["label"]) for r in rows] == [("8", {path[0], path[4]}, "")]
+    checked.write_text(checked.read_text() + f"8,{path[0]},{path[4]},adjacent,stress\n")
+    assert stress.main(argv) == 0
+    assert json.loads(out.read_text())["distinct_wrongly_joined"] == 0.0
+    assert "warning" not in capsys.readouterr().err
 
 
 def test_a_pair_file_without_a_label_column_is_a_one_line_error(tmp_path):
@@ -359,6 +406,34 @@ def test_an_unreadable_pair_cache_is_searched_again(tmp_path):
     again = duplicates.group_images(ds, cached)
     assert all((x == y).all() for x, y in zip(first, again))
     assert np.load(cache)["scores"].shape == first[2].shape  # written anew
+
+
+def test_jobs_sharing_the_cache_folder_do_not_take_each_others_file(tmp_path):
+    from concurrent.futures import ThreadPoolExecutor
+
+    pairs, scores = np.array([[0, 1]]), np.array([0.95], np.float32)
+
+    def search():
+        return pairs, scores
+
+    with ThreadPoolExecutor(4) as pool:
+        answers = list(pool.map(lambda _: duplicates._cached(tmp_path, "shared", search), range(8)))
+    assert all((p == pairs).all() and (s == scores).all() for p, s in answers)
+    assert [f.name for f in tmp_path.iterdir()] == ["near-duplicates-shared.npz"]  # no temporary file left
+
+
+def test_a_cache_that_cannot_be_written_still_gives_the_answer(tmp_path, caplog):
+    blocked = tmp_path / "cache"
+    blocked.write_text("a file where the cache folder should be")
+    ds = _as_dataset([cv2.cvtColor(h, cv2.COLOR_GRAY2RGB) for h in _heads(3)])
+    groups, _, _ = duplicates.group_images(ds, duplicates.Detector(cache_dir=str(blocked)))
+    assert len(groups) == 3 and "not cached" in caplog.text
+
+
+def test_an_empty_cache_dir_keeps_no_pair_cache(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    duplicates.group_images(_as_dataset(_heads(3)), duplicates.Detector(cache_dir=""))
+    assert list(tmp_path.iterdir()) == []
 
 
 def test_the_run_detector_keeps_its_pairs_in_the_cache_folder():

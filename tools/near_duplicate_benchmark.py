@@ -24,6 +24,7 @@ from types import SimpleNamespace
 
 import cv2
 import numpy as np
+from scipy.stats import binomtest
 from tqdm import tqdm
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
@@ -35,6 +36,7 @@ from brainmri.errors import UserError, cli_entry  # noqa: E402
 
 LABELS = ("same", "adjacent", "different")
 FIELDS = ("pair", "a", "b", "label", "confidence", "part", "sampled_as", "note")
+REQUIRED = ("pair", "a", "b", "label")  # what a file of labelled pairs must have (the rest is for people)
 OLD_SIZE, OLD_DISTANCE = 150, 4  # the old detector: pHash of the 150 px resized image, distance <= 4
 
 
@@ -96,9 +98,9 @@ def read_rows(path: Path) -> list[dict]:
     with open(path, newline="") as f:
         reader = csv.DictReader(f)
         rows = list(reader)
-    missing = [c for c in ("pair", "a", "b", "label") if c not in (reader.fieldnames or [])]
+    missing = [c for c in REQUIRED if c not in (reader.fieldnames or [])]
     if missing:
-        raise UserError(f"{path}: no column {', '.join(missing)} (a pair file has the columns {', '.join(FIELDS)})")
+        raise UserError(f"{path}: no column {', '.join(missing)} (a pair file needs {', '.join(REQUIRED)})")
     for r in rows:
         if r["label"] and r["label"] not in LABELS:
             raise UserError(f"{path}: pair {r['pair']} has label {r['label']!r}, not one of {', '.join(LABELS)}")
@@ -138,8 +140,18 @@ def sheets(root: Path, csv_path: Path, out: Path, per_sheet: int, side: int) -> 
 
 
 def precision_recall(truth: np.ndarray, said: np.ndarray) -> dict:
+    """Precision and recall with 95% Wilson intervals (treating the labelled pairs as independent draws: the
+    interval says how far so few pairs can be from the rate they were drawn at; (0, 1) where there is none)."""
     tp, fp, fn = int((truth & said).sum()), int((~truth & said).sum()), int((truth & ~said).sum())
-    return {"precision": tp / max(tp + fp, 1), "recall": tp / max(tp + fn, 1), "tp": tp, "fp": fp, "fn": fn}
+    return {"precision": tp / max(tp + fp, 1), "recall": tp / max(tp + fn, 1), "tp": tp, "fp": fp, "fn": fn,
+            "precision_ci": wilson(tp, tp + fp), "recall_ci": wilson(tp, tp + fn)}
+
+
+def wilson(hits: int, n: int) -> tuple[float, float]:
+    if n == 0:
+        return 0.0, 1.0
+    ci = binomtest(hits, n).proportion_ci(0.95, method="wilson")
+    return round(float(ci.low), 4), round(float(ci.high), 4)
 
 
 def rescaled(image: np.ndarray, scale: float) -> np.ndarray:

@@ -2,6 +2,7 @@
 and distinct images must stay apart.
 
     python tools/near_duplicate_stress.py DATA --sources 300 --distinct 300 [--method robust|phash]
+        [--seed S] [--checked PAIRS.csv ...] [--to-label NEW.csv] [--json OUT.json]
 
 Sources and distinct images are real images with no loose pHash pair between any two of them (distance <= 12,
 and different pixels), chosen without the detector under test. Some are still slices of one scan (a
@@ -98,7 +99,8 @@ def transform(image: np.ndarray, kind: str, strength: float, rng: np.random.Gene
         soft = cv2.GaussianBlur(image, (0, 0), 2 * max(h, w) / 256)
         return cv2.addWeighted(image, 1 + strength, soft, -strength, 0)
     if kind == "pixelate":
-        small = cv2.resize(image, (max(8, round(w * strength)), max(8, round(h * strength))), interpolation=cv2.INTER_AREA)
+        small = cv2.resize(image, (max(8, round(w * strength)), max(8, round(h * strength))),
+                           interpolation=cv2.INTER_AREA)
         return cv2.resize(small, (w, h), interpolation=cv2.INTER_NEAREST)
     if kind == "letterbox":
         side = max(h, w)
@@ -173,13 +175,20 @@ def distinct_images(root: Path, count: int, seed: int) -> tuple[list[str], list[
 
 
 def scans_of(paths: list[str], checked: list[dict]) -> np.ndarray:
-    """A scan id per image: images that hand-checked pairs (rows with a, b and label, as in the pair benchmark)
-    call the same or an adjacent slice share one (a scan is transitive: a neighbour's neighbour is the same
-    scan); every other image is a scan of its own."""
-    index = {p: k for k, p in enumerate(paths)}
-    tied = np.array([(index[r["a"]], index[r["b"]]) for r in checked
-                     if r["label"] in ("same", "adjacent") and r["a"] in index and r["b"] in index], np.int64)
-    return duplicates.groups_from_pairs(len(paths), tied.reshape(-1, 2))
+    """A scan id per image of `paths`: images that hand-checked pairs (rows with a, b and label, as in the pair
+    benchmark) call the same or an adjacent slice share one; every other image is a scan of its own. A scan
+    is transitive (a neighbour's neighbour is the same scan), through any labelled image, picked or not."""
+    ties = [(r["a"], r["b"]) for r in checked if r["label"] in ("same", "adjacent")]
+    everyone = list(dict.fromkeys([*paths, *(p for tie in ties for p in tie)]))
+    index = {p: k for k, p in enumerate(everyone)}
+    tied = np.array([(index[a], index[b]) for a, b in ties], np.int64).reshape(-1, 2)
+    return duplicates.groups_from_pairs(len(everyone), tied)[:len(paths)]
+
+
+def labelled_among(paths: list[str], checked: list[dict]) -> int:
+    """How many hand-checked pairs have both images among `paths` (none: the labels cannot tell anything)."""
+    picked = set(paths)
+    return sum(r["a"] in picked and r["b"] in picked for r in checked)
 
 
 def joined_with_another_scan(groups: np.ndarray, scans: np.ndarray) -> np.ndarray:
@@ -193,7 +202,8 @@ def pairs_across_scans(groups: np.ndarray, scans: np.ndarray) -> set[tuple[int, 
     found = set()
     for g in np.unique(groups[joined_with_another_scan(groups, scans)]):
         members = np.flatnonzero(groups == g)
-        found.update((int(i), int(j)) for n, i in enumerate(members) for j in members[n + 1:] if scans[i] != scans[j])
+        found.update((int(i), int(j)) for n, i in enumerate(members) for j in members[n + 1:]
+                     if scans[i] != scans[j])
     return found
 
 
@@ -209,7 +219,7 @@ def run(images: list[np.ndarray], n_sources: int, detector: duplicates.Detector,
     result = {"images_per_grouping": len(images) + n_sources, "sources": n_sources, "distinct": len(images),
               "method": detector.method, "threshold": detector.threshold, "copies_with_source": {},
               "distinct_joined_per_grouping": {}, "distinct_wrongly_joined_per_grouping": {}}
-    seconds, joined_all, together_all, wrongly_all, across = 0.0, [], [], [], {}
+    seconds, with_source_all, joined_all, wrongly_all, across = 0.0, [], [], [], {}
     for kind, strengths in STRENGTHS.items():
         for strength in tqdm(strengths, desc=kind, unit="grouping", disable=None):
             copies = [transform(images[s], kind, strength, rng) for s in range(n_sources)]
@@ -219,22 +229,22 @@ def run(images: list[np.ndarray], n_sources: int, detector: duplicates.Detector,
                                  images=list(images) + copies, md5=[str(i) for i in range(len(images) + n_sources)])
             groups, _, _ = duplicates.group_images(ds, detector)
             seconds += time.perf_counter() - start
-            joined = groups[len(images):] == groups[:n_sources]
+            with_source = groups[len(images):] == groups[:n_sources]
             distinct = groups[:len(images)]
-            together = np.bincount(distinct)[distinct] > 1  # its group holds another distinct image
+            joined = np.bincount(distinct)[distinct] > 1  # its group holds another distinct image
             wrongly = joined_with_another_scan(distinct, scans)  # ... of another scan, as far as labels tell
             for pair in pairs_across_scans(distinct, scans):
                 across[pair] = across.get(pair, 0) + 1
             name = f"{kind} {strength}"
-            result["copies_with_source"][name] = round(float(joined.mean()), 4)
-            result["distinct_joined_per_grouping"][name] = round(float(together.mean()), 4)
+            result["copies_with_source"][name] = round(float(with_source.mean()), 4)
+            result["distinct_joined_per_grouping"][name] = round(float(joined.mean()), 4)
             result["distinct_wrongly_joined_per_grouping"][name] = round(float(wrongly.mean()), 4)
+            with_source_all.append(with_source)
             joined_all.append(joined)
-            together_all.append(together)
             wrongly_all.append(wrongly)
-    result["copies_with_source_all"] = round(float(np.concatenate(joined_all).mean()), 4)
+    result["copies_with_source_all"] = round(float(np.concatenate(with_source_all).mean()), 4)
     result["copies_with_source_lowest"] = min(result["copies_with_source"].values())
-    result["distinct_joined"] = round(float(np.mean([t.mean() for t in together_all])), 4)
+    result["distinct_joined"] = round(float(np.mean([j.mean() for j in joined_all])), 4)
     result["distinct_wrongly_joined"] = round(float(np.mean([w.mean() for w in wrongly_all])), 4)
     result["distinct_wrongly_joined_count"] = int(round(np.mean([w.sum() for w in wrongly_all])))
     result["pairs_joined_across_scans"] = [{"a": int(i), "b": int(j), "groupings": n}
@@ -265,6 +275,11 @@ def main(argv=None) -> int:
     args = parse_args(argv)
     paths, images = distinct_images(Path(args.data), args.sources + args.distinct, args.seed)
     checked = [row for path in args.checked for row in read_rows(path)]
+    among = labelled_among(paths, checked)
+    if checked and not among:
+        print(f"warning: no hand-checked pair has both images among the {len(paths)} picked (are the paths in "
+              f"{', '.join(map(str, args.checked))} relative to {args.data}?): every join counts as wrong",
+              file=sys.stderr)
     detector = duplicates.Detector(args.method, args.threshold, 4)
     result = run(images, min(args.sources, len(images)), detector, args.seed, scans_of(paths, checked))
     labelled = {frozenset((r["a"], r["b"])): r["label"] for r in checked}
@@ -273,15 +288,25 @@ def main(argv=None) -> int:
         pair["label"] = labelled.get(frozenset((pair["a"], pair["b"])), "")
     result["joined_unchecked"] = sum(not p["label"] for p in result["pairs_joined_across_scans"])
     result["checked_files"] = [str(c) for c in args.checked]
+    result["checked_pairs_among_picked"] = among
     if args.to_label:
-        write_rows(args.to_label, [{"pair": n, "a": p["a"], "b": p["b"], "label": "", "confidence": "", "part": "stress",
-                                    "sampled_as": f"stress join, seed {args.seed}, {p['groupings']} groupings",
-                                    "note": ""} for n, p in enumerate(q for q in result["pairs_joined_across_scans"]
-                                                                     if not q["label"])])
+        write_rows(args.to_label, rows_to_label(result["pairs_joined_across_scans"], checked, args.seed))
     print(json.dumps(result, indent=2))
     if args.json:
         Path(args.json).write_text(json.dumps(result, indent=2))
     return 0
+
+
+def rows_to_label(joined: list[dict], checked: list[dict], seed: int) -> list[dict]:
+    """The joined pairs no file labels, in the pair benchmark's columns, numbered on from the stress joins
+    already labelled (part "stress"), so that once labelled they can be added to
+    data/near_duplicate_stress_joins.csv as they are."""
+    first = 1 + max((int(r["pair"]) for r in checked if r.get("part") == "stress" and r["pair"].isdigit()),
+                    default=-1)
+    todo = [p for p in joined if not p["label"]]
+    return [{"pair": first + n, "a": p["a"], "b": p["b"], "label": "", "confidence": "", "part": "stress",
+             "sampled_as": f"joined in the stress test: seed {seed}, {p['groupings']} groupings", "note": ""}
+            for n, p in enumerate(todo)]
 
 
 if __name__ == "__main__":
