@@ -245,8 +245,9 @@ def main(argv=None) -> int:
                 n = result["pairs"][part]
                 print(f"  {part} ({n['pairs']} pairs, {n['positives']} same or adjacent, {n['same_slice']} same):")
                 for k, m in r[part].items():
-                    print(f"    {k:16} precision {m['precision']:.3f} recall {m['recall']:.3f} "
-                          f"(tp {m['tp']}, fp {m['fp']}, fn {m['fn']})")
+                    (p_lo, p_hi), (r_lo, r_hi) = m["precision_ci"], m["recall_ci"]
+                    print(f"    {k:16} precision {m['precision']:.3f} ({p_lo:.3f}-{p_hi:.3f}) recall {m['recall']:.3f} "
+                          f"({r_lo:.3f}-{r_hi:.3f}) (tp {m['tp']}, fp {m['fp']}, fn {m['fn']}; 95% Wilson intervals)")
         if args.json:
             Path(args.json).write_text(json.dumps(result, indent=2))
         print(f"({time.perf_counter() - start:.1f} s)")
