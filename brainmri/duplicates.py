@@ -34,6 +34,10 @@ COPY_INLIERS, COPY_ALIGNED, COPY_ALIGNED_WITHOUT_TEXT, SUPPORT_INLIERS, STILL_MA
 chosen on the "choose" half of data/near_duplicate_pairs.csv, 487 pairs labelled by eye, and measured on its other half
 (tools/near_duplicate_benchmark.py); the others are cost settings, set by hand. tools/near_duplicate_stress.py
 measures copies made at known strengths.
+
+Given a cache folder (Detector.cache_dir, the run's cache_dir), the search keeps its pairs there, keyed by the
+images, the threshold, this module's code and the libraries' versions: a later run on the same images reads
+them instead of searching again.
 """
 
 from __future__ import annotations
@@ -50,6 +54,7 @@ from pathlib import Path
 
 import cv2
 import numpy as np
+import scipy
 from scipy.sparse import coo_matrix, csr_matrix, vstack
 from scipy.sparse.csgraph import connected_components
 
@@ -89,7 +94,7 @@ BOX_SIDE = 96  # the head is found on an image of this longer side (speed: the b
 THREADS = min(8, os.cpu_count() or 1)  # verification and the copy check share pairs out (OpenCV frees the GIL)
 
 log = logging.getLogger("brainmri")
-CODE_KEY = hashlib.blake2b(Path(__file__).read_bytes(), digest_size=12).hexdigest()  # the code that ran: pair cache key
+CODE_KEY = hashlib.blake2b(Path(__file__).read_bytes(), digest_size=12).hexdigest()  # part of the pair cache's key
 
 
 def head_box(grey: np.ndarray) -> tuple[int, int, int, int]:
@@ -692,8 +697,6 @@ class Detector:
     def _cache_key(self, a, b) -> str:
         """What the robust search's answer depends on: the images' canonical slices and copy views, the
         threshold, this module's code as imported and the libraries' versions (any change makes a new key)."""
-        import scipy
-
         h = hashlib.blake2b(CODE_KEY.encode(), digest_size=12)
         h.update(f"{self.threshold}|{cv2.__version__}|{np.__version__}|{scipy.__version__}|{b is None}".encode())
         for ds in (a,) if b is None else (a, b):
