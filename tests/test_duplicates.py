@@ -365,6 +365,16 @@ def test_the_stress_tool_end_to_end_on_a_folder(tmp_path, monkeypatch, capsys):
     assert stress.main(argv) == 0
     assert json.loads(out.read_text())["distinct_wrongly_joined"] == 0.0
     assert "warning" not in capsys.readouterr().err
+    sides, real_run = [], stress.run
+
+    def run(images, *args, **kwargs):
+        sides.append(images[0].shape[0])
+        return real_run(images, *args, **kwargs)
+
+    monkeypatch.setattr(stress, "run", run)
+    assert stress.main(argv) == 0 and stress.main(argv + ["--scale", "2"]) == 0  # another resolution
+    assert sides == [256, 512] and json.loads(out.read_text())["scale"] == 2.0
+    assert stress.main(argv + ["--scale", "20"]) == 2 and "--scale 20" in capsys.readouterr().err
 
 
 def test_a_pair_file_without_a_label_column_is_a_one_line_error(tmp_path):

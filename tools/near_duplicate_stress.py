@@ -2,7 +2,7 @@
 and distinct images must stay apart.
 
     python tools/near_duplicate_stress.py DATA --sources 300 --distinct 300 [--method robust|phash]
-        [--seed S] [--checked PAIRS.csv ...] [--to-label NEW.csv] [--json OUT.json]
+        [--seed S] [--scale F] [--checked PAIRS.csv ...] [--to-label NEW.csv] [--json OUT.json]
 
 Sources and distinct images are real images with no loose pHash pair between any two of them (distance <= 12,
 and different pixels), chosen without the detector under test. Some are still slices of one scan (a
@@ -42,8 +42,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from brainmri import duplicates  # noqa: E402
 from brainmri.data import decode, find_images  # noqa: E402
-from brainmri.errors import cli_entry  # noqa: E402
-from near_duplicate_benchmark import read_rows, write_rows  # noqa: E402  (tools/ is on the path: the script's folder)
+from brainmri.errors import UserError, cli_entry  # noqa: E402
+# tools/ is on the path (the script's folder)
+from near_duplicate_benchmark import read_rows, rescaled, write_rows  # noqa: E402
 
 DATA = Path(__file__).resolve().parents[1] / "data"
 CHECKED = (DATA / "near_duplicate_pairs.csv", DATA / "near_duplicate_stress_joins.csv")  # pairs labelled by eye
@@ -261,6 +262,8 @@ def parse_args(argv):
     p.add_argument("--method", default="robust", choices=("robust", "phash"))
     p.add_argument("--threshold", type=float, default=duplicates.SAME_OR_ADJACENT)
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--scale", type=float, default=1.0, help="resize every picked image by this factor first (another "
+                   "resolution: the copies are made from the resized images)")
     p.add_argument("--checked", nargs="*", type=Path, default=[c for c in CHECKED if c.is_file()],
                    help="CSV files of pairs labelled by eye (a, b, label): same or adjacent ties two images to one "
                         "scan (default: the pair benchmark and the stress joins of data/)")
@@ -273,7 +276,10 @@ def parse_args(argv):
 @cli_entry
 def main(argv=None) -> int:
     args = parse_args(argv)
+    if not 0.1 <= args.scale <= 8:
+        raise UserError(f"--scale {args.scale}: give a factor from 0.1 to 8")
     paths, images = distinct_images(Path(args.data), args.sources + args.distinct, args.seed)
+    images = [rescaled(image, args.scale) for image in images]
     checked = [row for path in args.checked for row in read_rows(path)]
     among = labelled_among(paths, checked)
     if checked and not among:
@@ -289,6 +295,7 @@ def main(argv=None) -> int:
     result["joined_unchecked"] = sum(not p["label"] for p in result["pairs_joined_across_scans"])
     result["checked_files"] = [str(c) for c in args.checked]
     result["checked_pairs_among_picked"] = among
+    result["scale"] = args.scale
     if args.to_label:
         write_rows(args.to_label, rows_to_label(result["pairs_joined_across_scans"], checked, args.seed))
     print(json.dumps(result, indent=2))
