@@ -4,6 +4,7 @@ call it; it never imports them). Its modules, in the order a run goes through th
 setup
     config       the run configuration: defaults < YAML file < --set, strict types, a comment per field
     errors       UserError and cli_entry: bad input is one line and exit code 2, never a traceback
+    atomic       files written whole or not at all (run files, caches)
     runs         run folders (never overwritten), env.json, seeding, logging; opening trained runs and models
 data
     data         disk -> uint8 arrays: class folders in either layout, decoding, resizing, the cache

@@ -13,7 +13,7 @@ from . import plots
 from .config import Config
 from .data import Dataset
 from .metrics import summarise_folds
-from .runs import write_atomic
+from .atomic import write_atomic
 from .training import device_settings, read_history, train_fold
 
 log = logging.getLogger("brainmri")

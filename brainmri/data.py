@@ -6,7 +6,6 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
-import threading
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -15,6 +14,7 @@ import cv2
 import numpy as np
 from tqdm import tqdm
 
+from .atomic import save_arrays
 from .duplicates import SIGNATURE_VERSION, canonical, copy_view
 from .errors import UserError
 
@@ -197,11 +197,9 @@ def load_dataset(root: str | Path, size: int, classes: tuple = (), cache_dir: st
 
 def _to_cache(path: Path, ds: Dataset) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.stem}.{os.getpid()}.{threading.get_ident()}.tmp.npz")  # this writer's own
-    np.savez(tmp, images=ds.images, labels=ds.labels, paths=np.array(ds.paths), subsets=np.array(ds.subsets),
-             original_sizes=ds.original_sizes, md5=np.array(ds.md5), canon=ds.canon, copy_views=ds.copy_views,
-             skipped=np.array(ds.skipped, dtype=str).reshape(-1, 2))
-    tmp.replace(path)  # atomic: a crash never leaves a half-written cache behind
+    save_arrays(path, images=ds.images, labels=ds.labels, paths=np.array(ds.paths), subsets=np.array(ds.subsets),
+                original_sizes=ds.original_sizes, md5=np.array(ds.md5), canon=ds.canon, copy_views=ds.copy_views,
+                skipped=np.array(ds.skipped, dtype=str).reshape(-1, 2))  # a crash never leaves half a cache
 
 
 def _from_cache(path: Path, root: Path, classes: tuple) -> Dataset:

@@ -46,8 +46,6 @@ import functools
 import hashlib
 import logging
 import os
-import tempfile
-import threading
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -57,6 +55,8 @@ import numpy as np
 import scipy
 from scipy.sparse import coo_matrix, csr_matrix, vstack
 from scipy.sparse.csgraph import connected_components
+
+from .atomic import save_arrays
 
 CANON = 48  # side of the canonical slice (px): enough to tell an adjacent slice from another patient's
 SIGNATURE_VERSION = 2  # part of the image cache's key: bump it when canonical() or copy_view() changes
@@ -714,8 +714,8 @@ class Detector:
 def _cached(folder: Path, key: str, search) -> tuple[np.ndarray, np.ndarray]:
     """search()'s (pairs, scores), kept in `folder` under `key`. A cache file that cannot be read is searched
     again and written anew; a cache that cannot be written costs the next run a search, never this one its
-    answer. Written atomically under a name of this writer's own: jobs sharing the folder never see half a
-    file or take each other's."""
+    answer. Written atomically (atomic.save_arrays): jobs sharing the folder never see half a file or take
+    each other's."""
     path = folder / f"near-duplicates-{key}.npz"
     if path.is_file():
         try:
@@ -726,17 +726,11 @@ def _cached(folder: Path, key: str, search) -> tuple[np.ndarray, np.ndarray]:
         except Exception as err:  # noqa: BLE001 - whatever is wrong with a cache file, searching again mends it
             log.warning("near-duplicate cache %s cannot be read (%s): searching again", path, err)
     pairs, scores = search()
-    tmp = None
     try:
         folder.mkdir(parents=True, exist_ok=True)
-        handle, tmp = tempfile.mkstemp(dir=folder, prefix=f".{path.name}.{os.getpid()}.{threading.get_ident()}.")
-        with os.fdopen(handle, "wb") as f:
-            np.savez(f, pairs=pairs, scores=scores)
-        os.replace(tmp, path)
+        save_arrays(path, pairs=pairs, scores=scores)
     except OSError as err:
         log.warning("near-duplicate pairs not cached in %s (%s)", folder, err)
-        if tmp is not None:
-            Path(tmp).unlink(missing_ok=True)
     return pairs, scores
 
 

@@ -21,7 +21,7 @@ from .duplicates import Detector, group_images, group_with_sources
 from .errors import UserError
 from .manifest import read_manifest, source_of
 from .planes import PLANES, planes_for
-from .runs import write_atomic
+from .atomic import write_atomic
 from .synthetic import write_synthetic
 
 log = logging.getLogger("brainmri")

@@ -16,6 +16,7 @@ import cv2
 import numpy
 import sklearn
 
+from .atomic import write_atomic
 from .config import Config, load_config, merge, save_config
 from .errors import UserError
 
@@ -133,13 +134,6 @@ def _with_formats(trained: Trained, figure_formats) -> Trained:
     if figure_formats:
         trained.cfg = merge(trained.cfg, {"figure_formats": list(figure_formats)}, "--figure-formats")
     return trained
-
-
-def write_atomic(path: Path, text: str) -> None:
-    """Write via a temporary file and rename, so readers never see half a file."""
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(text)
-    tmp.replace(path)
 
 
 def environment() -> dict:

@@ -22,7 +22,8 @@ from .data import Dataset
 from .errors import UserError
 from .metrics import best_epoch_row, score
 from .predictions import Predictions, predict, write_predictions
-from .runs import environment, write_atomic
+from .atomic import write_atomic
+from .runs import environment
 from .splits import TEST, TRAIN, VAL
 
 log = logging.getLogger("brainmri")

@@ -93,3 +93,20 @@ def test_real_dataset_layout_and_counts():
     counts = {c: sum(1 for _, label, _ in items if label == c) for c in classes}
     assert counts == {"glioma_tumor": 926, "meningioma_tumor": 937, "no_tumor": 500, "pituitary_tumor": 901}
     assert sum(1 for *_, s in items if s == "Testing") == 394
+
+
+def test_an_atomic_write_that_fails_leaves_the_old_file_and_no_temporary(tmp_path):
+    from brainmri.atomic import replace_with, save_arrays, write_atomic
+
+    target = tmp_path / "summary.json"
+    write_atomic(target, "old")
+
+    def half_then_fail(f):
+        f.write(b"half of the new")
+        raise OSError("disk full")
+
+    with pytest.raises(OSError, match="disk full"):
+        replace_with(target, half_then_fail)
+    assert target.read_text() == "old" and [p.name for p in tmp_path.iterdir()] == ["summary.json"]
+    save_arrays(tmp_path / "cache.npz", x=np.arange(3))
+    assert np.load(tmp_path / "cache.npz")["x"].tolist() == [0, 1, 2]
