@@ -19,8 +19,9 @@ COPY_SIDE px square, equalised. Pairs are then found in three steps, with no all
    pairs (SAME_OR_ADJACENT to JOIN_ALWAYS), at each image's nearest by keypoint codes (the images sharing
    the most of its ORB descriptors' bit codes, keypoint_candidates: never correlated; a 20% crop, a shift
    of a tenth or large burned-in text often takes a copy out of the thumbnails' nearest, not out of
-   these), and at each image's nearest by a turn- and mirror-proof vector (turn_vectors; tried mirrored
-   too). A copy of one picture, however re-cropped, shifted, turned, mirrored, re-exposed or stamped with
+   these), and at each image's nearest by a turn- and mirror-proof vector (turn_vectors); then, for
+   mirrored copies, at each image's nearest among the others' mirrored views by keypoint codes
+   (mirrored_copies). A copy of one picture, however re-cropped, shifted, turned, mirrored, re-exposed or stamped with
    text, keeps dozens of matches on one map, or fewer that align its structure with the source's (all of
    it, or all but the pixels where burned-in text differs): it is raised to SAME_SLICE. A weak pair that
    the map explains almost nothing of is dropped, as is one whose few matches all moved (slices of one scan
@@ -86,6 +87,7 @@ TURN_RADII, TURN_FREQUENCIES = 32, 8  # the turn- and mirror-proof retrieval vec
 CODE_BITS, CODE_TABLES = 20, 8  # keypoint retrieval: each ORB descriptor gives CODE_TABLES codes of CODE_BITS bits
 CODE_MAX_IMAGES = 50  # ... a code found in more images than this is common structure, not a copy: not counted
 KEYPOINT_CANDIDATES = 1  # ... each image's this many images sharing the most codes go to the copy check (2: no gain)
+MIRROR_CANDIDATES = 1  # ... and this many among the mirrored views of the others (mirrored_copies)
 SUPPORT_INLIERS = 6  # a weak pair needs this many inliers (choose half: precision 0.867 -> 0.900, recall kept)
 STILL_RADIUS = COPY_SIDE / 20  # ... and, below ALIGN_INLIERS, STILL_MATCHES matches that moved at most this far
 STILL_MATCHES = 5  # (8 px): slices of one scan share their framing (choose half: precision 0.900 -> 0.947, recall kept)
@@ -489,13 +491,15 @@ def _codes_of(descriptors: list) -> csr_matrix:
     return matrix
 
 
-def keypoint_candidates(features_a, features_b=None, k: int = KEYPOINT_CANDIDATES) -> np.ndarray:
+def keypoint_candidates(features_a, features_b=None, k: int = KEYPOINT_CANDIDATES,
+                        not_itself: bool = False) -> np.ndarray:
     """(M, 2) pairs (i in a, j in b; within a, i < j) of each image with the k images that share the largest
     share of its keypoint codes (cosine; at least 2 codes), codes found in more than CODE_MAX_IMAGES images
     left out. Retrieval for the copy check that a crop, shift, turn or burned-in text does not throw off
     (measured: tools/near_duplicate_stress.py). Ties go to the image whose content key sorts first, so the
     pairs do not depend on the images' order. The codes are sparse; the counts in common are made a chunk of
-    images at a time (CHUNK_FLOATS: bounded memory)."""
+    images at a time (CHUNK_FLOATS: bounded memory). not_itself: b is a view of a itself (its mirrored
+    views), and image i of a is not a candidate for b's image i."""
     within = features_b is None
     everything = list(features_a) if within else list(features_a) + list(features_b)
     n_a = len(features_a)
@@ -517,7 +521,7 @@ def keypoint_candidates(features_a, features_b=None, k: int = KEYPOINT_CANDIDATE
         stop = min(start + rows_per_chunk, n_a)
         count = (codes[start:stop] @ other_codes).toarray()  # codes in common
         share = np.where(count >= 2, count / size[start:stop, None] / size[others][None], -1.0)
-        if within:
+        if within or not_itself:
             share[np.arange(stop - start), np.arange(start, stop)] = -1.0
         for _ in range(min(k, n_other)):
             top = share.max(axis=1, keepdims=True)
@@ -539,14 +543,6 @@ def _rows_in(rows: np.ndarray, table: np.ndarray) -> np.ndarray:
         return pairs[:, 0] * (1 << 32) + pairs[:, 1]
 
     return np.isin(key(rows), key(table))
-
-
-def _features_of(views: np.ndarray, needed: np.ndarray, mirrored: bool = False) -> dict:
-    """copy_features of the views whose indices are `needed` (the others are never looked at), by index;
-    `mirrored`: of the views flipped left to right (ORB's descriptors do not survive a mirror)."""
-    needed = np.unique(needed)
-    chosen = views[needed][:, :, ::-1] if mirrored else views[needed]
-    return dict(zip(needed.tolist(), copy_features(np.ascontiguousarray(chosen))))
 
 
 def open_pairs(pairs: np.ndarray, scores: np.ndarray, within: bool) -> np.ndarray:
@@ -592,12 +588,12 @@ def with_copy_check(pairs: np.ndarray, scores: np.ndarray, views: np.ndarray, vi
                     threshold: float) -> tuple[np.ndarray, np.ndarray]:
     """The pairs with the copy views' own candidates added (never correlated: they start at -1), after the
     copy check of the open pairs, the weak pairs and the copy views' candidates (each image's nearest by
-    keypoint_candidates and by turn_vectors, the latter tried mirrored too): a copy is raised to SAME_SLICE;
-    a weak pair (from `threshold` to below JOIN_ALWAYS) that one affine map explains fewer than
-    SUPPORT_INLIERS keypoint matches of, or fewer than ALIGN_INLIERS with fewer than STILL_MATCHES matches
-    that sit still, falls below `threshold` (two slices of one scan share a skull and its place in the frame;
-    another patient's slice at that level does not, and a handful of matches on one map is what chance gives
-    two unrelated slices). `views_b` None: within one set."""
+    keypoint_candidates and by turn_vectors), then of the mirrored candidates (mirrored_copies): a copy is
+    raised to SAME_SLICE; a weak pair (from `threshold` to below JOIN_ALWAYS) that one affine map explains
+    fewer than SUPPORT_INLIERS keypoint matches of, or fewer than ALIGN_INLIERS with fewer than STILL_MATCHES
+    matches that sit still, falls below `threshold` (two slices of one scan share a skull and its place in the
+    frame; another patient's slice at that level does not, and a handful of matches on one map is what chance
+    gives two unrelated slices). `views_b` None: within one set."""
     within = views_b is None
     other = None if within else views_b
     features_a = copy_features(views)
@@ -605,9 +601,7 @@ def with_copy_check(pairs: np.ndarray, scores: np.ndarray, views: np.ndarray, vi
     by_keypoints = keypoint_candidates(features_a, None if within else features_b)
     turned = candidate_pairs(turn_vectors(views), None if within else turn_vectors(views_b), k=1, min_similarity=-1)
     proposed = np.unique(np.concatenate([by_keypoints, turned]), axis=0).reshape(-1, 2)
-    added = proposed[~_rows_in(proposed, pairs)]
-    pairs = np.concatenate([pairs, added]).reshape(-1, 2)
-    scores = np.concatenate([scores, np.full(len(added), -1.0, np.float32)])
+    pairs, scores = _with_pairs(pairs, scores, proposed, -1.0)
     weak = (scores >= threshold) & (scores < JOIN_ALWAYS)
     looked_at = open_pairs(pairs, scores, within) | _rows_in(pairs, proposed) | weak
     check = np.flatnonzero(looked_at & (scores < SAME_SLICE))  # a pair at SAME_SLICE is settled already
@@ -616,31 +610,46 @@ def with_copy_check(pairs: np.ndarray, scores: np.ndarray, views: np.ndarray, vi
     chance = (inliers < SUPPORT_INLIERS) | ((inliers < ALIGN_INLIERS) & (still < STILL_MATCHES))  # too few to count
     unsupported = check[weak[check] & ~copies & chance]
     scores[unsupported] = np.minimum(scores[unsupported], np.nextafter(np.float32(threshold), np.float32(-2)))
-    mirrored = _mirrored_copies(pairs[check[~copies]], turned, views, other, features_a, features_b)
-    scores[check[~copies][mirrored]] = np.maximum(scores[check[~copies][mirrored]], SAME_SLICE)
+    settled = pairs[scores >= SAME_SLICE]
+    mirrored = mirrored_copies(views, other, features_a, features_b, settled)
+    pairs, scores = _with_pairs(pairs, scores, mirrored, -1.0)
+    at = _rows_in(pairs, mirrored)
+    scores[at] = np.maximum(scores[at], SAME_SLICE)
     return pairs, scores
 
 
-def _mirrored_copies(pairs: np.ndarray, turned: np.ndarray, views: np.ndarray, views_b: np.ndarray | None,
-                     plain_a: dict, plain_b: dict) -> np.ndarray:
-    """Which of `pairs` (not found to be copies as they are; plain_a/b their copy_features) are copies once
-    one image is mirrored. Only the pairs turn retrieval proposed are tried; of each, the image whose content
-    key is the larger is mirrored, so the answer is the same whichever way round the pair comes."""
-    tried = np.flatnonzero(_rows_in(pairs, turned))
-    found = np.zeros(len(pairs), bool)
-    if not len(tried):
-        return found
-    flip_b = np.array([plain_a[int(i)][3] < plain_b[int(j)][3] for i, j in pairs[tried]], bool)
-    a_side, b_side = tried[~flip_b], tried[flip_b]
-    if views_b is None:
-        flipped = _features_of(views, np.r_[pairs[a_side, 0], pairs[b_side, 1]], mirrored=True)
-        flipped_a = flipped_b = flipped
-    else:
-        flipped_a = _features_of(views, pairs[a_side, 0], mirrored=True)
-        flipped_b = _features_of(views_b, pairs[b_side, 1], mirrored=True)
-    found[a_side] = copy_check(flipped_a, plain_b, pairs[a_side])[1]
-    found[b_side] = copy_check(plain_a, flipped_b, pairs[b_side])[1]
-    return found
+def _with_pairs(pairs: np.ndarray, scores: np.ndarray, more: np.ndarray, score: float
+                ) -> tuple[np.ndarray, np.ndarray]:
+    """pairs and scores with the rows of `more` that pairs lacks appended at `score`."""
+    added = more.reshape(-1, 2)[~_rows_in(more, pairs)]
+    return (np.concatenate([pairs.reshape(-1, 2), added]).reshape(-1, 2),
+            np.concatenate([scores, np.full(len(added), score, np.float32)]))
+
+
+def mirrored_copies(views: np.ndarray, views_b: np.ndarray | None, plain_a: list, plain_b: list,
+                    settled: np.ndarray) -> np.ndarray:
+    """(M, 2) pairs (i in a, j in b; within a, i < j) that are copies once one of the two is mirrored: a copy
+    flipped left to right or top to bottom, and perhaps cropped, turned or stamped with text as well (ORB's
+    descriptors do not survive a mirror, so neither the plain copy check nor the keypoint retrieval sees
+    these; the turn-proof vectors do not survive a crop). Candidates: each image's nearest among the mirrored
+    views of the others by keypoint_candidates (a top-to-bottom flip is a mirror turned by 180 degrees, and ORB
+    copes with turns), less the pairs `settled` already (at SAME_SLICE). Of each candidate, the image whose
+    content key is the larger is mirrored, so the answer is the same whichever way round the pair comes.
+    plain_a/b: copy_features of the views as they are."""
+    within = views_b is None
+    mirrored_b = copy_features(np.ascontiguousarray((views if within else views_b)[:, :, ::-1]))
+    candidates = keypoint_candidates(plain_a, mirrored_b, MIRROR_CANDIDATES, not_itself=within)
+    if within:  # (i, mirrored j) and (j, mirrored i) are one candidate
+        candidates = np.unique(np.sort(candidates, axis=1), axis=0).reshape(-1, 2)
+    candidates = candidates[~_rows_in(candidates, settled)]
+    if not len(candidates):
+        return candidates
+    mirrored_a = mirrored_b if within else copy_features(np.ascontiguousarray(views[:, :, ::-1]))
+    mirror_b = np.array([plain_a[int(i)][3] < plain_b[int(j)][3] for i, j in candidates], bool)
+    found = np.zeros(len(candidates), bool)
+    found[~mirror_b] = copy_check(mirrored_a, plain_b, candidates[~mirror_b])[1]
+    found[mirror_b] = copy_check(plain_a, mirrored_b, candidates[mirror_b])[1]
+    return candidates[found]
 
 
 def groups_from_pairs(n: int, pairs: np.ndarray, md5: list[str] | None = None) -> np.ndarray:

@@ -23,14 +23,15 @@ import near_duplicate_stress as stress  # noqa: E402
 BENCHMARK = Path(__file__).resolve().parents[1] / "data" / "near_duplicate_pairs.csv"
 STRESS_JOINS = BENCHMARK.with_name("near_duplicate_stress_joins.csv")
 # The stress transforms at strengths the detector survives on synthetic heads; on the real samples
-# (tools/near_duplicate_stress.py, docs/results.md) crop 0.2, the largest text, mirror and flip still fall
-# short of 0.99 on one of two samples or both. A 30% crop (beyond the issue's range) is short here too.
+# (tools/near_duplicate_stress.py, docs/results.md) crop 0.2, the largest text and a mirror with a 20% crop
+# still fall short of 0.99 on one of two samples or both. A 30% crop (beyond the issue's range) and a mirror with a
+# 20% crop (beyond the issue's list) are short here too: the keypoints of the synthetic heads' pixel noise move.
 SURVIVED = [("rescale", 0.6), ("rescale", 1.3), ("crop", 0.05), ("crop", 0.2), ("jpeg", 30), ("shift", 0.03),
             ("shift", 0.1), ("gamma", 1.8), ("watermark", 0.5), ("watermark", 1.2), ("stretch", 1.25), ("rotate", 10),
             ("rotate", 20), ("mirror", 1), ("pad", 0.3), ("blur", 2.0), ("noise", 20), ("lowres", 0.35),
             ("combined", 1), ("quarter_turn", 1), ("quarter_turn", 2), ("flip", 1), ("sharpen", 1.0),
-            ("pixelate", 0.25), ("letterbox", 1.5)]
-SHORT_OF_GOAL = [("crop", 0.3)]
+            ("pixelate", 0.25), ("letterbox", 1.5), ("mirror_crop", 0.1)]
+SHORT_OF_GOAL = [("crop", 0.3), ("mirror_crop", 0.2)]
 
 
 def _heads(n: int, size: int = 256) -> list[np.ndarray]:
@@ -472,7 +473,8 @@ def test_the_copy_check_gives_the_same_answer_either_way_round():
 
 def test_groups_do_not_depend_on_the_order_of_the_images():
     heads = [cv2.cvtColor(h, cv2.COLOR_GRAY2RGB) for h in _heads(5)]
-    images = heads + [_lifted(h[15:235, 20:240]) for h in heads]
+    mirrored = [stress.transform(h, "mirror_crop", 0.1, np.random.default_rng(k)) for k, h in enumerate(heads[:3])]
+    images = heads + [_lifted(h[15:235, 20:240]) for h in heads] + mirrored
     order = np.random.default_rng(3).permutation(len(images))
     groups = duplicates.group_images(_as_dataset(images))[0]
     shuffled = duplicates.group_images(_as_dataset([images[i] for i in order]))[0]
@@ -485,6 +487,18 @@ def test_a_lifted_copy_in_test_is_found_among_the_training_images():
     test = _as_dataset([_lifted(heads[2][20:236, 12:244]), heads[3]])
     test.md5 = ["test0", "test1"]  # (not byte-identical to any training file)
     train = _as_dataset(heads[:3])
+    assert duplicates.copies_in(train, test).tolist() == [True, False]
+
+
+@pytest.mark.parametrize("mirrored_side", ["test", "train"])
+def test_a_mirrored_cropped_copy_is_found_on_either_side_of_a_split(mirrored_side):
+    heads = _heads(4)
+    copy = stress.transform(heads[2], "mirror_crop", 0.15, np.random.default_rng(1))
+    if mirrored_side == "test":
+        train, test = _as_dataset(heads[:3]), _as_dataset([copy, heads[3]])
+    else:
+        train, test = _as_dataset([heads[0], heads[1], copy]), _as_dataset([heads[2], heads[3]])
+    test.md5 = ["test0", "test1"]
     assert duplicates.copies_in(train, test).tolist() == [True, False]
 
 

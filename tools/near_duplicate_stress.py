@@ -17,7 +17,7 @@ them with `near_duplicate_benchmark.py sheets` and add them to the file.
 Each source gets one copy per transform and strength (rescale 60-130%, crop 5-20%, JPEG quality 30-90, shift,
 gamma/contrast, a text watermark, stretch; and, beyond the issue's list, a 30% crop, rotation, mirroring, a
 black border (re-framing), blur, noise, a thumbnail-sized copy, several transforms at once, quarter turns, a
-top-to-bottom flip, sharpening, blocky pixels and a wide black canvas). Each
+top-to-bottom flip, sharpening, blocky pixels, a wide black canvas, and a mirror with a crop). Each
 transform and strength is grouped on its own: the distinct images plus one copy of each source made that
 way, so a copy must find its source itself. Reported: the share of copies grouped with
 their source, per transform and strength, and the shares of distinct images (sources and the mixed-in ones)
@@ -71,6 +71,7 @@ STRENGTHS = {  # transform -> the strengths tested (the issue's ranges, ends inc
     "sharpen": (1.0,),  # unsharp mask of this amount (sigma 2 px of a 256 px image)
     "pixelate": (0.25,),  # shrunk to this share of each side, blown up again with blocky pixels
     "letterbox": (1.5,),  # put on a black canvas this many times as wide as its longer side (a slide, a web page)
+    "mirror_crop": (0.1, 0.2),  # flipped left to right, then cropped as "crop" (the usual augmentation pipeline)
 }
 
 
@@ -94,6 +95,8 @@ def transform(image: np.ndarray, kind: str, strength: float, rng: np.random.Gene
         return image[:, ::-1].copy()
     if kind == "flip":
         return image[::-1].copy()
+    if kind == "mirror_crop":
+        return transform(image[:, ::-1].copy(), "crop", strength, rng)
     if kind == "quarter_turn":
         return np.ascontiguousarray(np.rot90(image, int(strength)))
     if kind == "sharpen":
