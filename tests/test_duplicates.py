@@ -309,6 +309,22 @@ def test_the_stress_tool_groups_each_transform_on_its_own():
     assert result["copies_with_source"]["jpeg 90"] == 1.0
 
 
+def test_every_extra_stress_transform_gives_an_rgb_image_and_extra_runs_them_instead(monkeypatch):
+    head = cv2.cvtColor(_heads(1, size=200)[0], cv2.COLOR_GRAY2RGB)
+    rng = np.random.default_rng(0)
+    for kind, strengths in stress.EXTRA.items():
+        for strength in strengths:
+            out = stress.transform(head, kind, strength, rng)
+            assert out.dtype == np.uint8 and out.ndim == 3 and out.shape[2] == 3, (kind, strength, out.shape)
+    assert not (stress.EXTRA_KINDS & set(stress.STRENGTHS))  # a standard transform is never redefined
+    chosen = []
+    monkeypatch.setattr(stress, "run", lambda images, n, det, seed, scans, strengths: chosen.append(strengths) or {
+        "pairs_joined_across_scans": []})
+    monkeypatch.setattr(stress, "distinct_images", lambda root, count, seed: (["a.png"], [head]))
+    assert stress.main(["data", "--extra", "--checked"]) == 0 and stress.main(["data", "--checked"]) == 0
+    assert chosen == [stress.EXTRA, stress.STRENGTHS]
+
+
 def test_the_stress_tool_does_not_count_joins_labelled_as_one_scan_as_wrong(monkeypatch):
     # distinct images 0 and 3 are one picture (3 a slightly shifted copy of 0, standing for two slices of one
     # scan that the loose pHash selection let through): joining them is right once a label says so

@@ -2,7 +2,7 @@
 and distinct images must stay apart.
 
     python tools/near_duplicate_stress.py DATA --sources 300 --distinct 300 [--method robust|phash]
-        [--seed S] [--scale F] [--checked PAIRS.csv ...] [--to-label NEW.csv] [--json OUT.json]
+        [--seed S] [--scale F] [--extra] [--checked PAIRS.csv ...] [--to-label NEW.csv] [--json OUT.json]
 
 Sources and distinct images are real images with no loose pHash pair between any two of them (distance <= 12,
 and different pixels), chosen without the detector under test. Some are still slices of one scan (a
@@ -21,7 +21,9 @@ top-to-bottom flip, sharpening, blocky pixels, a wide black canvas, and a mirror
 transform and strength is grouped on its own: the distinct images plus one copy of each source made that
 way, so a copy must find its source itself. Reported: the share of copies grouped with
 their source, per transform and strength, and the shares of distinct images (sources and the mixed-in ones)
-joined and wrongly joined (means over the groupings).
+joined and wrongly joined (means over the groupings). --extra runs EXTRA instead: harder strengths and other
+transforms (a negative, pseudo-colour, perspective, drawn arrows, three labels, a mirror with a crop, a turn
+or text, ...), to show where the detector stops.
 """
 
 from __future__ import annotations
@@ -72,6 +74,35 @@ STRENGTHS = {  # transform -> the strengths tested (the issue's ranges, ends inc
     "pixelate": (0.25,),  # shrunk to this share of each side, blown up again with blocky pixels
     "letterbox": (1.5,),  # put on a black canvas this many times as wide as its longer side (a slide, a web page)
     "mirror_crop": (0.1, 0.2),  # flipped left to right, then cropped as "crop" (the usual augmentation pipeline)
+}
+
+EXTRA = {  # --extra: further transforms and harder strengths, to find where the detector stops (not goals)
+    "rescale": (0.3, 3.0), "crop": (0.25,), "shift": (0.15,), "jpeg": (15, 5), "gamma": (0.4, 2.5),
+    "watermark": (1.6,), "stretch": (0.6, 1.7), "rotate": (30, 45), "blur": (3.0,), "sharpen": (3.0,),
+    "stretch_height": (0.7, 1.4),  # height factor, width kept
+    "contrast": (0.5, 1.6),  # grey levels scaled about mid-grey
+    "brightness": (60, -40),  # grey levels added
+    "invert": (1,),  # a negative
+    "colormap": (1,),  # pseudo-colour (OpenCV's JET)
+    "perspective": (0.05, 0.1),  # each corner moved at random by up to this share of the shorter side
+    "white_pad": (0.1,),  # a white border, this share of the longer side on each side
+    "arrows": (2,),  # this many arrows drawn on the head (an annotated teaching image)
+    "circle": (30,),  # a circle of this radius (px of a 256 px image) drawn on the head
+    "texts": (0.8,),  # three text watermarks of this size
+    "median": (5,),  # median filter, kernel size in px
+    "salt_pepper": (0.02,),  # this share of pixels set to black or white
+    "webp": (20,),  # WebP quality
+    "nearest": (0.5,),  # shrunk to this share of each side without smoothing
+    "clahe": (3.0,),  # adaptive histogram equalisation, clip limit
+    "zoom_in": (0.2,),  # cropped as "crop", then resized back to the original size
+    "crop_text": (0.15,),  # cropped as "crop", then a text watermark of size 0.8
+    "pad_crop": (0.1,),  # a black border as "pad" 0.2, then cropped as "crop"
+    "turn_rescale": (0.7,),  # turned by 90 degrees, then rescaled as "rescale"
+    "rotate_crop": (15,),  # rotated as "rotate", then cropped by 10%
+    "flip_crop": (0.1,),  # flipped top to bottom, then cropped as "crop"
+    "mirror_zoom_in": (0.2,),  # "zoom_in" of the mirrored image (a random resized crop with a flip)
+    "mirror_rotate": (10,),  # mirrored, then rotated as "rotate"
+    "mirror_text": (0.8,),  # mirrored, then a text watermark of this size
 }
 
 
@@ -129,6 +160,8 @@ def transform(image: np.ndarray, kind: str, strength: float, rng: np.random.Gene
         out = transform(image, "crop", 0.1, rng)
         out = transform(out, "rescale", float(rng.uniform(0.6, 1.3)), rng)
         return jpeg(transform(out, "gamma", 1.5, rng), 50)
+    if kind in EXTRA_KINDS:
+        return _extra_transform(image, kind, strength, rng)
     if kind == "shift":
         dx, dy = (rng.choice([-1, 1], 2) * strength * np.array([w, h])).round()
         return cv2.warpAffine(image, np.float32([[1, 0, dx], [0, 1, dy]]), (w, h))
@@ -147,6 +180,84 @@ def transform(image: np.ndarray, kind: str, strength: float, rng: np.random.Gene
         opacity = float(rng.uniform(0.6, 1.0))
         return cv2.addWeighted(layer, opacity, out, 1 - opacity, 0)
     raise ValueError(f"unknown transform {kind}")
+
+
+def _extra_transform(image: np.ndarray, kind: str, strength: float, rng: np.random.Generator) -> np.ndarray:
+    """The transforms only EXTRA uses (see its comments)."""
+    h, w = image.shape[:2]
+    scale = max(h, w) / 256
+    if kind == "stretch_height":
+        return cv2.resize(image, (w, max(16, round(h * strength))), interpolation=cv2.INTER_AREA)
+    if kind == "contrast":
+        return np.clip((image.astype(np.float32) - 128) * strength + 128, 0, 255).astype(np.uint8)
+    if kind == "brightness":
+        return np.clip(image.astype(np.int16) + int(strength), 0, 255).astype(np.uint8)
+    if kind == "invert":
+        return 255 - image
+    if kind == "colormap":
+        grey = cv2.cvtColor(image, cv2.COLOR_RGB2GRAY)
+        return cv2.cvtColor(cv2.applyColorMap(grey, cv2.COLORMAP_JET), cv2.COLOR_BGR2RGB)
+    if kind == "perspective":
+        corners = np.float32([[0, 0], [w, 0], [w, h], [0, h]])
+        moved = corners + rng.uniform(-1, 1, (4, 2)).astype(np.float32) * strength * min(h, w)
+        return cv2.warpPerspective(image, cv2.getPerspectiveTransform(corners, moved), (w, h))
+    if kind == "white_pad":
+        side = round(strength * max(h, w))
+        return cv2.copyMakeBorder(image, side, side, side, side, cv2.BORDER_CONSTANT, value=(255, 255, 255))
+    if kind == "arrows":
+        out = image.copy()
+        for _ in range(int(strength)):
+            tip = (int(rng.integers(w // 4, 3 * w // 4)), int(rng.integers(h // 4, 3 * h // 4)))
+            tail = tuple(int(t + rng.integers(-60, 60) * scale) for t in tip)
+            cv2.arrowedLine(out, tail, tip, (255, 255, 0), max(1, round(2 * scale)), cv2.LINE_AA, tipLength=0.3)
+        return out
+    if kind == "circle":
+        out = image.copy()
+        centre = (int(rng.integers(w // 4, 3 * w // 4)), int(rng.integers(h // 4, 3 * h // 4)))
+        cv2.circle(out, centre, int(strength * scale), (255, 0, 0), max(1, round(2 * scale)), cv2.LINE_AA)
+        return out
+    if kind == "texts":
+        out = image
+        for _ in range(3):
+            out = transform(out, "watermark", strength, rng)
+        return out
+    if kind == "median":
+        return cv2.medianBlur(image, int(strength))
+    if kind == "salt_pepper":
+        out, draw = image.copy(), rng.random((h, w))
+        out[draw < strength / 2], out[draw > 1 - strength / 2] = 0, 255
+        return out
+    if kind == "webp":
+        ok, data = cv2.imencode(".webp", cv2.cvtColor(image, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_WEBP_QUALITY, int(strength)])
+        return cv2.cvtColor(cv2.imdecode(data, cv2.IMREAD_COLOR), cv2.COLOR_BGR2RGB)
+    if kind == "nearest":
+        return cv2.resize(image, (max(8, round(w * strength)), max(8, round(h * strength))),
+                          interpolation=cv2.INTER_NEAREST)
+    if kind == "clahe":
+        grey = cv2.createCLAHE(strength, (8, 8)).apply(cv2.cvtColor(image, cv2.COLOR_RGB2GRAY))
+        return cv2.cvtColor(grey, cv2.COLOR_GRAY2RGB)
+    if kind == "zoom_in":
+        return cv2.resize(transform(image, "crop", strength, rng), (w, h), interpolation=cv2.INTER_CUBIC)
+    if kind == "crop_text":
+        return transform(transform(image, "crop", strength, rng), "watermark", 0.8, rng)
+    if kind == "pad_crop":
+        return transform(transform(image, "pad", 0.2, rng), "crop", strength, rng)
+    if kind == "turn_rescale":
+        return transform(np.ascontiguousarray(np.rot90(image, 1)), "rescale", strength, rng)
+    if kind == "rotate_crop":
+        return transform(transform(image, "rotate", strength, rng), "crop", 0.1, rng)
+    if kind == "flip_crop":
+        return transform(image[::-1].copy(), "crop", strength, rng)
+    if kind == "mirror_zoom_in":
+        return transform(image[:, ::-1].copy(), "zoom_in", strength, rng)
+    if kind == "mirror_rotate":
+        return transform(image[:, ::-1].copy(), "rotate", strength, rng)
+    if kind == "mirror_text":
+        return transform(image[:, ::-1].copy(), "watermark", strength, rng)
+    raise ValueError(f"unknown transform {kind}")
+
+
+EXTRA_KINDS = set(EXTRA) - set(STRENGTHS)
 
 
 def jpeg(image: np.ndarray, quality: int) -> np.ndarray:
@@ -212,11 +323,12 @@ def pairs_across_scans(groups: np.ndarray, scans: np.ndarray) -> set[tuple[int, 
 
 
 def run(images: list[np.ndarray], n_sources: int, detector: duplicates.Detector, seed: int,
-        scans: np.ndarray | None = None) -> dict:
+        scans: np.ndarray | None = None, strengths: dict = STRENGTHS) -> dict:
     """One grouping per transform and strength: the distinct images with one copy of each source made that way.
     A copy must find its source itself: with every transform's copies in one set, a copy the detector misses
     still lands in its source's group through a sibling copy (measured: crop 20% 0.67 that way, 0.41 alone).
-    scans: a scan id per image (scans_of; None: every image a scan of its own)."""
+    scans: a scan id per image (scans_of; None: every image a scan of its own). strengths: the transforms and
+    their strengths (STRENGTHS, or EXTRA)."""
     rng = np.random.default_rng(seed)
     scans = np.arange(len(images)) if scans is None else np.asarray(scans)
     canon, views = duplicates.canonical_slices(images), duplicates.copy_views(images)
@@ -224,8 +336,8 @@ def run(images: list[np.ndarray], n_sources: int, detector: duplicates.Detector,
               "method": detector.method, "threshold": detector.threshold, "copies_with_source": {},
               "distinct_joined_per_grouping": {}, "distinct_wrongly_joined_per_grouping": {}}
     seconds, with_source_all, joined_all, wrongly_all, across = 0.0, [], [], [], {}
-    for kind, strengths in STRENGTHS.items():
-        for strength in tqdm(strengths, desc=kind, unit="grouping", disable=None):
+    for kind, tested in strengths.items():
+        for strength in tqdm(tested, desc=kind, unit="grouping", disable=None):
             copies = [transform(images[s], kind, strength, rng) for s in range(n_sources)]
             start = time.perf_counter()
             ds = SimpleNamespace(canon=np.concatenate([canon, duplicates.canonical_slices(copies)]),
@@ -272,6 +384,8 @@ def parse_args(argv):
                         "scan (default: the pair benchmark and the stress joins of data/)")
     p.add_argument("--to-label", type=Path, help="write the joined pairs no file labels here, in the pair "
                    "benchmark's columns, to draw with near_duplicate_benchmark.py sheets and label")
+    p.add_argument("--extra", action="store_true", help="the EXTRA transforms and strengths instead (beyond the "
+                   "goals: where the detector stops)")
     p.add_argument("--json", help="write the result here too")
     return p.parse_args(argv)
 
@@ -290,7 +404,8 @@ def main(argv=None) -> int:
               f"{', '.join(map(str, args.checked))} relative to {args.data}?): every join counts as wrong",
               file=sys.stderr)
     detector = duplicates.Detector(args.method, args.threshold, 4)
-    result = run(images, min(args.sources, len(images)), detector, args.seed, scans_of(paths, checked))
+    result = run(images, min(args.sources, len(images)), detector, args.seed, scans_of(paths, checked),
+                 EXTRA if args.extra else STRENGTHS)
     labelled = {frozenset((r["a"], r["b"])): r["label"] for r in checked}
     for pair in result["pairs_joined_across_scans"]:  # paths, and what the files say of each (none: unlabelled)
         pair["a"], pair["b"] = paths[pair["a"]], paths[pair["b"]]
@@ -299,6 +414,7 @@ def main(argv=None) -> int:
     result["checked_files"] = [str(c) for c in args.checked]
     result["checked_pairs_among_picked"] = among
     result["scale"] = args.scale
+    result["transforms"] = "extra" if args.extra else "standard"
     if args.to_label:
         write_rows(args.to_label, rows_to_label(result["pairs_joined_across_scans"], checked, args.seed))
     print(json.dumps(result, indent=2))
