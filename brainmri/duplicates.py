@@ -60,7 +60,7 @@ from scipy.sparse.csgraph import connected_components
 from .atomic import save_arrays
 
 CANON = 48  # side of the canonical slice (px): enough to tell an adjacent slice from another patient's
-SIGNATURE_VERSION = 2  # part of the image cache's key: bump it when canonical() or copy_view() changes
+SIGNATURE_VERSION = 3  # part of the image cache's key: bump it when canonical() or copy_view() changes
 THUMB = 16  # side of the retrieval vectors
 ZOOMS = (1.0, 0.9, 0.8, 0.7)  # retrieval: share of the source a re-cropped copy may keep (per side)
 WINDOW_PLACES = ((0.5, 0.5), (0, 0), (0, 1), (1, 0), (1, 1))  # each zoom's windows: centre, then corners
@@ -93,6 +93,8 @@ STILL_RADIUS = COPY_SIDE / 20  # ... and, below ALIGN_INLIERS, STILL_MATCHES mat
 STILL_MATCHES = 5  # (8 px): slices of one scan share their framing (choose half: precision 0.900 -> 0.947, recall kept)
 WORK_SIDE = 256  # images are reduced to this longer side first (speed; a 48 px slice needs no more)
 BOX_SIDE = 96  # the head is found on an image of this longer side (speed: the box needs no detail)
+FRAME_LEVEL = 64  # a border whose median grey is at least this is a frame around the picture, not its background
+FRAME_TOLERANCE = 16  # ... and the picture is what differs from that grey by more than this
 THREADS = min(8, os.cpu_count() or 1)  # verification and the copy check share pairs out (OpenCV frees the GIL)
 
 log = logging.getLogger("brainmri")
@@ -127,8 +129,9 @@ def _shrunk(grey: np.ndarray, longest: int) -> np.ndarray:
 
 
 def canonical(image: np.ndarray, side: int = CANON) -> np.ndarray:
-    """The canonical slice of an image (any size, grey or RGB): head box, square, side x side, equalised."""
-    grey = _shrunk(_grey(image), WORK_SIDE)
+    """The canonical slice of an image (any size, grey or RGB): light frame trimmed, head box, square, side x
+    side, equalised."""
+    grey = _shrunk(_unframed(_grey(image)), WORK_SIDE)
     f = min(1.0, BOX_SIDE / max(grey.shape))
     y0, y1, x0, x1 = head_box(_shrunk(grey, BOX_SIDE))
     head = grey[int(y0 / f):int(np.ceil(y1 / f)), int(x0 / f):int(np.ceil(x1 / f))]
@@ -332,11 +335,11 @@ def verify(canon_a: np.ndarray, canon_b: np.ndarray, pairs: np.ndarray, zoom_hin
 
 
 def copy_view(image: np.ndarray) -> np.ndarray:
-    """What the copy check looks at: the whole image (no head box), grey, resized to a COPY_SIDE square and
-    equalised. Made from the full image as it is decoded, so the check does not depend on the size a model
+    """What the copy check looks at: the whole image (no head box; a light frame trimmed), grey, resized to a
+    COPY_SIDE square and equalised. Made from the full image as it is decoded, so the check does not depend on the size a model
     is trained at (runs at 64 and 260 px group alike); a copy stretched to another shape is an affine map of
     its source."""
-    grey = _grey(image)
+    grey = _unframed(_grey(image))
     shrink = grey.shape[0] * grey.shape[1] > COPY_SIDE ** 2
     return cv2.equalizeHist(cv2.resize(grey, (COPY_SIDE, COPY_SIDE),
                                        interpolation=cv2.INTER_AREA if shrink else cv2.INTER_LINEAR))
@@ -447,6 +450,23 @@ def _aligned_correlations(grey_a: np.ndarray, grey_b: np.ndarray, fit: np.ndarra
 def _correlation(x: np.ndarray, y: np.ndarray) -> float:
     x, y = x - x.mean(), y - y.mean()
     return float((x * y).sum() / np.sqrt((x * x).sum() * (y * y).sum() + 1e-6))
+
+
+def _unframed(grey: np.ndarray) -> np.ndarray:
+    """The picture without a frame of one light grey around it (a white border, a page or slide around a figure):
+    the bounding box of what differs from the border's median grey by more than FRAME_TOLERANCE, where that
+    grey is FRAME_LEVEL or lighter. A dark border is a scan's own background, which the head box and the copy
+    check cope with; a light one was not: every copy with a white border looked alike, and 200 such copies
+    of different slices fell into one group (measured: tools/near_duplicate_stress.py --extra, white_pad)."""
+    ring = np.concatenate([grey[0], grey[-1], grey[:, 0], grey[:, -1]])
+    level = float(np.median(ring))
+    if level < FRAME_LEVEL or min(grey.shape) < 8:
+        return grey
+    differs = np.abs(cv2.blur(grey, (3, 3)).astype(np.int16) - level) > FRAME_TOLERANCE
+    rows, cols = np.flatnonzero(differs.mean(1) > 0.02), np.flatnonzero(differs.mean(0) > 0.02)
+    if not len(rows) or not len(cols) or rows[-1] - rows[0] < grey.shape[0] / 4 or cols[-1] - cols[0] < grey.shape[1] / 4:
+        return grey  # nothing much inside: a light picture, not a frame
+    return grey[rows[0]:rows[-1] + 1, cols[0]:cols[-1] + 1]
 
 
 def _grey(image) -> np.ndarray:

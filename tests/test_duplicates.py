@@ -56,6 +56,26 @@ def test_a_transformed_copy_joins_its_source(kind, strength):
     assert [groups[i] == groups[i + 3] for i in range(3)] == [True] * 3
 
 
+def test_copies_with_a_white_border_join_their_sources_and_not_each_other():
+    # a light frame around the picture (a figure cut from a page) used to make every framed copy look alike
+    heads = [cv2.cvtColor(h, cv2.COLOR_GRAY2RGB) for h in _heads(6)]
+    framed = [stress.transform(h, "white_pad", 0.1, np.random.default_rng(k)) for k, h in enumerate(heads)]
+    assert duplicates.group_images(_as_dataset(heads + framed))[0].tolist() == list(range(6)) * 2
+    assert duplicates.group_images(_as_dataset(framed))[0].tolist() == list(range(6))
+
+
+def test_a_light_picture_without_a_frame_is_left_whole():
+    light = np.full((120, 100), 200, np.uint8)
+    light[30:90, 20:80] = 90  # a dark shape inside a light picture: the light border is a frame
+    assert duplicates._unframed(light).shape == (62, 62)  # the shape and a pixel of frame each side (the blur)
+    bright = np.full((120, 100), 200, np.uint8)
+    bright[::7] = 40  # stripes to the edge: nothing to trim
+    assert duplicates._unframed(bright).shape == (120, 100)
+    dark = np.zeros((120, 100), np.uint8)
+    dark[30:90, 20:80] = 180  # a scan's dark background is left to the head box
+    assert duplicates._unframed(dark).shape == (120, 100)
+
+
 def test_different_synthetic_heads_are_not_joined():
     groups, pairs, scores = duplicates.group_images(_as_dataset(_heads(12)))
     assert len(set(groups)) == 12, f"joined: {pairs.tolist()} at {scores.round(3).tolist()}"
