@@ -105,14 +105,22 @@ def head_box(grey: np.ndarray) -> tuple[int, int, int, int]:
     """(y0, y1, x0, x1) of the head: bright regions after thin strokes (text, markers, rulers) are opened away."""
     blurred = cv2.GaussianBlur(grey, (3, 3), 0)
     level = max(12.0, 0.12 * float(np.percentile(blurred, 99)))
-    mask = (blurred > level).astype(np.uint8)
-    side = max(3, int(round(min(grey.shape) / 30)) | 1)
-    mask = cv2.morphologyEx(mask, cv2.MORPH_OPEN, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (side, side)))
+    box = _box_of_big_parts(blurred > level)
+    return (0, grey.shape[0], 0, grey.shape[1]) if box is None else box
+
+
+def _box_of_big_parts(mask: np.ndarray) -> tuple[int, int, int, int] | None:
+    """(y0, y1, x0, x1) of a mask's big parts once thin strokes (text, markers, rulers) are opened away: its
+    largest connected part and every part of at least 5% of that (big pieces of a head, not labels or specks);
+    None where nothing is left."""
+    side = max(3, int(round(min(mask.shape) / 30)) | 1)
+    mask = cv2.morphologyEx(mask.astype(np.uint8), cv2.MORPH_OPEN,
+                            cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (side, side)))
     n, _, stats, _ = cv2.connectedComponentsWithStats(mask, connectivity=8)
     if n < 2:
-        return 0, grey.shape[0], 0, grey.shape[1]
+        return None
     areas = stats[1:, cv2.CC_STAT_AREA]
-    keep = stats[1:][areas >= 0.05 * areas.max()]  # the head and big pieces of it, not labels or specks
+    keep = stats[1:][areas >= 0.05 * areas.max()]
     x0, y0 = keep[:, cv2.CC_STAT_LEFT].min(), keep[:, cv2.CC_STAT_TOP].min()
     x1 = (keep[:, cv2.CC_STAT_LEFT] + keep[:, cv2.CC_STAT_WIDTH]).max()
     y1 = (keep[:, cv2.CC_STAT_TOP] + keep[:, cv2.CC_STAT_HEIGHT]).max()
@@ -453,20 +461,23 @@ def _correlation(x: np.ndarray, y: np.ndarray) -> float:
 
 
 def _unframed(grey: np.ndarray) -> np.ndarray:
-    """The picture without a frame of one light grey around it (a white border, a page or slide around a figure):
-    the bounding box of what differs from the border's median grey by more than FRAME_TOLERANCE, where that
-    grey is FRAME_LEVEL or lighter. A dark border is a scan's own background, which the head box and the copy
-    check cope with; a light one was not: every copy with a white border looked alike, and 200 such copies
-    of different slices fell into one group (measured: tools/near_duplicate_stress.py --extra, white_pad)."""
+    """The picture without a frame of one grey around it (a white border, a page or slide around a figure, a
+    background lifted to grey): the box of the big parts of what differs from the border's median grey by more
+    than FRAME_TOLERANCE (_box_of_big_parts: a caption or a mark on the frame is not the picture), where that
+    grey is FRAME_LEVEL or lighter. A black border is a scan's own background, which the head box and the copy
+    check cope with; a light one was not: copies of different slices with a white border looked alike and
+    joined each other (measured: tools/near_duplicate_stress.py --extra, white_pad)."""
+    if min(grey.shape) < 8:
+        return grey
     ring = np.concatenate([grey[0], grey[-1], grey[:, 0], grey[:, -1]])
     level = float(np.median(ring))
-    if level < FRAME_LEVEL or min(grey.shape) < 8:
+    if level < FRAME_LEVEL:
         return grey
-    differs = np.abs(cv2.blur(grey, (3, 3)).astype(np.int16) - level) > FRAME_TOLERANCE
-    rows, cols = np.flatnonzero(differs.mean(1) > 0.02), np.flatnonzero(differs.mean(0) > 0.02)
-    if not len(rows) or not len(cols) or rows[-1] - rows[0] < grey.shape[0] / 4 or cols[-1] - cols[0] < grey.shape[1] / 4:
-        return grey  # nothing much inside: a light picture, not a frame
-    return grey[rows[0]:rows[-1] + 1, cols[0]:cols[-1] + 1]
+    box = _box_of_big_parts(np.abs(cv2.blur(grey, (3, 3)).astype(np.int16) - level) > FRAME_TOLERANCE)
+    if box is None or min(box[1] - box[0], box[3] - box[2]) < 8:
+        return grey  # nothing in it that differs: a plain picture, not a frame
+    y0, y1, x0, x1 = box
+    return grey[y0:y1, x0:x1]
 
 
 def _grey(image) -> np.ndarray:
@@ -479,7 +490,7 @@ def _grey(image) -> np.ndarray:
 def turn_vectors(views: np.ndarray) -> np.ndarray:
     """(1, N, D) unit vectors that do not change when an image is turned about its centre or mirrored: the
     magnitudes of the angular Fourier series of each copy view in polar form (TURN_RADII radii, the lowest
-    TURN_FREQUENCIES frequencies). Retrieval for copies that were rotated or flipped."""
+    TURN_FREQUENCIES frequencies). Retrieval for copies that were turned (mirrored ones: mirrored_copies)."""
     def one(view):
         small = cv2.resize(view, (64, 64), interpolation=cv2.INTER_AREA).astype(np.float32)
         polar = cv2.warpPolar(small, (TURN_RADII, 64), (32, 32), 32, cv2.WARP_POLAR_LINEAR)  # rows: angles
@@ -518,9 +529,13 @@ def keypoint_candidates(features_a, features_b=None, k: int = KEYPOINT_CANDIDATE
     left out. Retrieval for the copy check that a crop, shift, turn or burned-in text does not throw off
     (measured: tools/near_duplicate_stress.py). Ties go to the image whose content key sorts first, so the
     pairs do not depend on the images' order. The codes are sparse; the counts in common are made a chunk of
-    images at a time (CHUNK_FLOATS: bounded memory). not_itself: b is a view of a itself (its mirrored
-    views), and image i of a is not a candidate for b's image i."""
+    images at a time (CHUNK_FLOATS: bounded memory). not_itself: b is another view of a's images, one for
+    one (their mirrored views), and image i of a is not a candidate for b's image i; the pairs then come
+    both ways round (i, j) and (j, i), and a code counts as common from CODE_MAX_IMAGES of the two sets
+    together."""
     within = features_b is None
+    if not_itself and (within or len(features_b) != len(features_a)):
+        raise ValueError("keypoint_candidates(not_itself=True) needs b to be another view of a, one for one")
     everything = list(features_a) if within else list(features_a) + list(features_b)
     n_a = len(features_a)
     codes = keypoint_codes(everything)
@@ -664,8 +679,12 @@ def mirrored_copies(views: np.ndarray, views_b: np.ndarray | None, plain_a: list
     candidates = candidates[~_rows_in(candidates, settled)]
     if not len(candidates):
         return candidates
-    mirrored_a = mirrored_b if within else copy_features(np.ascontiguousarray(views[:, :, ::-1]))
     mirror_b = np.array([plain_a[int(i)][3] < plain_b[int(j)][3] for i, j in candidates], bool)
+    if within:
+        mirrored_a = mirrored_b
+    else:  # only the images of a that are mirrored (by index: copy_check looks them up)
+        needed = np.unique(candidates[~mirror_b, 0])
+        mirrored_a = dict(zip(needed.tolist(), copy_features(np.ascontiguousarray(views[needed][:, :, ::-1]))))
     found = np.zeros(len(candidates), bool)
     found[~mirror_b] = copy_check(mirrored_a, plain_b, candidates[~mirror_b])[1]
     found[mirror_b] = copy_check(plain_a, mirrored_b, candidates[mirror_b])[1]
