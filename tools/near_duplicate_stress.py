@@ -22,8 +22,8 @@ transform and strength is grouped on its own: the distinct images plus one copy 
 way, so a copy must find its source itself. Reported: the share of copies grouped with
 their source, per transform and strength, and the shares of distinct images (sources and the mixed-in ones)
 joined and wrongly joined (means over the groupings). --extra runs EXTRA instead: harder strengths and other
-transforms (a negative, pseudo-colour, perspective, drawn arrows, three labels, a mirror with a crop, a turn
-or text, ...), to show where the detector stops.
+transforms (a negative, pseudo-colour, perspective, drawn arrows, three labels, a white border, a flip with a
+crop, a mirror with a zoom-in, a turn or text, ...), to show where the detector stops.
 """
 
 from __future__ import annotations
