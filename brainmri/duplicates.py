@@ -21,11 +21,11 @@ COPY_SIDE px square, equalised. Pairs are then found in three steps, with no all
    of a tenth or large burned-in text often takes a copy out of the thumbnails' nearest, not out of
    these), and at each image's nearest by a turn- and mirror-proof vector (turn_vectors); then, for
    mirrored copies, at each image's nearest among the others' mirrored views by keypoint codes
-   (mirrored_copies). A copy of one picture, however re-cropped, shifted, turned, mirrored, re-exposed or stamped with
-   text, keeps dozens of matches on one map, or fewer that align its structure with the source's (all of
-   it, or all but the pixels where burned-in text differs): it is raised to SAME_SLICE. A weak pair that
-   the map explains almost nothing of is dropped, as is one whose few matches all moved (slices of one scan
-   keep their place in the frame).
+   (mirrored_copies). A copy of one picture, however re-cropped, shifted, turned, mirrored, re-exposed or
+   stamped with text, keeps dozens of matches on one map, or fewer that align its structure with the
+   source's (all of it, or all but the pixels where burned-in text differs): it is raised to SAME_SLICE. A
+   weak pair that the map explains almost nothing of is dropped, as is one whose few matches all moved
+   (slices of one scan keep their place in the frame).
 
 A pair whose score reaches the threshold (SAME_OR_ADJACENT) is a near-duplicate: the same slice or an
 adjacent slice of one scan; from SAME_SLICE on it is taken to be the same slice. Groups join through pairs
@@ -344,9 +344,9 @@ def verify(canon_a: np.ndarray, canon_b: np.ndarray, pairs: np.ndarray, zoom_hin
 
 def copy_view(image: np.ndarray) -> np.ndarray:
     """What the copy check looks at: the whole image (no head box; a light frame trimmed), grey, resized to a
-    COPY_SIDE square and equalised. Made from the full image as it is decoded, so the check does not depend on the size a model
-    is trained at (runs at 64 and 260 px group alike); a copy stretched to another shape is an affine map of
-    its source."""
+    COPY_SIDE square and equalised. Made from the full image as it is decoded, so the check does not depend on
+    the size a model is trained at (runs at 64 and 260 px group alike); a copy stretched to another shape is an
+    affine map of its source."""
     grey = _unframed(_grey(image))
     shrink = grey.shape[0] * grey.shape[1] > COPY_SIDE ** 2
     return cv2.equalizeHist(cv2.resize(grey, (COPY_SIDE, COPY_SIDE),

@@ -228,7 +228,8 @@ def _extra_transform(image: np.ndarray, kind: str, strength: float, rng: np.rand
         out[draw < strength / 2], out[draw > 1 - strength / 2] = 0, 255
         return out
     if kind == "webp":
-        ok, data = cv2.imencode(".webp", cv2.cvtColor(image, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_WEBP_QUALITY, int(strength)])
+        quality = [cv2.IMWRITE_WEBP_QUALITY, int(strength)]
+        ok, data = cv2.imencode(".webp", cv2.cvtColor(image, cv2.COLOR_RGB2BGR), quality)
         return cv2.cvtColor(cv2.imdecode(data, cv2.IMREAD_COLOR), cv2.COLOR_BGR2RGB)
     if kind == "nearest":
         return cv2.resize(image, (max(8, round(w * strength)), max(8, round(h * strength))),
