@@ -531,6 +531,15 @@ def test_a_lifted_copy_in_test_is_found_among_the_training_images():
     assert duplicates.copies_in(train, test).tolist() == [True, False]
 
 
+def test_mirrored_copy_features_are_those_of_the_flipped_views_without_a_copy_of_the_pixels():
+    views = duplicates.copy_views(_heads(3))
+    mirrored = duplicates.copy_features(views, mirrored=True)
+    flipped = duplicates.copy_features(np.ascontiguousarray(views[:, :, ::-1]))
+    for (pos, desc, view, key), (pos_f, desc_f, view_f, key_f) in zip(mirrored, flipped):
+        assert np.array_equal(pos, pos_f) and np.array_equal(desc, desc_f) and key == key_f
+        assert np.array_equal(view, view_f) and np.shares_memory(view, views)  # a flipped view, not a copy
+
+
 @pytest.mark.parametrize("mirrored_side", ["test", "train"])
 def test_a_mirrored_cropped_copy_is_found_on_either_side_of_a_split(mirrored_side):
     heads = _heads(12)  # ten training images to find it among
