@@ -578,3 +578,19 @@ def test_a_weak_pair_without_keypoint_support_stays_out_at_any_threshold(monkeyp
     # a map on many matches is support; a handful of matches is support only where they sit still (chance
     # gives two unrelated slices a handful of matches on some map, rarely ones that did not move)
     assert kept == {(12, 0): 1, (7, 0): 0, (7, duplicates.STILL_MATCHES): 1}
+
+
+def test_the_benchmark_counts_a_pair_raised_to_the_same_slice_score_as_the_same_slice():
+    # the copy check raises a copy to SAME_SLICE as a float32; as a Python float that is 0.8999999762, which
+    # fell below the Python float 0.9 and so was not counted as "same slice"
+    import near_duplicate_benchmark as benchmark
+
+    pairs = np.array([[0, 1], [2, 3], [4, 5]])
+    scores = np.array([duplicates.SAME_SLICE, duplicates.JOIN_ALWAYS, 0.95], np.float32)
+    groups = np.array([0, 0, 1, 1, 2, 2])
+    labelled = np.array([[1, 0], [2, 3], [4, 5], [0, 2]])
+    said = benchmark.said_of(labelled, pairs, scores, groups, same_slice=True)
+    assert said["same_slice_pair"].tolist() == [True, False, True, False]
+    assert said["pair"].tolist() == [True, True, True, False]
+    assert said["group"].tolist() == [True, True, True, False]
+    assert "same_slice_pair" not in benchmark.said_of(labelled, pairs, scores, groups, same_slice=False)

@@ -187,11 +187,7 @@ def measure(root: Path, csv_path: Path, scale: float = 1.0) -> dict:
     for name, detector in (("old_phash_le_4", duplicates.Detector("phash", hash_distance=OLD_DISTANCE)),
                            ("new", duplicates.Detector())):
         groups, pairs, scores = duplicates.group_images(ds, detector)
-        found = {tuple(sorted(map(int, p))): float(s) for p, s in zip(pairs, scores)}
-        score = np.array([found.get(tuple(sorted(map(int, p))), -1.0) for p in labelled])
-        said = {"pair": score > -1, "group": groups[labelled[:, 0]] == groups[labelled[:, 1]]}
-        if detector.method != "phash":
-            said["same_slice_pair"] = score >= duplicates.SAME_SLICE
+        said = said_of(labelled, pairs, scores, groups, same_slice=detector.method != "phash")
         sizes = np.bincount(groups)
         out[name] = {"groups": int(len(sizes)), "largest_group": int(sizes.max()),
                      "groups_with_two_labels": int(sum(len(set(labels[groups == g])) > 1
@@ -204,6 +200,20 @@ def measure(root: Path, csv_path: Path, scale: float = 1.0) -> dict:
     out["pairs"] = {p_name: {"pairs": int((part == p_name).sum()), "positives": int(truth[part == p_name].sum()),
                              "same_slice": int(same[part == p_name].sum())} for p_name in ("choose", "report")}
     return out
+
+
+def said_of(labelled: np.ndarray, pairs: np.ndarray, scores: np.ndarray, groups: np.ndarray,
+            same_slice: bool) -> dict[str, np.ndarray]:
+    """What a detector said about each labelled pair (i, j): found as a pair, put in one group, and (same_slice)
+    found at SAME_SLICE or above. The scores stay float32, as the detector compares them: a copy raised to
+    SAME_SLICE is float32(0.9), which as a Python float is below 0.9."""
+    found = {tuple(sorted(map(int, p))): s for p, s in zip(pairs, np.asarray(scores, np.float32))}
+    score = np.array([found.get(tuple(sorted(map(int, p))), -1.0) for p in labelled], np.float32)
+    said = {"pair": np.array([tuple(sorted(map(int, p))) in found for p in labelled], bool),
+            "group": groups[labelled[:, 0]] == groups[labelled[:, 1]]}
+    if same_slice:
+        said["same_slice_pair"] = score >= np.float32(duplicates.SAME_SLICE)
+    return said
 
 
 def parse_args(argv):
