@@ -375,13 +375,20 @@ def copy_features(views, mirrored: bool = False) -> list:
         return list(pool.map(one, views))
 
 
-def copy_check(features_a, features_b, pairs: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def copy_check(features_a, features_b, pairs: np.ndarray
+               ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """Per pair (i in a, j in b): how many cross-checked ORB matches one affine map explains (RANSAC, 3 px),
-    whether the two are copies of one picture (_one_picture), and how many matches sit still (moved at most
-    STILL_RADIUS: two slices of one scan keep their framing). Symmetric and deterministic: the two are
-    taken in the order of their content, the map is fitted from the first to the second and the other way
-    too (the better count kept) unless the first settles it: a copy, or from SUPPORT_INLIERS to below
-    ALIGN_INLIERS matches explained; OpenCV's RANSAC seeds itself on every call."""
+    whether the two are copies of one picture under that map (_one_picture), how many matches sit still
+    (moved at most STILL_RADIUS: two slices of one scan keep their framing), and, where the affine map did
+    not make them one picture though it explains ALIGN_INLIERS matches, whether a similarity map (scale, turn
+    and shift only) of the same matches does. The affine map of a crop or a rescaled copy is often skewed by
+    a few percent (its matches crowd into part of the picture), too far for the aligned correlation; the
+    similarity map, with two fewer degrees of freedom, is not (measured: tools/near_duplicate_stress.py, crop
+    20%). It also makes more adjacent slices of one scan look like one picture (the pair benchmark), so a pair
+    found this way joins its groups but is not called the same slice (with_copy_check). Symmetric and
+    deterministic: the two are taken in the order of their content, the map is fitted from the first to the
+    second and the other way too (the better count kept) unless the first settles it: a copy, or from
+    SUPPORT_INLIERS to below ALIGN_INLIERS matches explained; OpenCV's RANSAC seeds itself on every call."""
     structures: dict[bytes, np.ndarray] = {}  # a view's structure, made once however many pairs align onto it
 
     def structure_of(view: np.ndarray, key: bytes) -> np.ndarray:
@@ -389,32 +396,39 @@ def copy_check(features_a, features_b, pairs: np.ndarray) -> tuple[np.ndarray, n
             structures[key] = _minus_blur(view, ALIGN_SIGMA)
         return structures[key]
 
-    def one(pair) -> tuple[int, bool, int]:
+    def one(pair) -> tuple[int, bool, int, bool]:
         first, second = features_a[int(pair[0])], features_b[int(pair[1])]
         (pos_a, desc_a, view_a, key_a), (pos_b, desc_b, view_b, key_b) = sorted((first, second), key=lambda f: f[3])
         if desc_a is None or desc_b is None or min(len(desc_a), len(desc_b)) < 3:
-            return 0, False, 0
+            return 0, False, 0, False
         matches = cv2.BFMatcher(cv2.NORM_HAMMING, crossCheck=True).match(desc_a, desc_b)
         if len(matches) < 3:
-            return 0, False, 0
+            return 0, False, 0, False
         src, dst = pos_a[[m.queryIdx for m in matches]], pos_b[[m.trainIdx for m in matches]]
         still = int((np.linalg.norm(src - dst, axis=1) <= STILL_RADIUS).sum())
+        ways = ((src, dst, (view_a, key_a, view_b, key_b)), (dst, src, (view_b, key_b, view_a, key_a)))
         best = 0
-        for moving, fixed, pictures in ((src, dst, (view_a, key_a, view_b, key_b)),
-                                        (dst, src, (view_b, key_b, view_a, key_a))):
+        for moving, fixed, pictures in ways:
             fit, inliers = cv2.estimateAffine2D(moving, fixed, method=cv2.RANSAC, ransacReprojThreshold=3.0)
             count = 0 if fit is None else int(inliers.sum())
             best = max(best, count)
             if _one_picture(*pictures, fit, count, structure_of):
-                return best, True, still
+                return best, True, still, False
             if SUPPORT_INLIERS <= count < ALIGN_INLIERS:  # enough support for a weak pair, too few for a copy,
                 break  # and the other way round explains about as many (measured: within 5)
-        return best, False, still
+        if best >= ALIGN_INLIERS:
+            for moving, fixed, pictures in ways:
+                fit, inliers = cv2.estimateAffinePartial2D(moving, fixed, method=cv2.RANSAC, ransacReprojThreshold=3.0)
+                if _one_picture(*pictures, fit, 0 if fit is None else int(inliers.sum()), structure_of):
+                    return best, False, still, True
+        return best, False, still, False
 
     with ThreadPoolExecutor(THREADS) as pool:
         found = list(pool.map(one, pairs, chunksize=64))
-    inliers, copies, still = (np.array(column).reshape(-1) for column in zip(*found)) if found else ([], [], [])
-    return np.asarray(inliers, np.int64), np.asarray(copies, bool), np.asarray(still, np.int64)
+    if not found:
+        return np.zeros(0, np.int64), np.zeros(0, bool), np.zeros(0, np.int64), np.zeros(0, bool)
+    inliers, copies, still, similar = (np.array(column) for column in zip(*found))
+    return inliers.astype(np.int64), copies.astype(bool), still.astype(np.int64), similar.astype(bool)
 
 
 def _one_picture(view_moving: np.ndarray, key_moving: bytes, view_fixed: np.ndarray, key_fixed: bytes,
@@ -527,7 +541,7 @@ def _codes_of(descriptors: list) -> csr_matrix:
 
 
 def keypoint_candidates(features_a, features_b=None, k: int = KEYPOINT_CANDIDATES,
-                        not_itself: bool = False) -> np.ndarray:
+                        not_itself: bool = False, codes: csr_matrix | None = None) -> np.ndarray:
     """(M, 2) pairs (i in a, j in b; within a, i < j) of each image with the k images that share the largest
     share of its keypoint codes (cosine; at least 2 codes), codes found in more than CODE_MAX_IMAGES images
     left out. Retrieval for the copy check that a crop, shift, turn or burned-in text does not throw off
@@ -536,13 +550,15 @@ def keypoint_candidates(features_a, features_b=None, k: int = KEYPOINT_CANDIDATE
     images at a time (CHUNK_FLOATS: bounded memory). not_itself: b is another view of a's images, one for
     one (their mirrored views), and image i of a is not a candidate for b's image i; the pairs then come
     both ways round (i, j) and (j, i), and a code counts as common from CODE_MAX_IMAGES of the two sets
-    together."""
+    together. codes: keypoint_codes of a's images, then b's, where the caller has them (left unchanged)."""
     within = features_b is None
     if not_itself and (within or len(features_b) != len(features_a)):
         raise ValueError("keypoint_candidates(not_itself=True) needs b to be another view of a, one for one")
     everything = list(features_a) if within else list(features_a) + list(features_b)
     n_a = len(features_a)
-    codes = keypoint_codes(everything)
+    codes = keypoint_codes(everything) if codes is None else codes.copy()
+    if codes.shape[0] != len(everything):
+        raise ValueError(f"keypoint_candidates: codes for {codes.shape[0]} images, features for {len(everything)}")
     images_with = np.bincount(codes.indices, minlength=codes.shape[1])
     telling = (images_with >= 2) & (images_with <= CODE_MAX_IMAGES)
     codes.data[~telling[codes.indices]] = 0
@@ -628,33 +644,34 @@ def with_copy_check(pairs: np.ndarray, scores: np.ndarray, views: np.ndarray, vi
     """The pairs with the copy views' own candidates added (never correlated: they start at -1), after the
     copy check of the open pairs, the weak pairs and the copy views' candidates (each image's nearest by
     keypoint_candidates and by turn_vectors), then of the mirrored candidates (mirrored_copies): a copy is
-    raised to SAME_SLICE; a weak pair (from `threshold` to below JOIN_ALWAYS) that one affine map explains
-    fewer than SUPPORT_INLIERS keypoint matches of, or fewer than ALIGN_INLIERS with fewer than STILL_MATCHES
-    matches that sit still, falls below `threshold` (two slices of one scan share a skull and its place in the
-    frame; another patient's slice at that level does not, and a handful of matches on one map is what chance
-    gives two unrelated slices). `views_b` None: within one set."""
+    raised to SAME_SLICE, a pair one picture under a similarity map only to JOIN_ALWAYS (copy_check); a weak
+    pair (from `threshold` to below JOIN_ALWAYS) that one affine map explains fewer than SUPPORT_INLIERS
+    keypoint matches of, or fewer than ALIGN_INLIERS with fewer than STILL_MATCHES matches that sit still,
+    falls below `threshold` (two slices of one scan share a skull and its place in the frame; another
+    patient's slice at that level does not, and a handful of matches on one map is what chance gives two
+    unrelated slices). `views_b` None: within one set."""
     within = views_b is None
     other = None if within else views_b
     features_a = copy_features(views)
     features_b = features_a if within else copy_features(other)
-    by_keypoints = keypoint_candidates(features_a, None if within else features_b)
+    codes = keypoint_codes(features_a if within else list(features_a) + list(features_b))
+    by_keypoints = keypoint_candidates(features_a, None if within else features_b, codes=codes)
     turned = candidate_pairs(turn_vectors(views), None if within else turn_vectors(views_b), k=1, min_similarity=-1)
     proposed = np.unique(np.concatenate([by_keypoints, turned]), axis=0).reshape(-1, 2)
     pairs, scores = _with_pairs(pairs, scores, proposed, -1.0)
     weak = (scores >= threshold) & (scores < JOIN_ALWAYS)
     looked_at = open_pairs(pairs, scores, within) | _rows_in(pairs, proposed) | weak
     check = np.flatnonzero(looked_at & (scores < SAME_SLICE))  # a pair at SAME_SLICE is settled already
-    inliers, copies, still = copy_check(features_a, features_b, pairs[check])
+    inliers, copies, still, similar = copy_check(features_a, features_b, pairs[check])
     scores[check[copies]] = np.maximum(scores[check[copies]], SAME_SLICE)
+    scores[check[similar]] = np.maximum(scores[check[similar]], JOIN_ALWAYS)
     chance = (inliers < SUPPORT_INLIERS) | ((inliers < ALIGN_INLIERS) & (still < STILL_MATCHES))  # too few to count
-    unsupported = check[weak[check] & ~copies & chance]
+    unsupported = check[weak[check] & ~copies & ~similar & chance]
     scores[unsupported] = np.minimum(scores[unsupported], np.nextafter(np.float32(threshold), np.float32(-2)))
     settled = pairs[scores >= SAME_SLICE]
-    mirrored = mirrored_copies(views, other, features_a, features_b, settled)
-    pairs, scores = _with_pairs(pairs, scores, mirrored, -1.0)
-    at = _rows_in(pairs, mirrored)
-    scores[at] = np.maximum(scores[at], SAME_SLICE)
-    return pairs, scores
+    mirrored, mirrored_similar = mirrored_copies(views, other, features_a, features_b, settled, codes)
+    pairs, scores = _raised(pairs, scores, mirrored, SAME_SLICE)
+    return _raised(pairs, scores, mirrored_similar, JOIN_ALWAYS)
 
 
 def _with_pairs(pairs: np.ndarray, scores: np.ndarray, more: np.ndarray, score: float
@@ -665,34 +682,47 @@ def _with_pairs(pairs: np.ndarray, scores: np.ndarray, more: np.ndarray, score: 
             np.concatenate([scores, np.full(len(added), score, np.float32)]))
 
 
+def _raised(pairs: np.ndarray, scores: np.ndarray, more: np.ndarray, score: float
+            ) -> tuple[np.ndarray, np.ndarray]:
+    """pairs and scores with every row of `more` at `score` at least (appended where pairs lacks it)."""
+    pairs, scores = _with_pairs(pairs, scores, more, score)
+    at = _rows_in(pairs, more)
+    scores[at] = np.maximum(scores[at], np.float32(score))
+    return pairs, scores
+
+
 def mirrored_copies(views: np.ndarray, views_b: np.ndarray | None, plain_a: list, plain_b: list,
-                    settled: np.ndarray) -> np.ndarray:
-    """(M, 2) pairs (i in a, j in b; within a, i < j) that are copies once one of the two is mirrored: a copy
-    flipped left to right or top to bottom, and perhaps cropped, turned or stamped with text as well (ORB's
-    descriptors do not survive a mirror, so neither the plain copy check nor the keypoint retrieval sees
-    these; the turn-proof vectors do not survive a crop). Candidates: each image's nearest among the mirrored
-    views of the others by keypoint_candidates (a top-to-bottom flip is a mirror turned by 180 degrees, and ORB
-    copes with turns), less the pairs `settled` already (at SAME_SLICE). Of each candidate, the image whose
-    content key is the larger is mirrored, so the answer is the same whichever way round the pair comes.
-    plain_a/b: copy_features of the views as they are."""
+                    settled: np.ndarray, codes: csr_matrix | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """(M, 2) pairs (i in a, j in b; within a, i < j) that are copies once one of the two is mirrored, and
+    those that are one picture under a similarity map only (copy_check): a copy flipped left to right or top
+    to bottom, and perhaps cropped, turned or stamped with text as well (ORB's descriptors do not survive a
+    mirror, so neither the plain copy check nor the keypoint retrieval sees these; the turn-proof vectors do
+    not survive a crop). Candidates: each image's nearest among the mirrored views of the others by
+    keypoint_candidates (a top-to-bottom flip is a mirror turned by 180 degrees, and ORB copes with turns),
+    less the pairs `settled` already (at SAME_SLICE). Of each candidate, the image whose content key is the
+    larger is mirrored, so the answer is the same whichever way round the pair comes. plain_a/b: copy_features
+    of the views as they are; codes: their keypoint_codes (a's, then b's between two sets) where the caller
+    has them already."""
     within = views_b is None
     mirrored_b = copy_features(views if within else views_b, mirrored=True)
-    candidates = keypoint_candidates(plain_a, mirrored_b, MIRROR_CANDIDATES, not_itself=within)
+    plain_codes = codes[:len(plain_a)] if codes is not None else None
+    both_codes = None if plain_codes is None else vstack([plain_codes, keypoint_codes(mirrored_b)], format="csr")
+    candidates = keypoint_candidates(plain_a, mirrored_b, MIRROR_CANDIDATES, not_itself=within, codes=both_codes)
     if within:  # (i, mirrored j) and (j, mirrored i) are one candidate
         candidates = np.unique(np.sort(candidates, axis=1), axis=0).reshape(-1, 2)
     candidates = candidates[~_rows_in(candidates, settled)]
     if not len(candidates):
-        return candidates
+        return candidates, candidates
     mirror_b = np.array([plain_a[int(i)][3] < plain_b[int(j)][3] for i, j in candidates], bool)
     if within:
         mirrored_a = mirrored_b
     else:  # only the images of a that are mirrored (by index: copy_check looks them up)
         needed = np.unique(candidates[~mirror_b, 0])
         mirrored_a = dict(zip(needed.tolist(), copy_features(views[needed], mirrored=True)))
-    found = np.zeros(len(candidates), bool)
-    found[~mirror_b] = copy_check(mirrored_a, plain_b, candidates[~mirror_b])[1]
-    found[mirror_b] = copy_check(plain_a, mirrored_b, candidates[mirror_b])[1]
-    return candidates[found]
+    copies, similar = np.zeros(len(candidates), bool), np.zeros(len(candidates), bool)
+    for mirrored_side, first, second in ((~mirror_b, mirrored_a, plain_b), (mirror_b, plain_a, mirrored_b)):
+        _, copies[mirrored_side], _, similar[mirrored_side] = copy_check(first, second, candidates[mirrored_side])
+    return candidates[copies], candidates[similar]
 
 
 def groups_from_pairs(n: int, pairs: np.ndarray, md5: list[str] | None = None) -> np.ndarray:

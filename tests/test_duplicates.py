@@ -23,9 +23,9 @@ import near_duplicate_stress as stress  # noqa: E402
 BENCHMARK = Path(__file__).resolve().parents[1] / "data" / "near_duplicate_pairs.csv"
 STRESS_JOINS = BENCHMARK.with_name("near_duplicate_stress_joins.csv")
 # The stress transforms at strengths the detector survives on synthetic heads; on the real samples
-# (tools/near_duplicate_stress.py, docs/results.md) crop 0.2, the largest text and a mirror with a 20% crop
-# still fall short of 0.99 on one of two samples or both. A 30% crop (beyond the issue's range) and a mirror with a
-# 20% crop (beyond the issue's list) are short here too: the keypoints of the synthetic heads' pixel noise move.
+# (tools/near_duplicate_stress.py, docs/results.md) every strength of the issue's list reaches 0.99, and a 30%
+# crop (beyond the issue's range) and a mirror with a 20% crop (beyond its list) fall short on one of the samples
+# or more. Those two are short here too: the keypoints of the synthetic heads' pixel noise move.
 SURVIVED = [("rescale", 0.6), ("rescale", 1.3), ("crop", 0.05), ("crop", 0.2), ("jpeg", 30), ("shift", 0.03),
             ("shift", 0.1), ("gamma", 1.8), ("watermark", 0.5), ("watermark", 1.2), ("stretch", 1.25), ("rotate", 10),
             ("rotate", 20), ("mirror", 1), ("pad", 0.3), ("blur", 2.0), ("noise", 20), ("lowres", 0.35),
@@ -109,13 +109,28 @@ def test_keypoint_retrieval_pairs_a_cropped_copy_with_its_source():
     assert between.tolist() == [[0, 5]]
 
 
+def test_keypoint_retrieval_gives_the_same_pairs_from_codes_made_once_and_leaves_them_unchanged():
+    scenes = [_scene(seed) for seed in range(8)]
+    features = duplicates.copy_features(duplicates.copy_views(scenes))
+    mirrored = duplicates.copy_features(duplicates.copy_views(scenes), mirrored=True)
+    codes = duplicates.keypoint_codes(features)
+    both = duplicates.keypoint_codes(features + mirrored)
+    kept = codes.copy()
+    assert (duplicates.keypoint_candidates(features, codes=codes) == duplicates.keypoint_candidates(features)).all()
+    assert (codes != kept).nnz == 0
+    assert (duplicates.keypoint_candidates(features, mirrored, not_itself=True, codes=both)
+            == duplicates.keypoint_candidates(features, mirrored, not_itself=True)).all()
+    with pytest.raises(ValueError, match="codes for 8 images, features for 16"):
+        duplicates.keypoint_candidates(features, mirrored, codes=codes)
+
+
 def test_the_copy_check_counts_the_better_map_where_a_weak_pair_needs_support():
     # a weak pair is dropped below SUPPORT_INLIERS matches on one map: where the map from the first image
     # explains fewer, the map the other way round must be fitted too (a review found it skipped)
     scenes = [_scene(seed) for seed in range(12)]
     features = duplicates.copy_features(duplicates.copy_views(scenes))
     pairs = np.array([(i, j) for i in range(12) for j in range(i + 1, 12)])
-    inliers, _, _ = duplicates.copy_check(features, features, pairs)
+    inliers, _, _, _ = duplicates.copy_check(features, features, pairs)
 
     def both_ways(i: int, j: int) -> int:
         (pos_a, desc_a, _, _), (pos_b, desc_b, _, _) = sorted((features[i], features[j]), key=lambda f: f[3])
@@ -303,8 +318,8 @@ def test_the_copy_check_tells_a_copy_from_another_head():
     heads = _heads(3)
     copy = _lifted(cv2.resize(heads[0][30:226, 40:236], (180, 180)))
     features = duplicates.copy_features(duplicates.copy_views(heads + [copy]))
-    _, copies, _ = duplicates.copy_check(features, features, np.array([[0, 3], [1, 3], [2, 3], [1, 2]]))
-    assert copies.tolist() == [True, False, False, False]
+    _, copies, _, similar = duplicates.copy_check(features, features, np.array([[0, 3], [1, 3], [2, 3], [1, 2]]))
+    assert copies.tolist() == [True, False, False, False] and not similar.any()
 
 
 def test_the_copy_check_counts_the_matches_that_sit_still():
@@ -312,7 +327,7 @@ def test_the_copy_check_counts_the_matches_that_sit_still():
     scene = _scene(4)
     moved = cv2.warpAffine(scene, np.float32([[1, 0, 40], [0, 1, 30]]), scene.shape[1::-1])
     features = duplicates.copy_features(duplicates.copy_views([scene, _lifted(scene), moved]))
-    inliers, copies, still = duplicates.copy_check(features, features, np.array([[0, 1], [0, 2]]))
+    inliers, copies, still, _ = duplicates.copy_check(features, features, np.array([[0, 1], [0, 2]]))
     assert copies.all() and inliers.min() >= duplicates.COPY_INLIERS
     assert still[0] >= duplicates.STILL_MATCHES > still[1]
 
@@ -321,9 +336,9 @@ def test_the_copy_check_is_deterministic():
     heads = _heads(6)
     features = duplicates.copy_features(duplicates.copy_views(heads))
     pairs = np.array([(i, j) for i in range(6) for j in range(i + 1, 6)])
-    inliers, copies, _ = duplicates.copy_check(features, features, pairs)
+    found = duplicates.copy_check(features, features, pairs)
     again = duplicates.copy_check(duplicates.copy_features(duplicates.copy_views(heads)), features, pairs)
-    assert (again[0] == inliers).all() and (again[1] == copies).all()
+    assert all((a == b).all() for a, b in zip(found, again))
 
 
 def test_the_stress_tool_groups_each_transform_on_its_own():
@@ -565,7 +580,7 @@ def test_a_weak_pair_without_keypoint_support_stays_out_at_any_threshold(monkeyp
     monkeypatch.setattr(duplicates, "verify", lambda *a, **k: np.full(len(a[2]), 0.8, np.float32))
     def checked(inliers: int, still: int):
         return lambda fa, fb, pairs: (np.full(len(pairs), inliers, np.int64), np.zeros(len(pairs), bool),
-                                      np.full(len(pairs), still, np.int64))
+                                      np.full(len(pairs), still, np.int64), np.zeros(len(pairs), bool))
 
     monkeypatch.setattr(duplicates, "copy_check", checked(0, 0))
     for threshold in (0.3, 0.72):
@@ -594,3 +609,33 @@ def test_the_benchmark_counts_a_pair_raised_to_the_same_slice_score_as_the_same_
     assert said["pair"].tolist() == [True, True, True, False]
     assert said["group"].tolist() == [True, True, True, False]
     assert "same_slice_pair" not in benchmark.said_of(labelled, pairs, scores, groups, same_slice=False)
+
+
+def test_the_copy_check_finds_by_a_similarity_map_the_crops_an_affine_map_skews():
+    # a crop's affine fit is often skewed by a few percent (its matches crowd into part of the picture), too
+    # far for the aligned correlation; on these heads, a third of the 25% crops
+    heads = [cv2.cvtColor(h, cv2.COLOR_GRAY2RGB) for h in _heads(12)]
+    rng = np.random.default_rng(0)
+    crops = [stress.transform(h, "crop", 0.25, rng) for h in heads]
+    features = duplicates.copy_features(duplicates.copy_views(heads + crops))
+    _, copies, _, similar = duplicates.copy_check(features, features, np.array([(k, 12 + k) for k in range(12)]))
+    assert (copies | similar).sum() >= 11 and (copies | similar).sum() >= copies.sum() + 3
+    assert not (copies & similar).any()  # a pair is one or the other
+    others = np.array([(k, 12 + (k + 1) % 12) for k in range(12)])  # each head against another's crop
+    _, copies, _, similar = duplicates.copy_check(features, features, others)
+    assert not copies.any() and not similar.any()
+
+
+def test_a_pair_one_picture_under_a_similarity_map_only_joins_but_is_not_the_same_slice(monkeypatch):
+    # the similarity map also makes more adjacent slices of one scan look like one picture (the pair
+    # benchmark): such a pair joins its groups (JOIN_ALWAYS), it is not listed as the same slice
+    ds = _as_dataset(_heads(2))
+    monkeypatch.setattr(duplicates, "verify", lambda *a, **k: np.full(len(a[2]), 0.5, np.float32))
+    monkeypatch.setattr(duplicates, "copy_check", lambda fa, fb, pairs: (
+        np.full(len(pairs), 20, np.int64), np.zeros(len(pairs), bool), np.zeros(len(pairs), np.int64),
+        np.ones(len(pairs), bool)))
+    detector = duplicates.Detector()
+    pairs, scores = detector.pairs(ds)
+    assert pairs.tolist() == [[0, 1]] and scores[0] == np.float32(duplicates.JOIN_ALWAYS)
+    assert not detector.same_slice(scores).any()
+    assert duplicates.group_images(ds, detector)[0].tolist() == [0, 0]
