@@ -31,8 +31,9 @@ def size_shortcut_score(ds: Dataset, groups: np.ndarray, seed: int = 0) -> dict:
 
 
 def label_conflicts(ds: Dataset, pairs: np.ndarray, scores: np.ndarray, detector: Detector) -> list[dict]:
-    """Pairs that are surely the same slice (byte-identical, or verified as the same slice) with different
-    labels: the evidence a person checks, one row per pair."""
+    """Pairs that are surely one picture or one scan (byte-identical, or verified as the same slice: on the
+    labelled pairs, the same slice or else an adjacent one of the same scan) with different labels: the
+    evidence a person checks, one row per pair."""
     rows, seen = [], set()
     by_md5 = defaultdict(list)
     for i, d in enumerate(ds.md5):

@@ -23,12 +23,16 @@ COPY_SIDE px square, equalised. Pairs are then found in three steps, with no all
    mirrored copies, at each image's nearest among the others' mirrored views by keypoint codes
    (mirrored_copies). A copy of one picture, however re-cropped, shifted, turned, mirrored, re-exposed or
    stamped with text, keeps dozens of matches on one map, or fewer that align its structure with the
-   source's (all of it, or all but the pixels where burned-in text differs): it is raised to SAME_SLICE. A
+   source's (all of it, or all but the pixels where burned-in text differs): it is raised to SAME_SLICE.
+   Where the affine map fitted to enough matches is skewed (a crop's matches crowd into part of the
+   picture), a similarity map of the same matches is tried; a pair it aligns is raised to JOIN_ALWAYS only
+   (it joins its groups; the similarity map also aligns more adjacent slices of one scan). A
    weak pair that the map explains almost nothing of is dropped, as is one whose few matches all moved
    (slices of one scan keep their place in the frame).
 
 A pair whose score reaches the threshold (SAME_OR_ADJACENT) is a near-duplicate: the same slice or an
-adjacent slice of one scan; from SAME_SLICE on it is taken to be the same slice. Groups join through pairs
+adjacent slice of one scan; from SAME_SLICE on it is taken to be the same slice (on the labelled pairs:
+the same slice, or else an adjacent slice of the same scan, never another patient). Groups join through pairs
 from JOIN_ALWAYS on, and through a weaker pair only where it is one group's best link to another (see
 joining_pairs); exact copies (equal MD5) always join. The decision thresholds (SAME_OR_ADJACENT, SAME_SLICE,
 COPY_INLIERS, COPY_ALIGNED, COPY_ALIGNED_WITHOUT_TEXT, SUPPORT_INLIERS, STILL_MATCHES, STILL_RADIUS) were
@@ -541,7 +545,7 @@ def _codes_of(descriptors: list) -> csr_matrix:
 
 
 def keypoint_candidates(features_a, features_b=None, k: int = KEYPOINT_CANDIDATES,
-                        not_itself: bool = False, codes: csr_matrix | None = None) -> np.ndarray:
+                        not_itself: bool = False) -> np.ndarray:
     """(M, 2) pairs (i in a, j in b; within a, i < j) of each image with the k images that share the largest
     share of its keypoint codes (cosine; at least 2 codes), codes found in more than CODE_MAX_IMAGES images
     left out. Retrieval for the copy check that a crop, shift, turn or burned-in text does not throw off
@@ -550,15 +554,13 @@ def keypoint_candidates(features_a, features_b=None, k: int = KEYPOINT_CANDIDATE
     images at a time (CHUNK_FLOATS: bounded memory). not_itself: b is another view of a's images, one for
     one (their mirrored views), and image i of a is not a candidate for b's image i; the pairs then come
     both ways round (i, j) and (j, i), and a code counts as common from CODE_MAX_IMAGES of the two sets
-    together. codes: keypoint_codes of a's images, then b's, where the caller has them (left unchanged)."""
+    together."""
     within = features_b is None
     if not_itself and (within or len(features_b) != len(features_a)):
         raise ValueError("keypoint_candidates(not_itself=True) needs b to be another view of a, one for one")
     everything = list(features_a) if within else list(features_a) + list(features_b)
     n_a = len(features_a)
-    codes = keypoint_codes(everything) if codes is None else codes.copy()
-    if codes.shape[0] != len(everything):
-        raise ValueError(f"keypoint_candidates: codes for {codes.shape[0]} images, features for {len(everything)}")
+    codes = keypoint_codes(everything)
     images_with = np.bincount(codes.indices, minlength=codes.shape[1])
     telling = (images_with >= 2) & (images_with <= CODE_MAX_IMAGES)
     codes.data[~telling[codes.indices]] = 0
@@ -654,8 +656,7 @@ def with_copy_check(pairs: np.ndarray, scores: np.ndarray, views: np.ndarray, vi
     other = None if within else views_b
     features_a = copy_features(views)
     features_b = features_a if within else copy_features(other)
-    codes = keypoint_codes(features_a if within else list(features_a) + list(features_b))
-    by_keypoints = keypoint_candidates(features_a, None if within else features_b, codes=codes)
+    by_keypoints = keypoint_candidates(features_a, None if within else features_b)
     turned = candidate_pairs(turn_vectors(views), None if within else turn_vectors(views_b), k=1, min_similarity=-1)
     proposed = np.unique(np.concatenate([by_keypoints, turned]), axis=0).reshape(-1, 2)
     pairs, scores = _with_pairs(pairs, scores, proposed, -1.0)
@@ -669,7 +670,7 @@ def with_copy_check(pairs: np.ndarray, scores: np.ndarray, views: np.ndarray, vi
     unsupported = check[weak[check] & ~copies & ~similar & chance]
     scores[unsupported] = np.minimum(scores[unsupported], np.nextafter(np.float32(threshold), np.float32(-2)))
     settled = pairs[scores >= SAME_SLICE]
-    mirrored, mirrored_similar = mirrored_copies(views, other, features_a, features_b, settled, codes)
+    mirrored, mirrored_similar = mirrored_copies(views, other, features_a, features_b, settled)
     pairs, scores = _raised(pairs, scores, mirrored, SAME_SLICE)
     return _raised(pairs, scores, mirrored_similar, JOIN_ALWAYS)
 
@@ -692,22 +693,19 @@ def _raised(pairs: np.ndarray, scores: np.ndarray, more: np.ndarray, score: floa
 
 
 def mirrored_copies(views: np.ndarray, views_b: np.ndarray | None, plain_a: list, plain_b: list,
-                    settled: np.ndarray, codes: csr_matrix | None = None) -> tuple[np.ndarray, np.ndarray]:
-    """(M, 2) pairs (i in a, j in b; within a, i < j) that are copies once one of the two is mirrored, and
-    those that are one picture under a similarity map only (copy_check): a copy flipped left to right or top
-    to bottom, and perhaps cropped, turned or stamped with text as well (ORB's descriptors do not survive a
-    mirror, so neither the plain copy check nor the keypoint retrieval sees these; the turn-proof vectors do
+                    settled: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Two (M, 2) arrays of pairs (i in a, j in b; within a, i < j): those that are copies once one of the
+    two is mirrored, and those that are one picture under a similarity map only (copy_check). A mirrored copy
+    is one flipped left to right or top to bottom, and perhaps cropped, turned or stamped with text as well
+    (ORB's descriptors do not survive a mirror, so neither the plain copy check nor the keypoint retrieval sees these; the turn-proof vectors do
     not survive a crop). Candidates: each image's nearest among the mirrored views of the others by
     keypoint_candidates (a top-to-bottom flip is a mirror turned by 180 degrees, and ORB copes with turns),
     less the pairs `settled` already (at SAME_SLICE). Of each candidate, the image whose content key is the
     larger is mirrored, so the answer is the same whichever way round the pair comes. plain_a/b: copy_features
-    of the views as they are; codes: their keypoint_codes (a's, then b's between two sets) where the caller
-    has them already."""
+    of the views as they are."""
     within = views_b is None
     mirrored_b = copy_features(views if within else views_b, mirrored=True)
-    plain_codes = codes[:len(plain_a)] if codes is not None else None
-    both_codes = None if plain_codes is None else vstack([plain_codes, keypoint_codes(mirrored_b)], format="csr")
-    candidates = keypoint_candidates(plain_a, mirrored_b, MIRROR_CANDIDATES, not_itself=within, codes=both_codes)
+    candidates = keypoint_candidates(plain_a, mirrored_b, MIRROR_CANDIDATES, not_itself=within)
     if within:  # (i, mirrored j) and (j, mirrored i) are one candidate
         candidates = np.unique(np.sort(candidates, axis=1), axis=0).reshape(-1, 2)
     candidates = candidates[~_rows_in(candidates, settled)]
@@ -789,7 +787,8 @@ class Detector:
         return h.hexdigest()
 
     def same_slice(self, scores: np.ndarray) -> np.ndarray:
-        """Which pairs the detector is sure show the same slice (every pHash pair: it has no such notion)."""
+        """Which pairs the detector is sure show the same slice, or an adjacent slice of the same scan (on the
+        labelled pairs, never another patient's); every pHash pair: it has no such notion."""
         return np.ones(len(scores), bool) if self.method == "phash" else scores >= SAME_SLICE
 
 
@@ -817,7 +816,8 @@ def _cached(folder: Path, key: str, search) -> tuple[np.ndarray, np.ndarray]:
 
 
 def joining_pairs(pairs: np.ndarray, scores: np.ndarray) -> np.ndarray:
-    """The near-duplicate pairs that join groups: every pair from JOIN_ALWAYS on (copies and the same slice),
+    """The near-duplicate pairs that join groups: every pair from JOIN_ALWAYS on (copies, the same slice, and
+    pairs the copy check's similarity map aligns),
     and, between the groups those make, a weaker pair only when it is one group's best link to any other
     group. Chaining every pair over the threshold ran through generic-looking slices and joined different
     patients into groups of 200 (measured on the real data: docs/method.md, near-duplicates)."""

@@ -109,21 +109,6 @@ def test_keypoint_retrieval_pairs_a_cropped_copy_with_its_source():
     assert between.tolist() == [[0, 5]]
 
 
-def test_keypoint_retrieval_gives_the_same_pairs_from_codes_made_once_and_leaves_them_unchanged():
-    scenes = [_scene(seed) for seed in range(8)]
-    features = duplicates.copy_features(duplicates.copy_views(scenes))
-    mirrored = duplicates.copy_features(duplicates.copy_views(scenes), mirrored=True)
-    codes = duplicates.keypoint_codes(features)
-    both = duplicates.keypoint_codes(features + mirrored)
-    kept = codes.copy()
-    assert (duplicates.keypoint_candidates(features, codes=codes) == duplicates.keypoint_candidates(features)).all()
-    assert (codes != kept).nnz == 0
-    assert (duplicates.keypoint_candidates(features, mirrored, not_itself=True, codes=both)
-            == duplicates.keypoint_candidates(features, mirrored, not_itself=True)).all()
-    with pytest.raises(ValueError, match="codes for 8 images, features for 16"):
-        duplicates.keypoint_candidates(features, mirrored, codes=codes)
-
-
 def test_the_copy_check_counts_the_better_map_where_a_weak_pair_needs_support():
     # a weak pair is dropped below SUPPORT_INLIERS matches on one map: where the map from the first image
     # explains fewer, the map the other way round must be fitted too (a review found it skipped)
@@ -621,6 +606,8 @@ def test_the_copy_check_finds_by_a_similarity_map_the_crops_an_affine_map_skews(
     _, copies, _, similar = duplicates.copy_check(features, features, np.array([(k, 12 + k) for k in range(12)]))
     assert (copies | similar).sum() >= 11 and (copies | similar).sum() >= copies.sum() + 3
     assert not (copies & similar).any()  # a pair is one or the other
+    flipped = duplicates.copy_check(features, features, np.array([(12 + k, k) for k in range(12)]))
+    assert (flipped[1] == copies).all() and (flipped[3] == similar).all()  # the same whichever way round
     others = np.array([(k, 12 + (k + 1) % 12) for k in range(12)])  # each head against another's crop
     _, copies, _, similar = duplicates.copy_check(features, features, others)
     assert not copies.any() and not similar.any()
