@@ -694,15 +694,15 @@ def _raised(pairs: np.ndarray, scores: np.ndarray, more: np.ndarray, score: floa
 
 def mirrored_copies(views: np.ndarray, views_b: np.ndarray | None, plain_a: list, plain_b: list,
                     settled: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Two (M, 2) arrays of pairs (i in a, j in b; within a, i < j): those that are copies once one of the
-    two is mirrored, and those that are one picture under a similarity map only (copy_check). A mirrored copy
-    is one flipped left to right or top to bottom, and perhaps cropped, turned or stamped with text as well
-    (ORB's descriptors do not survive a mirror, so neither the plain copy check nor the keypoint retrieval sees these; the turn-proof vectors do
-    not survive a crop). Candidates: each image's nearest among the mirrored views of the others by
-    keypoint_candidates (a top-to-bottom flip is a mirror turned by 180 degrees, and ORB copes with turns),
-    less the pairs `settled` already (at SAME_SLICE). Of each candidate, the image whose content key is the
-    larger is mirrored, so the answer is the same whichever way round the pair comes. plain_a/b: copy_features
-    of the views as they are."""
+    """Two (M, 2) arrays of pairs (i in a, j in b; within a, i < j): those that are copies once one of the two
+    is mirrored, and those that are one picture under a similarity map only (copy_check). A mirrored copy is
+    one flipped left to right or top to bottom, and perhaps cropped, turned or stamped with text as well
+    (ORB's descriptors do not survive a mirror, so neither the plain copy check nor the keypoint retrieval
+    sees these; the turn-proof vectors do not survive a crop). Candidates: each image's nearest among the
+    mirrored views of the others by keypoint_candidates (a top-to-bottom flip is a mirror turned by 180
+    degrees, and ORB copes with turns), less the pairs `settled` already (at SAME_SLICE). Of each candidate,
+    the image whose content key is the larger is mirrored, so the answer is the same whichever way round the
+    pair comes. plain_a/b: copy_features of the views as they are."""
     within = views_b is None
     mirrored_b = copy_features(views if within else views_b, mirrored=True)
     candidates = keypoint_candidates(plain_a, mirrored_b, MIRROR_CANDIDATES, not_itself=within)
@@ -817,10 +817,10 @@ def _cached(folder: Path, key: str, search) -> tuple[np.ndarray, np.ndarray]:
 
 def joining_pairs(pairs: np.ndarray, scores: np.ndarray) -> np.ndarray:
     """The near-duplicate pairs that join groups: every pair from JOIN_ALWAYS on (copies, the same slice, and
-    pairs the copy check's similarity map aligns),
-    and, between the groups those make, a weaker pair only when it is one group's best link to any other
-    group. Chaining every pair over the threshold ran through generic-looking slices and joined different
-    patients into groups of 200 (measured on the real data: docs/method.md, near-duplicates)."""
+    pairs the copy check's similarity map aligns), and, between the groups those make, a weaker pair only when
+    it is one group's best link to any other group. Chaining every pair over the threshold ran through
+    generic-looking slices and joined different patients into groups of 200 (measured on the real data:
+    docs/method.md, near-duplicates)."""
     pairs = pairs.reshape(-1, 2)
     strong = scores >= JOIN_ALWAYS
     if not len(pairs) or strong.all():
