@@ -413,8 +413,7 @@ def copy_check(features_a, features_b, pairs: np.ndarray
         ways = ((src, dst, (view_a, key_a, view_b, key_b)), (dst, src, (view_b, key_b, view_a, key_a)))
         best = 0
         for moving, fixed, pictures in ways:
-            fit, inliers = cv2.estimateAffine2D(moving, fixed, method=cv2.RANSAC, ransacReprojThreshold=3.0)
-            count = 0 if fit is None else int(inliers.sum())
+            fit, count = _fitted(cv2.estimateAffine2D, moving, fixed)
             best = max(best, count)
             if _one_picture(*pictures, fit, count, structure_of):
                 return best, True, still, False
@@ -422,8 +421,7 @@ def copy_check(features_a, features_b, pairs: np.ndarray
                 break  # and the other way round explains about as many (measured: within 5)
         if best >= ALIGN_INLIERS:
             for moving, fixed, pictures in ways:
-                fit, inliers = cv2.estimateAffinePartial2D(moving, fixed, method=cv2.RANSAC, ransacReprojThreshold=3.0)
-                if _one_picture(*pictures, fit, 0 if fit is None else int(inliers.sum()), structure_of):
+                if _one_picture(*pictures, *_fitted(cv2.estimateAffinePartial2D, moving, fixed), structure_of):
                     return best, False, still, True
         return best, False, still, False
 
@@ -433,6 +431,13 @@ def copy_check(features_a, features_b, pairs: np.ndarray
         return np.zeros(0, np.int64), np.zeros(0, bool), np.zeros(0, np.int64), np.zeros(0, bool)
     inliers, copies, still, similar = (np.array(column) for column in zip(*found))
     return inliers.astype(np.int64), copies.astype(bool), still.astype(np.int64), similar.astype(bool)
+
+
+def _fitted(estimate, moving: np.ndarray, fixed: np.ndarray) -> tuple[np.ndarray | None, int]:
+    """A map from `moving` to `fixed` points by `estimate` (cv2.estimateAffine2D or estimateAffinePartial2D;
+    RANSAC, 3 px) and how many point pairs it explains (0 where none was found)."""
+    fit, inliers = estimate(moving, fixed, method=cv2.RANSAC, ransacReprojThreshold=3.0)
+    return fit, 0 if fit is None else int(inliers.sum())
 
 
 def _one_picture(view_moving: np.ndarray, key_moving: bytes, view_fixed: np.ndarray, key_fixed: bytes,
@@ -667,7 +672,7 @@ def with_copy_check(pairs: np.ndarray, scores: np.ndarray, views: np.ndarray, vi
     scores[check[copies]] = np.maximum(scores[check[copies]], SAME_SLICE)
     scores[check[similar]] = np.maximum(scores[check[similar]], JOIN_ALWAYS)
     chance = (inliers < SUPPORT_INLIERS) | ((inliers < ALIGN_INLIERS) & (still < STILL_MATCHES))  # too few to count
-    unsupported = check[weak[check] & ~copies & ~similar & chance]
+    unsupported = check[weak[check] & ~copies & chance]  # a similar pair has ALIGN_INLIERS: never by chance
     scores[unsupported] = np.minimum(scores[unsupported], np.nextafter(np.float32(threshold), np.float32(-2)))
     settled = pairs[scores >= SAME_SLICE]
     mirrored, mirrored_similar = mirrored_copies(views, other, features_a, features_b, settled)

@@ -208,8 +208,9 @@ def said_of(labelled: np.ndarray, pairs: np.ndarray, scores: np.ndarray, groups:
     found at SAME_SLICE or above. The scores stay float32, as the detector compares them: a copy raised to
     SAME_SLICE is float32(0.9), which as a Python float is below 0.9."""
     found = {tuple(sorted(map(int, p))): s for p, s in zip(pairs, np.asarray(scores, np.float32))}
-    score = np.array([found.get(tuple(sorted(map(int, p))), -1.0) for p in labelled], np.float32)
-    said = {"pair": np.array([tuple(sorted(map(int, p))) in found for p in labelled], bool),
+    keys = [tuple(sorted(map(int, p))) for p in labelled]
+    score = np.array([found.get(k, -1.0) for k in keys], np.float32)
+    said = {"pair": np.array([k in found for k in keys], bool),
             "group": groups[labelled[:, 0]] == groups[labelled[:, 1]]}
     if same_slice:
         said["same_slice_pair"] = score >= np.float32(duplicates.SAME_SLICE)
