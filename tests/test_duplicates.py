@@ -30,7 +30,7 @@ SURVIVED = [("rescale", 0.6), ("rescale", 1.3), ("crop", 0.05), ("crop", 0.2), (
             ("shift", 0.1), ("gamma", 1.8), ("watermark", 0.5), ("watermark", 1.2), ("stretch", 1.25), ("rotate", 10),
             ("rotate", 20), ("mirror", 1), ("pad", 0.3), ("blur", 2.0), ("noise", 20), ("lowres", 0.35),
             ("combined", 1), ("quarter_turn", 1), ("quarter_turn", 2), ("flip", 1), ("sharpen", 1.0),
-            ("pixelate", 0.25), ("letterbox", 1.5), ("mirror_crop", 0.1)]
+            ("pixelate", 0.25), ("letterbox", 1.5), ("mirror_crop", 0.1), ("chain", 2), ("chain", 3)]
 SHORT_OF_GOAL = [("crop", 0.3), ("mirror_crop", 0.2)]
 
 
@@ -332,6 +332,26 @@ def test_the_stress_tool_groups_each_transform_on_its_own():
     assert result["images_per_grouping"] == 6  # 4 distinct images + one copy of each of the 2 sources
     assert set(result["copies_with_source"]) == {f"{k} {s}" for k, v in stress.STRENGTHS.items() for s in v}
     assert result["copies_with_source"]["jpeg 90"] == 1.0
+
+
+def test_a_chained_stress_copy_goes_through_that_many_different_transforms_of_the_issues_list(monkeypatch):
+    applied = []
+    real = stress.transform
+
+    def recording(image, kind, strength, rng):
+        if kind != "chain":
+            applied.append((kind, strength))
+        return real(image, kind, strength, rng)
+
+    monkeypatch.setattr(stress, "transform", recording)
+    head = cv2.cvtColor(_heads(1)[0], cv2.COLOR_GRAY2RGB)
+    for links in (2, 3):
+        applied.clear()
+        out = stress.transform(head, "chain", links, np.random.default_rng(links))
+        assert out.dtype == np.uint8 and out.ndim == 3
+        assert len(applied) == links and len({kind for kind, _ in applied}) == links
+        assert all(strength in stress.ISSUE_LIST[kind] for kind, strength in applied)
+    assert max(stress.ISSUE_LIST["crop"]) == 0.2  # the issue's range: 5-20%
 
 
 def test_every_extra_stress_transform_gives_an_rgb_image_and_extra_runs_them_instead(monkeypatch):

@@ -17,13 +17,14 @@ them with `near_duplicate_benchmark.py sheets` and add them to the file.
 Each source gets one copy per transform and strength (rescale 60-130%, crop 5-20%, JPEG quality 30-90, shift,
 gamma/contrast, a text watermark, stretch; and, beyond the issue's list, a 30% crop, rotation, mirroring, a
 black border (re-framing), blur, noise, a thumbnail-sized copy, several transforms at once, quarter turns, a
-top-to-bottom flip, sharpening, blocky pixels, a wide black canvas, and a mirror with a crop). Each
-transform and strength is grouped on its own: the distinct images plus one copy of each source made that
-way, so a copy must find its source itself. Reported: the share of copies grouped with
-their source, per transform and strength, and the shares of distinct images (sources and the mixed-in ones)
-joined and wrongly joined (means over the groupings). --extra runs EXTRA instead: harder strengths and other
-transforms (a negative, pseudo-colour, perspective, drawn arrows, three labels, a white border, a flip with a
-crop, a mirror with a zoom-in, a turn or text, ...), to show where the detector stops.
+top-to-bottom flip, sharpening, blocky pixels, a wide black canvas, a mirror with a crop, and chains of two or
+three of the issue's transforms at its strengths). Each transform and strength is grouped on its own: the
+distinct images plus one copy of each source made that way, so a copy must find its source itself. Reported:
+the share of copies grouped with their source, per transform and strength, and the shares of distinct images
+(sources and the mixed-in ones) joined and wrongly joined (means over the groupings). --extra runs EXTRA
+instead: harder strengths and other transforms (a negative, pseudo-colour, perspective, drawn arrows, three
+labels, a white border, a flip with a crop, a mirror with a zoom-in, a turn or text, ...), to show where the
+detector stops.
 """
 
 from __future__ import annotations
@@ -74,7 +75,11 @@ STRENGTHS = {  # transform -> the strengths tested (the issue's ranges, ends inc
     "pixelate": (0.25,),  # shrunk to this share of each side, blown up again with blocky pixels
     "letterbox": (1.5,),  # put on a black canvas this many times as wide as its longer side (a slide, a web page)
     "mirror_crop": (0.1, 0.2),  # flipped left to right, then cropped as "crop" (the usual augmentation pipeline)
+    "chain": (2, 3),  # this many different transforms of the issue's list, each at one of its strengths, in random
+    #                   order (a copy re-cropped, rescaled and stamped with text, say)
 }
+ISSUE_LIST = {kind: STRENGTHS[kind] for kind in ("rescale", "crop", "jpeg", "shift", "gamma", "watermark", "stretch")}
+ISSUE_LIST["crop"] = (0.05, 0.1, 0.2)  # the issue's range
 
 EXTRA = {  # --extra: further transforms and harder strengths, to find where the detector stops (not goals)
     "rescale": (0.3, 3.0), "crop": (0.25,), "shift": (0.15,), "jpeg": (15, 5), "gamma": (0.4, 2.5),
@@ -128,6 +133,10 @@ def transform(image: np.ndarray, kind: str, strength: float, rng: np.random.Gene
         return image[::-1].copy()
     if kind == "mirror_crop":
         return transform(image[:, ::-1].copy(), "crop", strength, rng)
+    if kind == "chain":
+        for name in rng.choice(list(ISSUE_LIST), int(strength), replace=False):
+            image = transform(image, str(name), float(rng.choice(ISSUE_LIST[name])), rng)
+        return image
     if kind == "quarter_turn":
         return np.ascontiguousarray(np.rot90(image, int(strength)))
     if kind == "sharpen":
