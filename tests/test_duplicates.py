@@ -584,7 +584,7 @@ def test_a_weak_pair_without_keypoint_support_stays_out_at_any_threshold(monkeyp
     ds = _as_dataset(_heads(2))
     monkeypatch.setattr(duplicates, "verify", lambda *a, **k: np.full(len(a[2]), 0.8, np.float32))
     def checked(inliers: int, still: int):
-        return lambda fa, fb, pairs: (np.full(len(pairs), inliers, np.int64), np.zeros(len(pairs), bool),
+        return lambda fa, fb, pairs, **_: (np.full(len(pairs), inliers, np.int64), np.zeros(len(pairs), bool),
                                       np.full(len(pairs), still, np.int64), np.zeros(len(pairs), bool))
 
     monkeypatch.setattr(duplicates, "copy_check", checked(0, 0))
@@ -598,6 +598,41 @@ def test_a_weak_pair_without_keypoint_support_stays_out_at_any_threshold(monkeyp
     # a map on many matches is support; a handful of matches is support only where they sit still (chance
     # gives two unrelated slices a handful of matches on some map, rarely ones that did not move)
     assert kept == {(12, 0): 1, (7, 0): 0, (7, duplicates.STILL_MATCHES): 1}
+
+
+def _stamped(head: np.ndarray) -> np.ndarray:
+    """A synthetic head with a hospital's label and a side marker burned in (white text, the same place)."""
+    out = cv2.cvtColor(head, cv2.COLOR_GRAY2RGB)
+    cv2.putText(out, "ST. ELSEWHERE 1.5T", (8, 40), cv2.FONT_HERSHEY_SIMPLEX, 0.7, (255, 255, 255), 2, cv2.LINE_AA)
+    cv2.putText(out, "R", (230, 140), cv2.FONT_HERSHEY_SIMPLEX, 1.0, (255, 255, 255), 2, cv2.LINE_AA)
+    return out
+
+
+def test_spread_keypoints_cover_the_head_where_text_takes_the_strongest():
+    head = cv2.cvtColor(_heads(1)[0], cv2.COLOR_GRAY2RGB)
+    cv2.putText(head, "www.example.org", (4, 130), cv2.FONT_HERSHEY_SIMPLEX, 1.0, (255, 255, 255), 2, cv2.LINE_AA)
+    view = duplicates.copy_views([head])
+    side, cells = duplicates.COPY_SIDE, duplicates.SUPPORT_GRID
+    off_text = {}
+    for spread in (False, True):
+        (where, _, _, _), = duplicates.copy_features(view, spread=spread)
+        on_text_rows = (where[:, 1] > side * 100 / 256) & (where[:, 1] < side * 140 / 256)
+        off_text[spread] = int((~on_text_rows).sum())
+        if spread:
+            cell = (where[:, 1] * cells // side).astype(int) * cells + (where[:, 0] * cells // side).astype(int)
+            assert np.bincount(cell).max() <= duplicates.COPY_KEYPOINTS // cells ** 2
+    assert off_text[False] < 10 <= 50 < off_text[True]  # the strongest crowd on the text; spread, most are not
+
+
+def test_a_label_burned_into_two_different_heads_gives_their_weak_pair_no_support(monkeypatch):
+    # the same text at the same place lines up on one map with many still matches; counted on keypoints
+    # spread over the picture, the heads themselves have to agree, and these do not (they are other heads)
+    monkeypatch.setattr(duplicates, "verify", lambda *a, **k: np.full(len(a[2]), 0.8, np.float32))  # weak band
+    heads = [_stamped(h) for h in _heads(6)]
+    for i, j in ((0, 2), (0, 5)):
+        assert len(duplicates.Detector().pairs(_as_dataset([heads[i], heads[j]]))[0]) == 0, (i, j)
+    copy = stress.transform(heads[0], "jpeg", 50, np.random.default_rng(0))  # a copy keeps its support
+    assert len(duplicates.Detector().pairs(_as_dataset([heads[0], copy]))[0]) == 1
 
 
 def test_the_benchmark_counts_a_pair_raised_to_the_same_slice_score_as_the_same_slice():
@@ -638,7 +673,7 @@ def test_a_pair_one_picture_under_a_similarity_map_only_joins_but_is_not_the_sam
     # benchmark): such a pair joins its groups (JOIN_ALWAYS), it is not listed as the same slice
     ds = _as_dataset(_heads(2))
     monkeypatch.setattr(duplicates, "verify", lambda *a, **k: np.full(len(a[2]), 0.5, np.float32))
-    monkeypatch.setattr(duplicates, "copy_check", lambda fa, fb, pairs: (
+    monkeypatch.setattr(duplicates, "copy_check", lambda fa, fb, pairs, **_: (
         np.full(len(pairs), 20, np.int64), np.zeros(len(pairs), bool), np.zeros(len(pairs), np.int64),
         np.ones(len(pairs), bool)))
     detector = duplicates.Detector()
