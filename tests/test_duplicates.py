@@ -635,6 +635,24 @@ def test_a_label_burned_into_two_different_heads_gives_their_weak_pair_no_suppor
     assert len(duplicates.Detector().pairs(_as_dataset([heads[0], copy]))[0]) == 1
 
 
+def test_counting_only_gives_a_weak_pair_the_same_support_as_the_full_copy_check():
+    # keypoint_support stops at the first map that explains ALIGN_INLIERS matches; the support decision must be
+    # the one the full check (which goes on to test for copies) would give
+    heads = [_stamped(h) for h in _heads(6)]
+    rng = np.random.default_rng(0)
+    copies = [stress.transform(h, "jpeg", 30, rng) for h in heads[:3]]
+    features = duplicates.copy_features(duplicates.copy_views(heads + copies), spread=True)
+    pairs = np.array([(i, j) for i in range(9) for j in range(i + 1, 9)])
+    def supported(inliers, still):
+        return (inliers >= duplicates.SUPPORT_INLIERS) & ((inliers >= duplicates.ALIGN_INLIERS)
+                                                          | (still >= duplicates.STILL_MATCHES))
+    full = duplicates.copy_check(features, features, pairs)
+    counted = duplicates.copy_check(features, features, pairs, counts_only=True)
+    assert (supported(full[0], full[2]) == supported(counted[0], counted[2])).all()
+    assert supported(full[0], full[2]).any() and not supported(full[0], full[2]).all()  # both kinds of pair
+    assert not counted[1].any() and not counted[3].any()  # counting only: no copies called
+
+
 def test_the_benchmark_counts_a_pair_raised_to_the_same_slice_score_as_the_same_slice():
     # the copy check raises a copy to SAME_SLICE as a float32; as a Python float that is 0.8999999762, which
     # fell below the Python float 0.9 and so was not counted as "same slice"
