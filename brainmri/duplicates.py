@@ -94,9 +94,11 @@ CODE_BITS, CODE_TABLES = 20, 8  # keypoint retrieval: each ORB descriptor gives 
 CODE_MAX_IMAGES = 50  # ... a code found in more images than this is common structure, not a copy: not counted
 KEYPOINT_CANDIDATES = 1  # ... each image's this many images sharing the most codes go to the copy check (2: no gain)
 MIRROR_CANDIDATES = 1  # ... and this many among the mirrored views of the others (mirrored_copies)
-SUPPORT_INLIERS = 6  # a weak pair needs this many inliers (choose half: precision 0.867 -> 0.900, recall kept)
+SUPPORT_INLIERS = 6  # a weak pair needs this many inliers (choose half: precision 0.867 -> 0.900, recall kept;
+#                        re-tried with the spread keypoints below: none better, as for STILL_MATCHES)
 SUPPORT_GRID = 4  # ... counted on keypoints spread over this many cells a side (keypoint_support; set by hand)
-SPREAD_CANDIDATES = 600  # ... the strongest of each cell among this many ORB keypoints (set by hand)
+SPREAD_PER_CELL = 9  # ... at most this many of each cell, the strongest (set by hand: 150 in all, as the copy check)
+SPREAD_CANDIDATES = 600  # ... among this many ORB keypoints of the view (set by hand)
 STILL_RADIUS = COPY_SIDE / 20  # ... and, below ALIGN_INLIERS, STILL_MATCHES matches that moved at most this far
 STILL_MATCHES = 5  # (8 px): slices of one scan share their framing (choose half: precision 0.900 -> 0.947, recall kept)
 WORK_SIDE = 256  # images are reduced to this longer side first (speed; a 48 px slice needs no more)
@@ -370,8 +372,9 @@ def copy_features(views, mirrored: bool = False, spread: bool = False) -> list:
     """Per copy view: ORB keypoint positions (K, 2), their descriptors (K, 32), the view itself and a key of
     its content (copy_check orders every pair by it, so a pair is judged the same whichever comes first).
     mirrored: of each view flipped left to right, kept as a flipped NumPy view of it (no second copy of the
-    pixels: 2.6 GB at 100,000 images), made contiguous only while ORB reads it. spread: the strongest
-    keypoints of each cell of a grid instead of the strongest overall (_spread; keypoint_support)."""
+    pixels: 2.6 GB at 100,000 images), made contiguous only while ORB reads it. spread: of SPREAD_CANDIDATES
+    keypoints, the strongest of each cell of a grid instead of the COPY_KEYPOINTS strongest overall (_spread;
+    keypoint_support)."""
     def one(view):
         shown = view[:, ::-1] if mirrored else view
         pixels = np.ascontiguousarray(shown)
@@ -390,7 +393,7 @@ def copy_features(views, mirrored: bool = False, spread: bool = False) -> list:
 
 def _spread(keys: list, shape: tuple[int, int]) -> list:
     """The strongest keypoints of each cell of a SUPPORT_GRID x SUPPORT_GRID grid over an image of `shape`,
-    COPY_KEYPOINTS // SUPPORT_GRID**2 of each (all of a cell that has fewer), in their order in `keys`."""
+    SPREAD_PER_CELL of each (all of a cell that has fewer), in their order in `keys`."""
     if not keys:
         return []
     where = np.float32([k.pt for k in keys])
@@ -400,14 +403,14 @@ def _spread(keys: list, shape: tuple[int, int]) -> list:
     cell = (row * SUPPORT_GRID + column).astype(np.int64)
     order = np.lexsort((-strength, cell))  # by cell, the strongest first (ties: in their order in keys)
     rank = np.arange(len(order)) - np.searchsorted(cell[order], cell[order])
-    return [keys[k] for k in np.sort(order[rank < COPY_KEYPOINTS // SUPPORT_GRID ** 2])]
+    return [keys[k] for k in np.sort(order[rank < SPREAD_PER_CELL])]
 
 
 def keypoint_support(views: np.ndarray, views_b: np.ndarray | None, pairs: np.ndarray
                      ) -> tuple[np.ndarray, np.ndarray]:
     """Per pair (i in views, j in views_b; views_b None: both in views): how many keypoint matches one affine
     map explains and how many sit still (copy_check), on keypoints spread over the picture (at most
-    COPY_KEYPOINTS // SUPPORT_GRID**2 of each cell of a grid). The strongest keypoints of a slice crowd on its
+    SPREAD_PER_CELL of each cell of a grid). The strongest keypoints of a slice crowd on its
     brightest edges: the skull's rim, the head's outline, burned-in text, which slices of other patients at
     that level share and which line up by chance; spread, the matches have to agree over the whole head. On
     the labelled pairs, the 'different' pairs' best count fell from 27 / 21 (choose / report half) to 12 / 13;
@@ -440,7 +443,8 @@ def copy_check(features_a, features_b, pairs: np.ndarray, counts_only: bool = Fa
     second and the other way too (the better count kept) unless the first settles it: a copy, or from
     SUPPORT_INLIERS to below ALIGN_INLIERS matches explained; OpenCV's RANSAC seeds itself on every call.
     counts_only: the counts a weak pair's support is judged on and no copies (keypoint_support): a map that
-    explains ALIGN_INLIERS matches ends the search, its count is support enough whatever else it shows."""
+    explains ALIGN_INLIERS matches ends the search (its count is returned, not the better of the two: it is
+    support enough whatever else the pair shows)."""
     structures: dict[bytes, np.ndarray] = {}  # a view's structure, made once however many pairs align onto it
 
     def structure_of(view: np.ndarray, key: bytes) -> np.ndarray:
@@ -467,7 +471,7 @@ def copy_check(features_a, features_b, pairs: np.ndarray, counts_only: bool = Fa
                 return best, False, still, False
             if not counts_only and _one_picture(*pictures, fit, count, structure_of):
                 return best, True, still, False
-            if SUPPORT_INLIERS <= count < ALIGN_INLIERS:  # enough support for a weak pair, too few for a copy,
+            if SUPPORT_INLIERS <= count < ALIGN_INLIERS:  # support enough, too few for a copy this way,
                 break  # and the other way round explains about as many (measured: within 5)
         if best >= ALIGN_INLIERS and not counts_only:
             for moving, fixed, pictures in ways:

@@ -620,19 +620,38 @@ def test_spread_keypoints_cover_the_head_where_text_takes_the_strongest():
         off_text[spread] = int((~on_text_rows).sum())
         if spread:
             cell = (where[:, 1] * cells // side).astype(int) * cells + (where[:, 0] * cells // side).astype(int)
-            assert np.bincount(cell).max() <= duplicates.COPY_KEYPOINTS // cells ** 2
-    assert off_text[False] < 10 <= 50 < off_text[True]  # the strongest crowd on the text; spread, most are not
+            assert np.bincount(cell).max() <= duplicates.SPREAD_PER_CELL
+    assert off_text[False] < 10  # the 150 strongest crowd on the text's rows
+    assert off_text[True] > 50  # spread, most are elsewhere
 
 
 def test_a_label_burned_into_two_different_heads_gives_their_weak_pair_no_support(monkeypatch):
     # the same text at the same place lines up on one map with many still matches; counted on keypoints
-    # spread over the picture, the heads themselves have to agree, and these do not (they are other heads)
-    monkeypatch.setattr(duplicates, "verify", lambda *a, **k: np.full(len(a[2]), 0.8, np.float32))  # weak band
+    # spread over the picture, the heads themselves have to agree, and these do not (they are other heads).
+    # Heads 0 and 2, 0 and 5: on the 150 strongest keypoints their label gave them 9 and 8 matches on one
+    # map, 12 and 6 of them still (support); spread, 5 and 5
     heads = [_stamped(h) for h in _heads(6)]
-    for i, j in ((0, 2), (0, 5)):
+    copy = stress.transform(heads[0], "jpeg", 50, np.random.default_rng(0))
+    views = duplicates.copy_views([heads[0], heads[2], heads[5], copy])
+    inliers, still = duplicates.keypoint_support(views, None, np.array([[0, 1], [0, 2], [0, 3]]))
+    supported = (inliers >= duplicates.SUPPORT_INLIERS) & ((inliers >= duplicates.ALIGN_INLIERS)
+                                                           | (still >= duplicates.STILL_MATCHES))
+    assert supported.tolist() == [False, False, True]  # a copy of head 0 keeps its support
+    monkeypatch.setattr(duplicates, "verify", lambda *a, **k: np.full(len(a[2]), 0.8, np.float32))  # weak band
+    for i, j in ((0, 2), (0, 5)):  # so the whole search drops the pair
         assert len(duplicates.Detector().pairs(_as_dataset([heads[i], heads[j]]))[0]) == 0, (i, j)
-    copy = stress.transform(heads[0], "jpeg", 50, np.random.default_rng(0))  # a copy keeps its support
-    assert len(duplicates.Detector().pairs(_as_dataset([heads[0], copy]))[0]) == 1
+
+
+def test_keypoint_support_is_the_same_between_two_sets_as_within_one_and_either_way_round():
+    heads = [_stamped(h) for h in _heads(4)]
+    views = duplicates.copy_views(heads + [stress.transform(heads[0], "shift", 0.03, np.random.default_rng(0))])
+    within = np.array([(0, 2), (0, 4), (1, 3), (1, 4)])  # 0 and 1 against 2 to 4: two sets as well
+    found = duplicates.keypoint_support(views, None, within)
+    assert all((a == b).all() for a, b in zip(found, duplicates.keypoint_support(views, None, within[:, ::-1])))
+    between = duplicates.keypoint_support(views[:2], views[2:], within - [0, 2])
+    assert all((a == b).all() for a, b in zip(found, between))
+    assert all((a == b).all() for a, b in zip(found, duplicates.keypoint_support(views, None, within)))  # again
+    assert [len(x) for x in duplicates.keypoint_support(views, None, np.zeros((0, 2), np.int64))] == [0, 0]
 
 
 def test_counting_only_gives_a_weak_pair_the_same_support_as_the_full_copy_check():
@@ -650,6 +669,8 @@ def test_counting_only_gives_a_weak_pair_the_same_support_as_the_full_copy_check
     counted = duplicates.copy_check(features, features, pairs, counts_only=True)
     assert (supported(full[0], full[2]) == supported(counted[0], counted[2])).all()
     assert supported(full[0], full[2]).any() and not supported(full[0], full[2]).all()  # both kinds of pair
+    # and pairs where the two part ways: a map of ALIGN_INLIERS matches or more that is not one picture
+    assert ((full[0] >= duplicates.ALIGN_INLIERS) & ~full[1] & ~full[3]).any()
     assert not counted[1].any() and not counted[3].any()  # counting only: no copies called
 
 
