@@ -418,14 +418,16 @@ def keypoint_support(views: np.ndarray, views_b: np.ndarray | None, pairs: np.nd
     'different' ones (0.277). Features are made only for the images in pairs."""
     if not len(pairs):
         return np.zeros(0, np.int64), np.zeros(0, np.int64)
-    needed_a = np.unique(pairs[:, 0] if views_b is not None else pairs)
-    features_a = dict(zip(needed_a.tolist(), copy_features(views[needed_a], spread=True)))
-    features_b = features_a
-    if views_b is not None:
-        needed_b = np.unique(pairs[:, 1])
-        features_b = dict(zip(needed_b.tolist(), copy_features(views_b[needed_b], spread=True)))
+    features_a = _features_of(views, pairs[:, 0] if views_b is not None else pairs, spread=True)
+    features_b = features_a if views_b is None else _features_of(views_b, pairs[:, 1], spread=True)
     inliers, _, still, _ = copy_check(features_a, features_b, pairs, counts_only=True)
     return inliers, still
+
+
+def _features_of(views: np.ndarray, images: np.ndarray, **options) -> dict:
+    """copy_features(**options) of the given images only, by image index (copy_check looks them up so)."""
+    needed = np.unique(images)
+    return dict(zip(needed.tolist(), copy_features(views[needed], **options)))
 
 
 def copy_check(features_a, features_b, pairs: np.ndarray, counts_only: bool = False
@@ -777,8 +779,7 @@ def mirrored_copies(views: np.ndarray, views_b: np.ndarray | None, plain_a: list
     if within:
         mirrored_a = mirrored_b
     else:  # only the images of a that are mirrored (by index: copy_check looks them up)
-        needed = np.unique(candidates[~mirror_b, 0])
-        mirrored_a = dict(zip(needed.tolist(), copy_features(views[needed], mirrored=True)))
+        mirrored_a = _features_of(views, candidates[~mirror_b, 0], mirrored=True)
     copies, similar = np.zeros(len(candidates), bool), np.zeros(len(candidates), bool)
     for mirrored_side, first, second in ((~mirror_b, mirrored_a, plain_b), (mirror_b, plain_a, mirrored_b)):
         _, copies[mirrored_side], _, similar[mirrored_side] = copy_check(first, second, candidates[mirrored_side])

@@ -608,6 +608,13 @@ def _stamped(head: np.ndarray) -> np.ndarray:
     return out
 
 
+def _supported(inliers: np.ndarray, still: np.ndarray) -> np.ndarray:
+    """The weak-pair support rule as the module states it: SUPPORT_INLIERS matches on one map, and from
+    ALIGN_INLIERS on, or else STILL_MATCHES of them still."""
+    return (inliers >= duplicates.SUPPORT_INLIERS) & ((inliers >= duplicates.ALIGN_INLIERS)
+                                                      | (still >= duplicates.STILL_MATCHES))
+
+
 def test_spread_keypoints_cover_the_head_where_text_takes_the_strongest():
     head = cv2.cvtColor(_heads(1)[0], cv2.COLOR_GRAY2RGB)
     cv2.putText(head, "www.example.org", (4, 130), cv2.FONT_HERSHEY_SIMPLEX, 1.0, (255, 255, 255), 2, cv2.LINE_AA)
@@ -634,9 +641,7 @@ def test_a_label_burned_into_two_different_heads_gives_their_weak_pair_no_suppor
     copy = stress.transform(heads[0], "jpeg", 50, np.random.default_rng(0))
     views = duplicates.copy_views([heads[0], heads[2], heads[5], copy])
     inliers, still = duplicates.keypoint_support(views, None, np.array([[0, 1], [0, 2], [0, 3]]))
-    supported = (inliers >= duplicates.SUPPORT_INLIERS) & ((inliers >= duplicates.ALIGN_INLIERS)
-                                                           | (still >= duplicates.STILL_MATCHES))
-    assert supported.tolist() == [False, False, True]  # a copy of head 0 keeps its support
+    assert _supported(inliers, still).tolist() == [False, False, True]  # a copy of head 0 keeps its support
     monkeypatch.setattr(duplicates, "verify", lambda *a, **k: np.full(len(a[2]), 0.8, np.float32))  # weak band
     for i, j in ((0, 2), (0, 5)):  # so the whole search drops the pair
         assert len(duplicates.Detector().pairs(_as_dataset([heads[i], heads[j]]))[0]) == 0, (i, j)
@@ -662,13 +667,10 @@ def test_counting_only_gives_a_weak_pair_the_same_support_as_the_full_copy_check
     copies = [stress.transform(h, "jpeg", 30, rng) for h in heads[:3]]
     features = duplicates.copy_features(duplicates.copy_views(heads + copies), spread=True)
     pairs = np.array([(i, j) for i in range(9) for j in range(i + 1, 9)])
-    def supported(inliers, still):
-        return (inliers >= duplicates.SUPPORT_INLIERS) & ((inliers >= duplicates.ALIGN_INLIERS)
-                                                          | (still >= duplicates.STILL_MATCHES))
     full = duplicates.copy_check(features, features, pairs)
     counted = duplicates.copy_check(features, features, pairs, counts_only=True)
-    assert (supported(full[0], full[2]) == supported(counted[0], counted[2])).all()
-    assert supported(full[0], full[2]).any() and not supported(full[0], full[2]).all()  # both kinds of pair
+    assert (_supported(full[0], full[2]) == _supported(counted[0], counted[2])).all()
+    assert _supported(full[0], full[2]).any() and not _supported(full[0], full[2]).all()  # both kinds of pair
     # and pairs where the two part ways: a map of ALIGN_INLIERS matches or more that is not one picture
     assert ((full[0] >= duplicates.ALIGN_INLIERS) & ~full[1] & ~full[3]).any()
     assert not counted[1].any() and not counted[3].any()  # counting only: no copies called
