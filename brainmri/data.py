@@ -127,6 +127,8 @@ def decode_bytes(data: np.ndarray) -> np.ndarray:
         raise ValueError("not a readable image")
     if img.dtype != np.uint8:  # 16-bit or float: stretch the image's own range to 0-255
         img = img.astype(np.float32)
+        if not np.isfinite(img).all():  # one such pixel made the whole stretch NaN: a black image, silently
+            raise ValueError("NaN or infinite pixel values")
         lo, hi = float(img.min()), float(img.max())
         img = ((img - lo) * (255.0 / max(hi - lo, 1e-6))).astype(np.uint8)
     if img.ndim == 2:

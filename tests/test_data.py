@@ -33,6 +33,19 @@ def test_decodes_every_mode_and_extension(tmp_path):
         assert img.max() > 200, name  # 16-bit is stretched into 0-255, not truncated
 
 
+def test_float_image_with_nan_or_inf_is_refused_not_turned_black(tmp_path):
+    grey = (np.arange(40 * 50) % 256).astype(np.float32).reshape(40, 50)
+    for name, bad in (("nan.tif", np.nan), ("inf.tif", np.inf)):
+        pixels = grey.copy()
+        pixels[3, 4] = bad  # one masked-out pixel made the whole stretch NaN: a black image, silently
+        cv2.imwrite(str(tmp_path / name), pixels)
+        with pytest.raises(ValueError, match="NaN or infinite"):
+            decode(tmp_path / name)
+    cv2.imwrite(str(tmp_path / "fine.tif"), grey / 255 - 0.5)  # any finite range is stretched to 0-255
+    img = decode(tmp_path / "fine.tif")
+    assert img.min() == 0 and img.max() == 255
+
+
 def test_bad_files_are_skipped_and_counted(data_copy):
     folder = data_copy / "Training" / "glioma_tumor"
     (folder / "zero.jpg").write_bytes(b"")
