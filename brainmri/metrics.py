@@ -1,5 +1,6 @@
 """Every number computed from labels and predictions, with numpy, scikit-learn and scipy (no Keras): a fold's
-scores, the per-class report, bootstrap intervals (over images or near-duplicate groups), calibration, the
+scores, the per-class report, bootstrap intervals (over images or near-duplicate groups), Wilson intervals of
+a share (of pairs that may share images), calibration, the
 tumor-vs-no-tumor rates at a threshold, per-plane accuracy, and the mean and spread over folds.
 (The metrics Keras logs while training are brainmri.models.MacroMetric.)"""
 
@@ -98,6 +99,33 @@ def bootstrap_mean_ci(values, groups=None, level: float = 0.95, resamples: int =
                           vectorized=True, n_resamples=resamples, confidence_level=level, method="percentile",
                           random_state=0)
     return float(res.confidence_interval.low), float(res.confidence_interval.high)
+
+
+def wilson_interval(successes, groups=None, level: float = 0.95) -> tuple[float, float]:
+    """Wilson score interval of the share of successes (one 0/1 per item; (0, 1) for no items). With `groups`
+    (items of one group are not independent draws: pairs that share an image, say), at the effective sample
+    size: the number of items over the design effect, the ratio of the share's cluster variance to its
+    binomial one, at least 1 (Korn and Graubard, 1998). Where every item agrees (share 0 or 1) there is no
+    spread to measure it by, and each group counts once."""
+    x = np.asarray(successes, np.float64)
+    n = len(x)
+    if n == 0:
+        return 0.0, 1.0
+    share = float(x.mean())
+    effective = float(n)
+    if groups is not None:
+        _, which = np.unique(np.asarray(groups), return_inverse=True)
+        k = int(which.max()) + 1
+        if share in (0.0, 1.0) or k == 1:
+            effective = float(k)
+        elif k < n:
+            per_group = np.bincount(which, x) - share * np.bincount(which)
+            cluster_var = k / (k - 1) * float((per_group ** 2).sum()) / n ** 2
+            effective = n / max(1.0, cluster_var / (share * (1 - share) / n))
+    z = float(stats.norm.ppf(0.5 + level / 2))
+    centre = (share + z * z / (2 * effective)) / (1 + z * z / effective)
+    half = z / (1 + z * z / effective) * np.sqrt(share * (1 - share) / effective + z * z / (4 * effective ** 2))
+    return max(0.0, float(centre - half)), min(1.0, float(centre + half))
 
 
 def calibration(labels: np.ndarray, probs: np.ndarray, bins: int = 10) -> dict:

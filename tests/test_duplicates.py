@@ -269,6 +269,34 @@ def test_benchmark_precision_and_recall_come_with_95_percent_wilson_intervals():
     assert benchmark.precision_recall(truth, np.zeros(20, bool))["precision_ci"] == (0.0, 1.0)  # nothing said
 
 
+def test_pairs_that_share_an_image_widen_the_benchmark_intervals_as_fewer_independent_pairs():
+    import near_duplicate_benchmark as benchmark
+
+    truth = np.array([True] * 30 + [False] * 30)
+    said = np.array([True] * 24 + [False] * 6 + [True] * 3 + [False] * 27)
+    apart = benchmark.precision_recall(truth, said, np.arange(60))
+    alone = benchmark.precision_recall(truth, said)
+    assert apart["recall_ci"] == pytest.approx(alone["recall_ci"])  # every pair its own cluster: plain Wilson
+    # the same 60 outcomes, each cluster three pairs that share an image and agree: about 20 draws, not 60
+    tripled = benchmark.precision_recall(truth, said, np.arange(60) // 3)
+    twenty = benchmark.precision_recall(truth[::3], said[::3])
+    low, high = tripled["recall_ci"]
+    assert tripled["recall"] == alone["recall"] and high - low > alone["recall_ci"][1] - alone["recall_ci"][0]
+    assert low == pytest.approx(twenty["recall_ci"][0], abs=0.03) and high == pytest.approx(twenty["recall_ci"][1], abs=0.03)
+    # every pair found: no spread to measure within the clusters, so each cluster counts once
+    everything = benchmark.precision_recall(truth, truth, np.arange(60) // 3)
+    assert everything["recall_ci"] == pytest.approx(benchmark.precision_recall(truth[::3], truth[::3])["recall_ci"])
+
+
+def test_the_benchmark_clusters_labelled_pairs_that_share_an_image():
+    import near_duplicate_benchmark as benchmark
+
+    pairs = np.array([(0, 1), (1, 2), (3, 4), (5, 6), (6, 3), (7, 8)])
+    clusters = benchmark.pair_clusters(pairs)
+    assert clusters[0] == clusters[1] and clusters[2] == clusters[3] == clusters[4]
+    assert len(set(clusters.tolist())) == 3
+
+
 @pytest.mark.skipif(not REAL_DATA.is_dir(), reason="the real dataset is not beside the project")
 @pytest.mark.parametrize("pairs", [BENCHMARK, STRESS_JOINS], ids=["benchmark", "stress_joins"])
 def test_every_benchmark_path_exists_in_the_real_data(pairs):

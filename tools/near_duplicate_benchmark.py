@@ -24,7 +24,8 @@ from types import SimpleNamespace
 
 import cv2
 import numpy as np
-from scipy.stats import binomtest
+from scipy.sparse import coo_matrix
+from scipy.sparse.csgraph import connected_components
 from tqdm import tqdm
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
@@ -33,6 +34,7 @@ from brainmri import duplicates  # noqa: E402
 from brainmri.duplicates import phash, phash_pairs  # noqa: E402
 from brainmri.data import decode, find_images  # noqa: E402
 from brainmri.errors import UserError, cli_entry  # noqa: E402
+from brainmri.metrics import wilson_interval  # noqa: E402
 
 LABELS = ("same", "adjacent", "different")
 FIELDS = ("pair", "a", "b", "label", "confidence", "part", "sampled_as", "note")
@@ -139,19 +141,29 @@ def sheets(root: Path, csv_path: Path, out: Path, per_sheet: int, side: int) -> 
     print(f"{(len(rows) + per_sheet - 1) // per_sheet} sheets in {out}")
 
 
-def precision_recall(truth: np.ndarray, said: np.ndarray) -> dict:
-    """Precision and recall with 95% Wilson intervals (treating the labelled pairs as independent draws: the
-    interval says how far so few pairs can be from the rate they were drawn at; (0, 1) where there is none)."""
+def precision_recall(truth: np.ndarray, said: np.ndarray, clusters: np.ndarray | None = None) -> dict:
+    """Precision and recall with 95% Wilson intervals ((0, 1) where there is none). clusters: a cluster id per
+    labelled pair (pair_clusters): pairs that share an image are not independent draws, so the intervals are
+    taken at the effective number of pairs (metrics.wilson_interval); None: every pair a draw of its own."""
     tp, fp, fn = int((truth & said).sum()), int((~truth & said).sum()), int((truth & ~said).sum())
+
+    def interval(among: np.ndarray, hit: np.ndarray) -> tuple[float, float]:
+        low, high = wilson_interval(hit[among], None if clusters is None else clusters[among])
+        return round(low, 4), round(high, 4)
+
     return {"precision": tp / max(tp + fp, 1), "recall": tp / max(tp + fn, 1), "tp": tp, "fp": fp, "fn": fn,
-            "precision_ci": wilson(tp, tp + fp), "recall_ci": wilson(tp, tp + fn)}
+            "precision_ci": interval(said, truth), "recall_ci": interval(truth, said)}
 
 
-def wilson(hits: int, n: int) -> tuple[float, float]:
-    if n == 0:
-        return 0.0, 1.0
-    ci = binomtest(hits, n).proportion_ci(0.95, method="wilson")
-    return round(float(ci.low), 4), round(float(ci.high), 4)
+def pair_clusters(pairs: np.ndarray) -> np.ndarray:
+    """A cluster id per labelled pair (i, j): pairs joined through the images they share are one cluster."""
+    pairs = np.asarray(pairs, np.int64).reshape(-1, 2)
+    if not len(pairs):
+        return np.zeros(0, np.int64)
+    _, ends = np.unique(pairs, return_inverse=True)
+    ends = ends.reshape(-1, 2)
+    graph = coo_matrix((np.ones(len(ends)), (ends[:, 0], ends[:, 1])), shape=(ends.max() + 1,) * 2)
+    return connected_components(graph, directed=False)[1][ends[:, 0]]
 
 
 def rescaled(image: np.ndarray, scale: float) -> np.ndarray:
@@ -182,6 +194,7 @@ def measure(root: Path, csv_path: Path, scale: float = 1.0) -> dict:
     truth = np.array([r["label"] in ("same", "adjacent") for r in rows])
     same = np.array([r["label"] == "same" for r in rows])
     part = np.array([r["part"] for r in rows])
+    clusters = pair_clusters(labelled)
     labels = np.array([label for _, label, _ in items])
     out: dict = {}
     for name, detector in (("old_phash_le_4", duplicates.Detector("phash", hash_distance=OLD_DISTANCE)),
@@ -194,11 +207,12 @@ def measure(root: Path, csv_path: Path, scale: float = 1.0) -> dict:
                                                        for g in np.flatnonzero(sizes > 1)))}
         for p_name in ("choose", "report"):
             sel = part == p_name
-            out[name][p_name] = {k: precision_recall((same if k == "same_slice_pair" else truth)[sel], v[sel])
-                                 for k, v in said.items()}
+            out[name][p_name] = {k: precision_recall((same if k == "same_slice_pair" else truth)[sel], v[sel],
+                                                     clusters[sel]) for k, v in said.items()}
     out["scale"] = scale
     out["pairs"] = {p_name: {"pairs": int((part == p_name).sum()), "positives": int(truth[part == p_name].sum()),
-                             "same_slice": int(same[part == p_name].sum())} for p_name in ("choose", "report")}
+                             "same_slice": int(same[part == p_name].sum()),
+                             "clusters": int(len(np.unique(clusters[part == p_name])))} for p_name in ("choose", "report")}
     return out
 
 
@@ -254,11 +268,12 @@ def main(argv=None) -> int:
                   "with two labels")
             for part in ("choose", "report"):
                 n = result["pairs"][part]
-                print(f"  {part} ({n['pairs']} pairs, {n['positives']} same or adjacent, {n['same_slice']} same):")
+                print(f"  {part} ({n['pairs']} pairs in {n['clusters']} clusters sharing images, {n['positives']} same "
+                      f"or adjacent, {n['same_slice']} same):")
                 for k, m in r[part].items():
                     (p_lo, p_hi), (r_lo, r_hi) = m["precision_ci"], m["recall_ci"]
                     print(f"    {k:16} precision {m['precision']:.3f} ({p_lo:.3f}-{p_hi:.3f}) recall {m['recall']:.3f} "
-                          f"({r_lo:.3f}-{r_hi:.3f}) (tp {m['tp']}, fp {m['fp']}, fn {m['fn']}; 95% Wilson intervals)")
+                          f"({r_lo:.3f}-{r_hi:.3f}) (tp {m['tp']}, fp {m['fp']}, fn {m['fn']}; 95% Wilson intervals over the clusters)")
         if args.json:
             Path(args.json).write_text(json.dumps(result, indent=2))
         print(f"({time.perf_counter() - start:.1f} s)")
