@@ -156,16 +156,17 @@ def balance(data: Path, out: Path, cls: str, target: int, transforms: list[dict]
     before = {c: sum(1 for _, label, _ in items if label == c) for c in classes}
     skipped: list[tuple[str, str]] = []
     added = [(p, img) for p in (list_images(add) if add else []) if (img := _readable(p, skipped)) is not None]
+    added_names = _added_names(Path(add) if add else None, [p for p, _ in added], {Path(rel).name for rel, *_ in items})
     have = before[cls] + len(added)
     if target < have:
         raise UserError(f"target {target} is lower than the {have} images class '{cls}' already has"
                         + (" with the added ones" if added else ""))
-    dest, sources = _sources(data, items, cls, added, skipped)
+    dest, sources = _sources(data, items, cls, list(zip(added_names, (img for _, img in added))), skipped)
     if not sources and target > have:
         raise UserError(f"class '{cls}' has no readable training image to augment")
     plan = plan_copies(len(sources), transforms, target - have, seed)
     tmp = _fresh_partial(out, data)  # renamed at the end: a crash leaves no half dataset as `out`
-    rows = (_copy_originals(data, tmp, items, link) + _copy_added(tmp, dest, cls, added, link)
+    rows = (_copy_originals(data, tmp, items, link) + _copy_added(tmp, dest, cls, added, added_names, link)
             + _write_copies(tmp, dest, cls, sources, plan))
     write_manifest(tmp / "manifest.csv", rows)
     _carry_planes(data, tmp, rows)
@@ -184,12 +185,13 @@ def balance(data: Path, out: Path, cls: str, target: int, transforms: list[dict]
 def _sources(data: Path, items: list, cls: str, added: list,
              skipped: list) -> tuple[Path, list[tuple[str, np.ndarray]]]:
     """The class's folder in the output, and the images copies are made from: its readable training images
-    (never a Testing image), then the added ones, as (path in the output, image)."""
+    (never a Testing image), then the added ones ((file name in the output, image)), as (path in the output,
+    image)."""
     train_subset = "Training" if any(s == "Training" for _, _, s in items) else ""
     sources = [(rel, img) for rel, label, subset in tqdm(items, desc=f"read {cls}", unit="img", disable=None)
                if label == cls and subset == train_subset and (img := _readable(data / rel, skipped)) is not None]
     dest = Path(train_subset) / cls
-    return dest, sources + [((dest / _added_name(p)).as_posix(), img) for p, img in added]
+    return dest, sources + [((dest / name).as_posix(), img) for name, img in added]
 
 
 def _fresh_partial(out: Path, data: Path) -> Path:
@@ -210,10 +212,10 @@ def _copy_originals(data: Path, tmp: Path, items: list, link: bool) -> list[dict
     return rows
 
 
-def _copy_added(tmp: Path, dest: Path, cls: str, added: list, link: bool) -> list[dict]:
+def _copy_added(tmp: Path, dest: Path, cls: str, added: list, names: list[str], link: bool) -> list[dict]:
     rows = []
-    for p, _ in added:
-        rel = (dest / _added_name(p)).as_posix()
+    for (p, _), name in zip(added, names):
+        rel = (dest / name).as_posix()
         _copy(p, tmp / rel, link)
         rows.append({"path": rel, "class": cls, "kind": "added", "source": str(p), "transform": ""})
     return rows
@@ -273,8 +275,22 @@ def written_by_augment(folder: Path) -> bool:
                                            and (folder / "augment_summary.json").is_file())
 
 
-def _added_name(path: Path) -> str:
-    return "added_" + path.name.replace(" ", "_")
+def _added_names(folder: Path | None, paths: list[Path], taken: set[str]) -> list[str]:
+    """A file name in the class folder per added image: "added_" and its path under `folder`, flattened
+    (s1/x.jpg: added_s1__x.jpg). Two that would still be one name (spaces made underscores), or a name in
+    `taken` (the originals' file names), get _2, _3, ... before the extension: no added image is lost by
+    overwriting another."""
+    names, used = [], {n.lower() for n in taken}  # lower case: a case-insensitive file system clashes too
+    for p in paths:
+        rel = p.relative_to(folder) if folder is not None else Path(p.name)
+        stem, suffix = "added_" + "__".join(rel.with_suffix("").parts).replace(" ", "_"), rel.suffix
+        name, k = stem + suffix, 1
+        while name.lower() in used:
+            k += 1
+            name = f"{stem}_{k}{suffix}"
+        used.add(name.lower())
+        names.append(name)
+    return names
 
 
 def _copy(src: Path, dst: Path, link: bool) -> None:

@@ -78,6 +78,26 @@ def test_add_merges_extra_images(kaggle_dir, tmp_path):
     assert sum(r["kind"] == "augmented" for r in rows) == 11  # 17 + 2 added + 11 copies = 30
 
 
+def test_added_images_with_the_same_name_in_two_folders_are_all_kept(kaggle_dir, tmp_path):
+    extra = tmp_path / "extra"
+    grey = cv2.imread(str(next((kaggle_dir / "Training" / "glioma_tumor").glob("*.png"))))
+    names = ["s1/x.png", "s2/x.png", "a b.png", "a_b.png", "s1/a b.png"]
+    for k, name in enumerate(names):  # five different pictures: flattened, four names used to clash
+        (extra / name).parent.mkdir(parents=True, exist_ok=True)
+        cv2.imwrite(str(extra / name), np.roll(grey, 7 * k, axis=1))
+    assert _balance(kaggle_dir, tmp_path / "bal", "--add", str(extra)) == 0
+    rows = list(csv.DictReader(open(tmp_path / "bal" / "manifest.csv")))
+    added = [r for r in rows if r["kind"] == "added"]
+    assert len(added) == 5 and len({r["path"] for r in rows}) == len(rows)
+    digests = {hashlib.md5((tmp_path / "bal" / r["path"]).read_bytes()).hexdigest() for r in added}
+    assert digests == {hashlib.md5((extra / n).read_bytes()).hexdigest() for n in names}
+    for r in added:  # each added file holds the picture its manifest row names as its source
+        assert (tmp_path / "bal" / r["path"]).read_bytes() == Path(r["source"]).read_bytes()
+    summary = json.loads((tmp_path / "bal" / "augment_summary.json").read_text())
+    on_disk = sum(len(list((tmp_path / "bal" / subset / "no_tumor").iterdir())) for subset in ("Training", "Testing"))
+    assert on_disk == summary["after"]["no_tumor"] == 30
+
+
 @pytest.mark.parametrize("extra, message", [
     (["--class", "no_such_class"], "class 'no_such_class' not found"),
     (["--target", "5"], "target 5 is lower than the 17 images"),
