@@ -54,12 +54,27 @@ def own_test_set(run_dir: Path, ds: Dataset, folds: list[int]) -> TestSet:
     """The run's test images among `ds` (the run's data, see pipeline.load_data), flagged against the
     training images of `folds`."""
     s = read_splits(run_dir / "splits.csv")
+    _check_test_images(run_dir / "splits.csv", s, ds)
     idx = np.flatnonzero(np.isin(ds.paths, [s["paths"][i] for i in test_rows(s)]))
     paths = [ds.paths[i] for i in idx]
     plane_of, group_of = dict(zip(s["paths"], s["planes"])), dict(zip(s["paths"], s["groups"]))
     return TestSet("test", ds.root, paths, ds.labels[idx], ds.images[idx],
                    duplicate_flags_from_splits(s, paths, folds), [plane_of[p] for p in paths],
                    np.array([group_of[p] for p in paths]))
+
+
+def _check_test_images(path: Path, splits: dict, ds: Dataset) -> None:
+    """Refuse a data folder that lost, or relabelled, a test image of the run: scored on what is left, the
+    report would describe another test set than the one the run's folds were chosen around."""
+    now = dict(zip(ds.paths, (ds.classes[y] for y in ds.labels)))
+    tested = [(splits["paths"][i], splits["labels"][i]) for i in test_rows(splits)]
+    missing = [p for p, _ in tested if p not in now]
+    relabelled = [f"{p} was {label}, now {now[p]}" for p, label in tested if p in now and now[p] != label]
+    if missing or relabelled:
+        first = (missing + relabelled)[0]
+        raise UserError(f"{len(missing)} of the {len(tested)} test images in {path} are missing from (or unreadable in) the data folder "
+                        f"and {len(relabelled)} changed class (first: {first}): restore the data folder as the run "
+                        "had it")
 
 
 def load_external(folder: str | Path, size: int, classes, cache_dir=None) -> Dataset:

@@ -199,3 +199,22 @@ def test_figures_follow_the_runs_figure_formats_unless_overridden(run_copy, caps
     assert evaluate.main([str(run_copy), "--figure-formats", "gif"]) == 2
     err = capsys.readouterr().err.strip()
     assert err.startswith("error: config key 'figure_formats' takes png, pdf and svg") and "\n" not in err
+
+
+def test_a_test_image_gone_or_moved_since_the_run_is_refused_not_dropped(data_copy, tmp_path):
+    from brainmri.data import load_dataset
+    from brainmri.errors import UserError
+    from brainmri.splits import TEST, TRAIN, write_splits
+    from brainmri.testsets import own_test_set
+
+    ds = load_dataset(data_copy, 32)
+    names = [ds.classes[y] for y in ds.labels]
+    roles = np.array([[TEST if s == "Testing" else TRAIN] for s in ds.subsets], dtype=object)
+    write_splits(tmp_path / "splits.csv", ds.paths, names, ds.subsets, np.arange(len(ds.paths)), roles)
+    assert len(own_test_set(tmp_path, ds, [0]).paths) == ds.subsets.count("Testing")
+    tested = [p for p in ds.paths if p.startswith("Testing/")]
+    gone, moved = tested[0], next(p for p in tested[1:] if p.split("/")[1] == tested[0].split("/")[1])
+    (data_copy / gone).unlink()  # deleted; and renamed (or moved to another class: its old path is gone)
+    (data_copy / moved).rename((data_copy / moved).with_name("renamed.png"))
+    with pytest.raises(UserError, match=r"2 of the 8 test images in .*splits.csv are missing .*first: " + gone):
+        own_test_set(tmp_path, load_dataset(data_copy, 32), [0])
