@@ -106,6 +106,7 @@ def prepare_data(cfg: Config, run_dir: Path) -> Prepared:
     planes = planes_of(cfg, ds.paths)
     roles = splits.make_roles(ds.labels, audit.groups, ds.subsets, cfg.protocol, cfg.folds, cfg.test_fraction,
                               cfg.split == "group", cfg.seed, planes, cfg.train_planes, cfg.test_planes, sources)
+    splits.check_every_class(roles, ds.labels, ds.classes, cfg.protocol)
     _audit_figures(audit, run_dir / "figures", cfg.figure_formats)
     audit.report["test_split"] = test_split(cfg, roles, sources)
     write_atomic(run_dir / "audit.json", json.dumps(audit.report, indent=2))

@@ -88,6 +88,21 @@ def make_roles(labels, groups, subsets, protocol: str, folds: int, test_fraction
     return roles
 
 
+def check_every_class(roles: np.ndarray, labels, classes, protocol: str) -> None:
+    """Refuse a split that leaves a class of the data without training images in some fold, or (but for
+    protocol "all", whose test set is elsewhere) without test images: the model could not learn it, or the
+    test accuracy would be over fewer classes than the run names (a planes file covering only some classes,
+    say)."""
+    labels = np.asarray(labels)
+    for c in np.unique(labels):
+        mine = roles[labels == c]
+        if not (mine == TRAIN).any(axis=0).all():
+            raise UserError(f"class {classes[c]} has no training image in some fold under protocol {protocol}: "
+                            "check which of its images the protocol uses (for planes: the planes file's paths)")
+        if protocol != "all" and not (mine == TEST).any():
+            raise UserError(f"class {classes[c]} has no test image under protocol {protocol}")
+
+
 def _renumber(groups: np.ndarray) -> np.ndarray:
     """Group ids by first appearance, so the same images get the same split whatever else is in the folder."""
     first = {}

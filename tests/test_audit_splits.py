@@ -140,3 +140,21 @@ def test_prepare_reports_the_test_fraction_it_got(kaggle_dir, tmp_path, caplog):
     split = json.loads((tmp_path / "audit.json").read_text())["test_split"]
     assert split["requested_fraction"] == 0.15 and split["actual_fraction"] == round(actual, 4)
     assert f"{actual:.3f} of the images (test_fraction 0.15 requested)" in caplog.text
+
+
+def test_a_protocol_that_leaves_a_class_without_training_or_test_images_is_refused():
+    from brainmri.splits import check_every_class
+
+    labels = np.repeat(np.arange(4), 10)
+    planes = np.where(labels < 2, np.tile(["axial"] * 6 + ["coronal"] * 4, 4), "")  # classes 2, 3: no plane known
+    roles = make_roles(labels, np.arange(40), [""] * 40, "planes", 2, 0.1, True, 0, planes, ("axial",), ("coronal",))
+    classes = ("glioma", "meningioma", "no_tumor", "pituitary")
+    with pytest.raises(UserError, match="class no_tumor has no training image .*protocol planes"):
+        check_every_class(roles, labels, classes, "planes")
+    fine = make_roles(labels, np.arange(40), [""] * 40, "holdout", 2, 0.2, True, 0)
+    check_every_class(fine, labels, classes, "holdout")
+    test_only = fine.copy()
+    test_only[(labels == 3) & (fine[:, 0] == TEST)] = EXCLUDED
+    with pytest.raises(UserError, match="class pituitary has no test image"):
+        check_every_class(test_only, labels, classes, "holdout")
+    check_every_class(make_roles(labels, np.arange(40), [""] * 40, "all", 2, 0.1, True, 0), labels, classes, "all")
