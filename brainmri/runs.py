@@ -42,9 +42,14 @@ def new_folder(base: Path) -> Path:
 
 
 def open_run_dir(cfg: Config, run_dir: str | Path) -> Path:
-    """Use a named run folder (fold jobs, --resume): create it, or check its config matches ours."""
+    """Use a named run folder (fold jobs, --resume): create it, or check its config matches ours. A folder
+    that holds files but no config.yaml is someone else's: refused, so that nothing in it is overwritten
+    (hidden files aside: a fold job starting beside another may see its config.yaml being written)."""
     path = Path(run_dir)
     saved = path / "config.yaml"
+    if path.is_dir() and not saved.is_file() and any(not p.name.startswith(".") for p in path.iterdir()):
+        raise UserError(f"{path} holds files but no config.yaml: it is not a run folder of this project; give a "
+                        "new or empty folder")
     if saved.is_file():
         previous = load_config(saved)
         if previous != cfg:

@@ -167,3 +167,17 @@ def test_training_curves_are_logged_for_tensorboard(trained_run):
     pytest.importorskip("tensorflow")
     pytest.importorskip("tensorboard")
     assert list((trained_run / "tensorboard" / "fold0").rglob("events.out.tfevents.*"))
+
+
+def test_a_run_dir_that_holds_someone_elses_files_is_refused_and_left_alone(tmp_path, kaggle_dir, capsys):
+    mine = tmp_path / "my project"
+    mine.mkdir()
+    for name in ("audit.json", "classes.json", "env.json"):
+        (mine / name).write_text("mine\n")
+    assert _run(tmp_path, kaggle_dir, argv=["--run-dir", str(mine), "--audit-only"]) == 2
+    assert "not a run folder" in capsys.readouterr().err
+    assert all((mine / name).read_text() == "mine\n" for name in ("audit.json", "classes.json", "env.json"))
+    assert sorted(p.name for p in mine.iterdir()) == ["audit.json", "classes.json", "env.json"]
+    empty = tmp_path / "empty"
+    empty.mkdir()  # an empty folder, or a new one, is fine
+    assert _run(tmp_path, kaggle_dir, argv=["--run-dir", str(empty), "--audit-only"]) == 0
