@@ -26,7 +26,7 @@ from tqdm import tqdm
 from .config import read_yaml
 from .data import IMAGE_EXTENSIONS, decode, find_images
 from .errors import UserError
-from .manifest import write_manifest
+from .manifest import read_manifest, write_manifest
 from .planes import plane_features, predict_planes, read_planes, write_planes
 
 log = logging.getLogger("brainmri")
@@ -161,12 +161,13 @@ def balance(data: Path, out: Path, cls: str, target: int, transforms: list[dict]
     if target < have:
         raise UserError(f"target {target} is lower than the {have} images class '{cls}' already has"
                         + (" with the added ones" if added else ""))
-    dest, sources = _sources(data, items, cls, list(zip(added_names, (img for _, img in added))), skipped)
+    earlier = read_manifest(data)  # an augment.py output balanced again: its copies stay copies
+    dest, sources = _sources(data, items, cls, list(zip(added_names, (img for _, img in added))), skipped, earlier)
     if not sources and target > have:
         raise UserError(f"class '{cls}' has no readable training image to augment")
     plan = plan_copies(len(sources), transforms, target - have, seed)
     tmp = _fresh_partial(out, data)  # renamed at the end: a crash leaves no half dataset as `out`
-    rows = (_copy_originals(data, tmp, items, link) + _copy_added(tmp, dest, cls, added, added_names, link)
+    rows = (_copy_originals(data, tmp, items, link, earlier) + _copy_added(tmp, dest, cls, added, added_names, link)
             + _write_copies(tmp, dest, cls, sources, plan))
     write_manifest(tmp / "manifest.csv", rows)
     _carry_planes(data, tmp, rows)
@@ -182,14 +183,15 @@ def balance(data: Path, out: Path, cls: str, target: int, transforms: list[dict]
     return BalanceResult(out, before, after, len(added), len(plan), skipped)
 
 
-def _sources(data: Path, items: list, cls: str, added: list,
-             skipped: list) -> tuple[Path, list[tuple[str, np.ndarray]]]:
+def _sources(data: Path, items: list, cls: str, added: list, skipped: list,
+             earlier: dict) -> tuple[Path, list[tuple[str, np.ndarray]]]:
     """The class's folder in the output, and the images copies are made from: its readable training images
-    (never a Testing image), then the added ones ((file name in the output, image)), as (path in the output,
-    image)."""
+    (never a Testing image, nor a copy an earlier augment.py run made: `earlier`, its manifest), then the added
+    ones ((file name in the output, image)), as (path in the output, image)."""
     train_subset = "Training" if any(s == "Training" for _, _, s in items) else ""
     sources = [(rel, img) for rel, label, subset in tqdm(items, desc=f"read {cls}", unit="img", disable=None)
-               if label == cls and subset == train_subset and (img := _readable(data / rel, skipped)) is not None]
+               if label == cls and subset == train_subset and earlier.get(rel, {}).get("kind") != "augmented"
+               and (img := _readable(data / rel, skipped)) is not None]
     dest = Path(train_subset) / cls
     return dest, sources + [((dest / name).as_posix(), img) for name, img in added]
 
@@ -204,11 +206,14 @@ def _fresh_partial(out: Path, data: Path) -> Path:
     return tmp
 
 
-def _copy_originals(data: Path, tmp: Path, items: list, link: bool) -> list[dict]:
+def _copy_originals(data: Path, tmp: Path, items: list, link: bool, earlier: dict) -> list[dict]:
+    """The input's images, copied; each keeps the row an earlier augment.py run gave it (`earlier`, the
+    input's manifest): its copies stay copies of their sources, trained on only where those are."""
     rows = []
     for rel, label, _ in tqdm(items, desc="copy originals", unit="img", disable=None):
         _copy(data / rel, tmp / rel, link)
-        rows.append({"path": rel, "class": label, "kind": "original", "source": "", "transform": ""})
+        rows.append(dict(earlier.get(rel) or {"path": rel, "class": label, "kind": "original", "source": "",
+                                              "transform": ""}))
     return rows
 
 

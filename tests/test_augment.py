@@ -235,3 +235,20 @@ def test_force_replaces_a_previous_augment_output(kaggle_dir, tmp_path):
     assert _balance(kaggle_dir, out, "--seed", "3", "--force") == 0
     assert not (out / "stale.txt").exists() and (out / balance.MARKER).is_file()
     assert json.loads((out / "augment_summary.json").read_text())["seed"] == 3
+
+
+def test_balancing_an_augmented_folder_again_keeps_which_images_are_copies(kaggle_dir, tmp_path):
+    assert _balance(kaggle_dir, tmp_path / "first") == 0
+    first = {r["path"]: r for r in csv.DictReader(open(tmp_path / "first" / "manifest.csv"))}
+    assert augment.main([str(tmp_path / "first"), "--out", str(tmp_path / "second"), "--class", "glioma_tumor",
+                         "--target", "30"]) == 0
+    second = {r["path"]: r for r in csv.DictReader(open(tmp_path / "second" / "manifest.csv"))}
+    for path, row in first.items():  # the first round's copies are still copies of their sources
+        assert second[path] == row
+    copies = [r for r in second.values() if r["kind"] == "augmented"]
+    assert {r["class"] for r in copies} == {"no_tumor", "glioma_tumor"}
+    assert all(second[r["source"]]["kind"] != "augmented" for r in copies)  # never a copy of a copy
+    from brainmri.manifest import read_manifest, source_of
+
+    paths = sorted(second)
+    assert (source_of(paths, read_manifest(tmp_path / "second")) >= 0).sum() == len(copies)
