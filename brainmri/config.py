@@ -109,10 +109,34 @@ def validate(cfg: Config) -> None:
         raise UserError(f"config key 'subset_fraction' must be in (0, 1], got {cfg.subset_fraction}")
     if not 0.0 <= cfg.dropout < 1.0:
         raise UserError(f"config key 'dropout' must be in [0, 1), got {cfg.dropout}")
+    _validate_training(cfg)
     for key in ("augment_rotation", "augment_shift", "augment_zoom", "augment_contrast"):
         if not 0.0 <= getattr(cfg, key) <= (180.0 if key == "augment_rotation" else 1.0):
             raise UserError(f"config key '{key}' is out of range: {getattr(cfg, key)}")
     _validate_schedule_and_data(cfg)
+
+
+def _validate_training(cfg: Config) -> None:
+    """validate(), continued: the optimiser and its schedule, the seed, the class list and the run's name
+    (the checks are written so that NaN fails them too)."""
+    for key in ("learning_rate", "fine_tune_learning_rate"):
+        if not 0.0 < getattr(cfg, key) < float("inf"):
+            raise UserError(f"config key '{key}' must be a positive number, got {getattr(cfg, key)}")
+    if not 0.0 < cfg.lr_factor < 1.0:
+        raise UserError(f"config key 'lr_factor' must be in (0, 1): the learning rate is multiplied by it, got "
+                        f"{cfg.lr_factor}")
+    if not 0.0 <= cfg.momentum < 1.0:
+        raise UserError(f"config key 'momentum' must be in [0, 1), got {cfg.momentum}")
+    if cfg.lr_patience < 0:
+        raise UserError(f"config key 'lr_patience' must be at least 0, got {cfg.lr_patience}")
+    if not 0 <= cfg.seed < 2 ** 32:
+        raise UserError(f"config key 'seed' must be in [0, 2**32), got {cfg.seed}")
+    twice = sorted({c for c in cfg.classes if cfg.classes.count(c) > 1})
+    if twice:
+        raise UserError(f"config key 'classes' names {', '.join(twice)} more than once")
+    if not cfg.experiment or cfg.experiment in (".", "..") or any(sep in cfg.experiment for sep in "/\\"):
+        raise UserError(f"config key 'experiment' must be a plain folder name (it becomes a folder of output_dir), "
+                        f"got {cfg.experiment!r}")
 
 
 def _validate_schedule_and_data(cfg: Config) -> None:
@@ -154,6 +178,10 @@ def _coerce(key: str, value, expected):
         return float(value)
     if expected is str and value is None:
         return "none"
+    if expected is str and isinstance(value, int) and not isinstance(value, bool):
+        return str(value)  # a name YAML reads as a number: experiment: 2024
+    if key == "negative_class" and isinstance(value, bool):
+        return "yes" if value else "no"  # YAML 1.1 reads the folder names of a yes/no dataset as booleans
     if isinstance(value, bool) and {"on", "off"} <= set(CHOICES.get(key, ())):
         return "on" if value else "off"  # YAML 1.1 reads on/off/yes/no/true/false as booleans
     if type(value) is not expected:
@@ -172,13 +200,27 @@ def merge(base: Config, updates: dict, source: str) -> Config:
     return dataclasses.replace(base, **values)
 
 
+class _NoDuplicateKeys(yaml.SafeLoader):
+    """PyYAML's safe loader, but a key given twice in one mapping is an error (it keeps the last silently)."""
+
+    def construct_mapping(self, node, deep=False):
+        seen = set()
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=deep)
+            if key in seen:
+                raise yaml.constructor.ConstructorError(None, None, f"key '{key}' is given twice",
+                                                        key_node.start_mark)
+            seen.add(key)
+        return super().construct_mapping(node, deep)
+
+
 def read_yaml(path: str | Path) -> dict:
     """Read a YAML mapping, with one-line errors for a missing or malformed file."""
     path = Path(path)
     if not path.is_file():
         raise UserError(f"config file not found: {path}")
     try:
-        data = yaml.safe_load(path.read_text()) or {}
+        data = yaml.load(path.read_text(), Loader=_NoDuplicateKeys) or {}
     except yaml.YAMLError as err:
         raise UserError(f"config file {path} is not valid YAML: {str(err).splitlines()[0]}") from None
     if not isinstance(data, dict):

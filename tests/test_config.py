@@ -49,6 +49,17 @@ def test_yaml_then_command_line(tmp_path):
     ("optimizer: rmsprop\n", "optimizer"),
     ("folds: 1\n", "folds"),
     ("classes: glioma\n", "classes"),
+    ("classes: [a, b, a]\n", "classes"),         # a class twice: its images loaded twice, two outputs
+    ("learning_rate: -0.001\n", "learning_rate"),  # gradient ascent
+    ("learning_rate: .nan\n", "learning_rate"),
+    ("fine_tune_learning_rate: 0\n", "fine_tune_learning_rate"),
+    ("lr_factor: 0\n", "lr_factor"),
+    ("lr_factor: 2\n", "lr_factor"),
+    ("momentum: 5\n", "momentum"),
+    ("lr_patience: -1\n", "lr_patience"),
+    ("seed: -1\n", "seed"),
+    ("experiment: ../../elsewhere\n", "experiment"),  # outside output_dir
+    ("epochs: 1\nepochs: 50\n", "epochs"),      # a key given twice: which one was meant?
 ])
 def test_bad_keys_name_the_key(tmp_path, text, key):
     path = tmp_path / "c.yaml"
@@ -95,3 +106,10 @@ def test_on_off_keys_accept_yaml_booleans(tmp_path, raw, expected):
 def test_booleans_stay_wrong_for_other_string_keys():
     with pytest.raises(UserError, match="'optimizer'"):
         load_config(None, ["optimizer=on"])
+
+
+def test_names_that_yaml_reads_as_numbers_or_booleans_stay_names(tmp_path):
+    path = tmp_path / "c.yaml"
+    path.write_text("experiment: 2024\nnegative_class: no\n")  # a folder named no/ (the yes/no dataset)
+    cfg = load_config(path)
+    assert (cfg.experiment, cfg.negative_class) == ("2024", "no")
