@@ -54,6 +54,9 @@ def check_transforms(transforms, where: str) -> list[dict]:
                 raise UserError(f"{where}: transform {i} key '{key}' must be a number or [low, high], got {value!r}")
             elif key in ("zoom", "brightness") and min(np.atleast_1d(value)) <= 0:
                 raise UserError(f"{where}: transform {i} key '{key}' must be positive, got {value!r}")
+            elif key.startswith("shift") and max(np.abs(np.atleast_1d(value))) >= 1:
+                raise UserError(f"{where}: transform {i} key '{key}' is a share of the image side, in (-1, 1): "
+                                f"a shift of a whole side or more leaves a black copy; got {value!r}")
     return transforms
 
 
@@ -67,7 +70,7 @@ def load_transforms(path: str | None) -> list[dict]:
 
 
 def _is_number(v) -> bool:
-    return isinstance(v, (int, float)) and not isinstance(v, bool)
+    return isinstance(v, (int, float)) and not isinstance(v, bool) and np.isfinite(v)  # NaN made black copies
 
 
 def is_random(transform: dict) -> bool:

@@ -252,3 +252,14 @@ def test_balancing_an_augmented_folder_again_keeps_which_images_are_copies(kaggl
 
     paths = sorted(second)
     assert (source_of(paths, read_manifest(tmp_path / "second")) >= 0).sum() == len(copies)
+
+
+@pytest.mark.parametrize("transform, key", [
+    ("{rotation: .nan}", "rotation"),   # NaN: every copy came out black
+    ("{shift_x: [3, 4]}", "shift_x"),   # three image widths: the picture moved out of the frame
+    ("{shift_y: -1}", "shift_y"),
+    ("{zoom: .inf}", "zoom"),
+])
+def test_a_transform_that_would_make_blank_copies_is_refused(transform, key):
+    with pytest.raises(UserError, match=f"transform 0 key '{key}'"):
+        balance.check_transforms([__import__("yaml").safe_load(transform)], "t.yaml")
