@@ -21,7 +21,7 @@ from pathlib import Path
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 from brainmri import runs  # noqa: E402
-from brainmri.errors import cli_entry  # noqa: E402
+from brainmri.errors import UserError, cli_entry  # noqa: E402
 
 
 def parse_args(argv):
@@ -45,6 +45,8 @@ def parse_args(argv):
 @cli_entry
 def main(argv=None) -> int:
     args = parse_args(argv)
+    if args.limit < 0:
+        raise UserError(f"--limit {args.limit}: give a number of images, or 0 for all")
     runs.setup_logging()
     trained = runs.open_fold_model(Path(args.target), args.fold, args.figure_formats)
     from brainmri import explain  # (TensorFlow loads here)

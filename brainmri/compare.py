@@ -18,6 +18,7 @@ from . import pipeline, runs
 from .config import PLAN_KEYS, Config, load_config, merge, parse_overrides, read_yaml
 from .errors import UserError
 from .predictions import read_predictions
+from .runs import run_classes
 from .splits import TRAIN, VAL, read_splits
 
 log = logging.getLogger("brainmri")
@@ -135,7 +136,7 @@ def run_row(name: str, run_dir: Path) -> tuple[dict, dict[str, dict[int, float]]
     if not summary_path.is_file():
         raise UserError(f"{run_dir} has no cv_summary.json: no fold of '{name}' finished")
     summary = json.loads(summary_path.read_text())
-    classes = json.loads((run_dir / "classes.json").read_text())
+    classes = run_classes(run_dir)
     folds = summary["folds"]
     done = [json.loads((run_dir / f"fold{k}" / "done.json").read_text()) for k in folds]
     cfg = load_config(run_dir / "config.yaml")
@@ -222,6 +223,11 @@ def compare_runs(runs: dict[str, Path], reference: str, out: Path, formats=("png
     from . import plots
     from .training import read_history
 
+    told = {name: run_classes(run) for name, run in runs.items()}
+    for name, classes in told.items():
+        if classes != told[reference]:
+            raise UserError(f"run {name} tells {classes} apart, the reference {reference} {told[reference]}: "
+                            "compare runs of one task and one class list")
     rows, accs = [], {}
     for name, run in runs.items():
         row, accs[name] = run_row(name, run)

@@ -76,7 +76,11 @@ def planes_of(cfg: Config, paths: list[str]) -> list[str] | None:
 
 def stratified_share(labels: np.ndarray, fraction: float, seed: int) -> np.ndarray:
     """Sorted indices of a seeded, class-stratified share of the images."""
-    keep, _ = train_test_split(np.arange(len(labels)), train_size=fraction, stratify=labels, random_state=seed)
+    try:
+        keep, _ = train_test_split(np.arange(len(labels)), train_size=fraction, stratify=labels, random_state=seed)
+    except ValueError:  # scikit-learn: fewer images kept than classes, or a class kept with none
+        raise UserError(f"subset_fraction {fraction} keeps {round(fraction * len(labels))} of {len(labels)} images: "
+                        "too few to keep every class; give a larger share") from None
     return np.sort(keep)
 
 
@@ -84,6 +88,8 @@ def load_data(cfg: Config) -> Dataset:
     """The run's images: the data folder at image_size, tumor vs no tumor for the binary task, and the
     subset_fraction share."""
     ds = load_dataset(data_root(cfg), cfg.image_size, cfg.classes, cfg.cache_dir)
+    if cfg.task == "multiclass" and len(ds.classes) < 2:
+        raise UserError(f"{data_root(cfg)} holds only one class ({ds.classes[0]}): a classifier needs two or more")
     if cfg.task == "binary":
         ds = to_binary(ds, negative_class_of(ds.classes, cfg.negative_class))
     if cfg.subset_fraction < 1:

@@ -106,8 +106,7 @@ def open_run_or_model(target: Path, figure_formats=None) -> Trained:
         models, notes = find_fold_models(target)
         if not models:
             raise UserError(f"{target} has no finished fold (fold*/done.json): train first, or wait for a fold")
-        trained = Trained(target, load_config(target / "config.yaml"),
-                          json.loads((target / "classes.json").read_text()), models, notes, target)
+        trained = Trained(target, load_config(target / "config.yaml"), run_classes(target), models, notes, target)
     return _with_formats(trained, figure_formats)
 
 
@@ -124,9 +123,21 @@ def open_fold_model(target: Path, fold: int, figure_formats=None) -> Trained:
         model_path = target / f"fold{fold}" / "best.keras"
         if not (target / "config.yaml").is_file() or not model_path.is_file():
             raise UserError(f"{target} is not a run folder with a trained fold {fold} ({model_path} missing)")
-        trained = Trained(target, load_config(target / "config.yaml"),
-                          json.loads((target / "classes.json").read_text()), {fold: model_path}, [], target)
+        trained = Trained(target, load_config(target / "config.yaml"), run_classes(target), {fold: model_path}, [],
+                          target)
     return _with_formats(trained, figure_formats)
+
+
+def run_classes(run: Path) -> list[str]:
+    """The class names a run's models tell apart (its classes.json), or a one-line error naming the file."""
+    path = run / "classes.json"
+    try:
+        classes = json.loads(path.read_text())
+    except (OSError, ValueError) as err:
+        raise UserError(f"{path} cannot be read ({type(err).__name__}): the run folder is incomplete") from None
+    if not isinstance(classes, list) or not all(isinstance(c, str) for c in classes):
+        raise UserError(f"{path} must hold a list of class names")
+    return classes
 
 
 def add_figure_formats_option(parser) -> None:

@@ -199,6 +199,8 @@ def saved_splits(path: Path, paths, labels_named) -> dict | None:
 
 def read_splits(path: Path) -> dict:
     """splits.csv back: paths, labels, subsets, groups and the (N, folds) roles."""
+    if not path.is_file():
+        raise UserError(f"{path} not found: the run folder is incomplete (its data was never split)")
     with open(path, newline="") as f:
         rows = list(csv.DictReader(f))
     if not rows:

@@ -174,3 +174,15 @@ def test_runs_without_a_test_set_are_compared_at_the_last_epoch(trained_run, tmp
     assert vs["differences"] == pytest.approx([0.60 - 0.66, 0.62 - 0.70])
     assert rows["b"]["last_epoch_val_accuracy_mean"] == pytest.approx(0.61)
     assert "Compared on: validation accuracy at the last epoch" in (tmp_path / "out" / "comparison.md").read_text()
+
+
+def test_runs_of_different_classes_are_refused_before_anything_is_written(trained_run, tmp_path):
+    from brainmri.errors import UserError
+
+    a, _ = _fake_run(trained_run, tmp_path / "a", best_val=[0.70, 0.72], last_val=[0.66, 0.70], test_correct=[6, 5])
+    b, _ = _fake_run(trained_run, tmp_path / "b", best_val=[0.90, 0.92], last_val=[0.60, 0.62], test_correct=[2, 3])
+    (b / "classes.json").write_text(json.dumps(["no_tumor", "tumor"]))
+    (tmp_path / "out").mkdir()
+    with pytest.raises(UserError, match="run b tells .*'tumor'.* apart, the reference a "):
+        compare.compare_runs({"a": a, "b": b}, "a", tmp_path / "out")
+    assert not list((tmp_path / "out").iterdir())

@@ -218,3 +218,8 @@ def test_a_test_image_gone_or_moved_since_the_run_is_refused_not_dropped(data_co
     (data_copy / moved).rename((data_copy / moved).with_name("renamed.png"))
     with pytest.raises(UserError, match=r"2 of the 8 test images in .*splits.csv are missing .*first: " + gone):
         own_test_set(tmp_path, load_dataset(data_copy, 32), [0])
+
+
+def test_a_run_folder_without_its_splits_is_a_one_line_error(run_copy, capsys):
+    (run_copy / "splits.csv").unlink()
+    _fails([str(run_copy)], "splits.csv", capsys)

@@ -127,3 +127,11 @@ def test_predictions_and_maps_are_batched_by_the_runs_batch_size(run_copy, monke
     assert evaluate.main([str(run_copy)]) == 0
     assert gradcam.main([str(run_copy), "--limit", "4"]) == 0
     assert len(seen) >= 3 and set(seen) == {16}
+
+
+def test_an_incomplete_run_folder_or_a_negative_limit_is_a_one_line_error(run_copy, capsys):
+    _fails([str(run_copy), "--limit", "-1"], "--limit", capsys)  # rows[:-1] dropped the last image
+    (run_copy / "classes.json").unlink()
+    _fails([str(run_copy)], "classes.json cannot be read", capsys)
+    assert evaluate.main([str(run_copy)]) == 2
+    assert "classes.json cannot be read" in capsys.readouterr().err

@@ -181,3 +181,13 @@ def test_a_run_dir_that_holds_someone_elses_files_is_refused_and_left_alone(tmp_
     empty = tmp_path / "empty"
     empty.mkdir()  # an empty folder, or a new one, is fine
     assert _run(tmp_path, kaggle_dir, argv=["--run-dir", str(empty), "--audit-only"]) == 0
+
+
+def test_one_class_or_a_share_too_small_to_split_is_a_one_line_error(tmp_path, kaggle_dir, capsys):
+    flat = tmp_path / "one"
+    shutil.copytree(kaggle_dir / "Training" / "glioma_tumor", flat / "glioma_tumor")
+    assert _run(tmp_path, flat, "classes=[]") == 2
+    assert "only one class" in capsys.readouterr().err
+    assert _run(tmp_path, kaggle_dir, "subset_fraction=0.01") == 2
+    err = capsys.readouterr().err
+    assert "subset_fraction" in err and err.count("\n") == 1
