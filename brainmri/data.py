@@ -23,6 +23,7 @@ log = logging.getLogger(__name__)
 IMAGE_EXTENSIONS = {".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp", ".pgm", ".ppm"}
 SUBSETS = ("Training", "Testing")
 MIN_SIDE = 16  # smaller images carry no usable anatomy: skipped and counted
+STRETCH_PERCENTILES = (0.1, 99.9)  # a 16-bit or float image's grey range mapped to 0-255
 KAGGLE_HINT = ("download it with: kaggle datasets download -d sartajbhuvaji/brain-tumor-classification-mri "
                "-p data --unzip   (or try the demo: python train.py --config configs/demo.yaml)")
 
@@ -129,8 +130,10 @@ def decode_bytes(data: np.ndarray) -> np.ndarray:
         img = img.astype(np.float32)
         if not np.isfinite(img).all():  # one such pixel made the whole stretch NaN: a black image, silently
             raise ValueError("NaN or infinite pixel values")
-        lo, hi = float(img.min()), float(img.max())
-        img = ((img - lo) * (255.0 / max(hi - lo, 1e-6))).astype(np.uint8)
+        # the range between the 0.1st and 99.9th percentiles (a few hot or cold pixels, conversion artefacts,
+        # darkened the whole picture when it was the min and the max), what lies beyond it clipped
+        lo, hi = (float(v) for v in np.percentile(img, STRETCH_PERCENTILES))
+        img = np.clip((img - lo) * (255.0 / max(hi - lo, 1e-6)), 0, 255).astype(np.uint8)
     if img.ndim == 2:
         return cv2.cvtColor(img, cv2.COLOR_GRAY2RGB)
     if img.shape[2] == 4:
@@ -153,7 +156,7 @@ def load_resized(path: str | Path, size: int) -> tuple[np.ndarray, tuple[int, in
 
 
 def _cache_key(root: Path, items: list, size: int) -> str:
-    h = hashlib.sha1(f"v3|{SIGNATURE_VERSION}|{root.resolve()}|{size}".encode())
+    h = hashlib.sha1(f"v4|{SIGNATURE_VERSION}|{root.resolve()}|{size}".encode())  # v4: percentile stretch
     for rel, label, _ in items:
         st = os.stat(root / rel)
         h.update(f"{rel}|{label}|{st.st_size}|{st.st_mtime_ns}".encode())

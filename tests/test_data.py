@@ -46,6 +46,16 @@ def test_float_image_with_nan_or_inf_is_refused_not_turned_black(tmp_path):
     assert img.min() == 0 and img.max() == 255
 
 
+def test_one_hot_pixel_does_not_darken_a_16_bit_image(tmp_path):
+    grey = (np.arange(64 * 64) % 200).astype(np.uint16).reshape(64, 64) * 16  # an MRI-like 16-bit range
+    cv2.imwrite(str(tmp_path / "plain.png"), grey)
+    hot = grey.copy()
+    hot[5, 5] = 65535  # one saturated pixel (a conversion artefact): min-max made the picture nearly black
+    cv2.imwrite(str(tmp_path / "hot.png"), hot)
+    plain, spoiled = decode(tmp_path / "plain.png").astype(float), decode(tmp_path / "hot.png").astype(float)
+    assert abs(spoiled.mean() - plain.mean()) < 2 and spoiled.max() == 255
+
+
 def test_bad_files_are_skipped_and_counted(data_copy):
     folder = data_copy / "Training" / "glioma_tumor"
     (folder / "zero.jpg").write_bytes(b"")
