@@ -117,7 +117,7 @@ def validate(cfg: Config) -> None:
 
 
 def _validate_training(cfg: Config) -> None:
-    """validate(), continued: the optimiser and its schedule, the seed, the class list and the run's name
+    """validate(), continued: the optimiser and its schedule, the seed, the class list, where the run goes
     (the checks are written so that NaN fails them too)."""
     for key in ("learning_rate", "fine_tune_learning_rate"):
         if not 0.0 < getattr(cfg, key) < float("inf"):
@@ -134,6 +134,10 @@ def _validate_training(cfg: Config) -> None:
     twice = sorted({c for c in cfg.classes if cfg.classes.count(c) > 1})
     if twice:
         raise UserError(f"config key 'classes' names {', '.join(twice)} more than once")
+    data, out = Path(cfg.data_dir).resolve(), Path(cfg.output_dir).resolve()
+    if not cfg.synthetic and (out == data or data in out.parents):
+        raise UserError(f"config key 'output_dir' ({cfg.output_dir}) lies inside the data folder ({cfg.data_dir}): "
+                        "runs must not write into the data (in a flat layout the run folder became a class)")
     if not cfg.experiment or cfg.experiment in (".", "..") or any(sep in cfg.experiment for sep in "/\\"):
         raise UserError(f"config key 'experiment' must be a plain folder name (it becomes a folder of output_dir), "
                         f"got {cfg.experiment!r}")

@@ -113,3 +113,12 @@ def test_names_that_yaml_reads_as_numbers_or_booleans_stay_names(tmp_path):
     path.write_text("experiment: 2024\nnegative_class: no\n")  # a folder named no/ (the yes/no dataset)
     cfg = load_config(path)
     assert (cfg.experiment, cfg.negative_class) == ("2024", "no")
+
+
+def test_an_output_folder_inside_the_data_folder_is_refused(tmp_path):
+    with pytest.raises(UserError, match="'output_dir'.*inside the data folder"):
+        load_config(None, [f"data_dir={tmp_path / 'data'}", f"output_dir={tmp_path / 'data' / 'runs'}"])
+    with pytest.raises(UserError, match="'output_dir'"):
+        load_config(None, [f"data_dir={tmp_path / 'data'}", f"output_dir={tmp_path / 'data'}"])
+    load_config(None, [f"data_dir={tmp_path / 'data'}", f"output_dir={tmp_path / 'data-runs'}"])
+    load_config(None, [f"data_dir={tmp_path}", f"output_dir={tmp_path / 'out'}", "synthetic=true"])  # no data read
