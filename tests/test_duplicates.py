@@ -390,7 +390,7 @@ def test_every_extra_stress_transform_gives_an_rgb_image_and_extra_runs_them_ins
             out = stress.transform(head, kind, strength, rng)
             assert out.dtype == np.uint8 and out.ndim == 3 and out.shape[2] == 3, (kind, strength, out.shape)
     chosen = []
-    monkeypatch.setattr(stress, "run", lambda images, n, det, seed, scans, strengths: chosen.append(strengths) or {
+    monkeypatch.setattr(stress, "run", lambda images, n, det, seed, scans, strengths, **_: chosen.append(strengths) or {
         "pairs_joined_across_scans": []})
     monkeypatch.setattr(stress, "distinct_images", lambda root, count, seed: (["a.png"], [head]))
     assert stress.main(["data", "--extra", "--checked"]) == 0 and stress.main(["data", "--checked"]) == 0
@@ -425,6 +425,42 @@ def test_hand_checked_pairs_tie_images_to_one_scan_through_neighbours():
     through = checked + [{"a": "d.jpg", "b": "x.jpg", "label": "adjacent"}]
     assert stress.scans_of(paths, through)[3] == stress.scans_of(paths, through)[4]
     assert stress.labelled_among(paths, checked) == 3
+
+
+def test_pairs_two_looks_call_one_patient_tie_scans_into_patients_not_into_scans():
+    paths = ["a.jpg", "b.jpg", "c.jpg", "d.jpg"]
+    checked = [{"a": "a.jpg", "b": "b.jpg", "label": "adjacent", "patient": ""},
+               {"a": "b.jpg", "b": "c.jpg", "label": "different", "patient": "same"},  # another level, one head
+               {"a": "c.jpg", "b": "d.jpg", "label": "different", "patient": "cannot_tell"}]
+    scans, patients = stress.scans_of(paths, checked), stress.patients_of(paths, checked)
+    assert scans[0] == scans[1] != scans[2] and patients[0] == patients[1] == patients[2] != patients[3]
+    assert (stress.patients_of(paths, [{k: v for k, v in r.items() if k != "patient"} for r in checked])
+            == scans).all()  # a file without the column: every scan its own patient
+    groups = np.array([0, 0, 0, 1])
+    assert stress.joined_with_another_scan(groups, scans).tolist() == [True, True, True, False]
+    assert stress.joined_with_another_scan(groups, patients).tolist() == [False, False, False, False]
+
+
+def test_the_stress_tool_reports_joins_to_another_patient_beside_joins_to_another_scan():
+    heads = _heads(3)
+    heads.append(stress.transform(heads[0], "shift", 0.03, np.random.default_rng(1)))
+    found = stress.run(heads, 1, duplicates.Detector(), seed=0, scans=np.arange(4),
+                       patients=np.array([0, 1, 2, 0]))
+    assert found["distinct_wrongly_joined"] == 0.5 and found["distinct_joined_to_another_patient"] == 0.0
+    alone = stress.run(heads, 1, duplicates.Detector(), seed=0)
+    assert alone["distinct_joined_to_another_patient"] == alone["distinct_wrongly_joined"] == 0.5
+
+
+def test_a_patient_column_outside_its_words_is_a_one_line_error(tmp_path):
+    import near_duplicate_benchmark as benchmark
+    from brainmri.errors import UserError
+
+    path = tmp_path / "pairs.csv"
+    path.write_text("pair,a,b,label,patient\n0,x.jpg,y.jpg,different,maybe\n")
+    with pytest.raises(UserError, match="pair 0 has patient 'maybe'"):
+        benchmark.read_rows(path)
+    path.write_text("pair,a,b,label,patient\n0,x.jpg,y.jpg,different,same\n1,x.jpg,z.jpg,same,\n")
+    assert [r["patient"] for r in benchmark.read_rows(path)] == ["same", ""]
 
 
 def test_the_stress_tool_end_to_end_on_a_folder(tmp_path, monkeypatch, capsys):

@@ -37,7 +37,8 @@ from brainmri.errors import UserError, cli_entry  # noqa: E402
 from brainmri.metrics import wilson_interval  # noqa: E402
 
 LABELS = ("same", "adjacent", "different")
-FIELDS = ("pair", "a", "b", "label", "confidence", "part", "sampled_as", "note")
+PATIENT_LABELS = ("same", "different", "cannot_tell")  # the optional patient column: one person's head or not
+FIELDS = ("pair", "a", "b", "label", "confidence", "part", "sampled_as", "note", "patient")
 REQUIRED = ("pair", "a", "b", "label")  # what a file of labelled pairs must have (the rest is for people)
 OLD_SIZE, OLD_DISTANCE = 150, 4  # the old detector: pHash of the 150 px resized image, distance <= 4
 
@@ -94,7 +95,7 @@ def write_rows(path: Path, rows: list[dict]) -> None:
 
 def read_rows(path: Path) -> list[dict]:
     """The benchmark's rows (or another file of pairs labelled by eye, in its columns); a missing file or
-    column, or a label outside LABELS, is a one-line error."""
+    column, or a label outside LABELS (a patient outside PATIENT_LABELS), is a one-line error."""
     if not path.is_file():
         raise UserError(f"pair benchmark not found: {path}")
     with open(path, newline="") as f:
@@ -106,6 +107,9 @@ def read_rows(path: Path) -> list[dict]:
     for r in rows:
         if r["label"] and r["label"] not in LABELS:
             raise UserError(f"{path}: pair {r['pair']} has label {r['label']!r}, not one of {', '.join(LABELS)}")
+        if r.get("patient") and r["patient"] not in PATIENT_LABELS:
+            raise UserError(f"{path}: pair {r['pair']} has patient {r['patient']!r}, not one of "
+                            f"{', '.join(PATIENT_LABELS)} (or empty)")
     return rows
 
 

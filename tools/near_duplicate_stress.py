@@ -12,7 +12,9 @@ bound). *Wrongly joined*: whose group holds an image of another scan, where pair
 or an adjacent slice (--checked: the pair benchmark and data/near_duplicate_stress_joins.csv, pairs this test
 joined, labelled blind to the detector) tie images to one scan and every other image is a scan of its own (so
 an unlabelled join counts as wrong). The joined pairs no file labels are listed (`joined_unchecked`): label
-them with `near_duplicate_benchmark.py sheets` and add them to the file.
+them with `near_duplicate_benchmark.py sheets` and add them to the file. *Joined to another patient*: the same,
+with the scans of pairs whose `patient` column says one person (two blind looks agreed: slices apart, or
+another sequence of one head) taken as one; such a join puts no other patient's image beside a test image.
 
 Each source gets one copy per transform and strength (rescale 60-130%, crop 5-20%, JPEG quality 30-90, shift,
 gamma/contrast, a text watermark, stretch; and, beyond the issue's list, a 30% crop, rotation, mirroring, a
@@ -303,7 +305,19 @@ def scans_of(paths: list[str], checked: list[dict]) -> np.ndarray:
     """A scan id per image of `paths`: images that hand-checked pairs (rows with a, b and label, as in the pair
     benchmark) call the same or an adjacent slice share one; every other image is a scan of its own. A scan
     is transitive (a neighbour's neighbour is the same scan), through any labelled image, picked or not."""
-    ties = [(r["a"], r["b"]) for r in checked if r["label"] in ("same", "adjacent")]
+    return _tied(paths, [(r["a"], r["b"]) for r in checked if r["label"] in ("same", "adjacent")])
+
+
+def patients_of(paths: list[str], checked: list[dict]) -> np.ndarray:
+    """A patient id per image of `paths`: scans (scans_of) joined further by the pairs whose patient column
+    says one person's head ("same": two blind looks agreed; the slices may lie apart, or be another sequence).
+    Joining two such images does not leak another patient into a test set."""
+    return _tied(paths, [(r["a"], r["b"]) for r in checked
+                         if r["label"] in ("same", "adjacent") or r.get("patient") == "same"])
+
+
+def _tied(paths: list[str], ties: list[tuple[str, str]]) -> np.ndarray:
+    """An id per image of `paths`: the connected components of the ties (pairs of paths, any paths)."""
     everyone = list(dict.fromkeys([*paths, *(p for tie in ties for p in tie)]))
     index = {p: k for k, p in enumerate(everyone)}
     tied = np.array([(index[a], index[b]) for a, b in ties], np.int64).reshape(-1, 2)
@@ -333,19 +347,21 @@ def pairs_across_scans(groups: np.ndarray, scans: np.ndarray) -> set[tuple[int, 
 
 
 def run(images: list[np.ndarray], n_sources: int, detector: duplicates.Detector, seed: int,
-        scans: np.ndarray | None = None, strengths: dict = STRENGTHS) -> dict:
+        scans: np.ndarray | None = None, strengths: dict = STRENGTHS, patients: np.ndarray | None = None) -> dict:
     """One grouping per transform and strength: the distinct images with one copy of each source made that way.
     A copy must find its source itself: with every transform's copies in one set, a copy the detector misses
     still lands in its source's group through a sibling copy (measured: crop 20% 0.67 that way, 0.41 alone).
     scans: a scan id per image (scans_of; None: every image a scan of its own). strengths: the transforms and
-    their strengths (STRENGTHS, or EXTRA)."""
+    their strengths (STRENGTHS, or EXTRA). patients: a patient id per image (patients_of; None: every scan a
+    patient of its own)."""
     rng = np.random.default_rng(seed)
     scans = np.arange(len(images)) if scans is None else np.asarray(scans)
+    patients = scans if patients is None else np.asarray(patients)
     canon, views = duplicates.canonical_slices(images), duplicates.copy_views(images)
     result = {"images_per_grouping": len(images) + n_sources, "sources": n_sources, "distinct": len(images),
               "method": detector.method, "threshold": detector.threshold, "copies_with_source": {},
               "distinct_joined_per_grouping": {}, "distinct_wrongly_joined_per_grouping": {}}
-    seconds, with_source_all, joined_all, wrongly_all, across = 0.0, [], [], [], {}
+    seconds, with_source_all, joined_all, wrongly_all, other_patient_all, across = 0.0, [], [], [], [], {}
     for kind, tested in strengths.items():
         for strength in tqdm(tested, desc=kind, unit="grouping", disable=None):
             copies = [transform(images[s], kind, strength, rng) for s in range(n_sources)]
@@ -368,11 +384,13 @@ def run(images: list[np.ndarray], n_sources: int, detector: duplicates.Detector,
             with_source_all.append(with_source)
             joined_all.append(joined)
             wrongly_all.append(wrongly)
+            other_patient_all.append(joined_with_another_scan(distinct, patients))
     result["copies_with_source_all"] = round(float(np.concatenate(with_source_all).mean()), 4)
     result["copies_with_source_lowest"] = min(result["copies_with_source"].values())
     result["distinct_joined"] = round(float(np.mean([j.mean() for j in joined_all])), 4)
     result["distinct_wrongly_joined"] = round(float(np.mean([w.mean() for w in wrongly_all])), 4)
     result["distinct_wrongly_joined_count"] = int(round(np.mean([w.sum() for w in wrongly_all])))
+    result["distinct_joined_to_another_patient"] = round(float(np.mean([w.mean() for w in other_patient_all])), 4)
     result["pairs_joined_across_scans"] = [{"a": int(i), "b": int(j), "groupings": n}
                                            for (i, j), n in sorted(across.items(), key=lambda x: (-x[1], x[0]))]
     result["seconds_per_grouping"] = round(seconds / len(wrongly_all), 2)
@@ -415,11 +433,11 @@ def main(argv=None) -> int:
               file=sys.stderr)
     detector = duplicates.Detector(args.method, args.threshold, 4)
     result = run(images, min(args.sources, len(images)), detector, args.seed, scans_of(paths, checked),
-                 EXTRA if args.extra else STRENGTHS)
-    labelled = {frozenset((r["a"], r["b"])): r["label"] for r in checked}
+                 EXTRA if args.extra else STRENGTHS, patients=patients_of(paths, checked))
+    labelled = {frozenset((r["a"], r["b"])): (r["label"], r.get("patient", "")) for r in checked}
     for pair in result["pairs_joined_across_scans"]:  # paths, and what the files say of each (none: unlabelled)
         pair["a"], pair["b"] = paths[pair["a"]], paths[pair["b"]]
-        pair["label"] = labelled.get(frozenset((pair["a"], pair["b"])), "")
+        pair["label"], pair["patient"] = labelled.get(frozenset((pair["a"], pair["b"])), ("", ""))
     result["joined_unchecked"] = sum(not p["label"] for p in result["pairs_joined_across_scans"])
     result["checked_files"] = [str(c) for c in args.checked]
     result["checked_pairs_among_picked"] = among
