@@ -786,3 +786,14 @@ def test_a_pair_one_picture_under_a_similarity_map_only_joins_but_is_not_the_sam
     assert pairs.tolist() == [[0, 1]] and scores[0] == np.float32(duplicates.JOIN_ALWAYS)
     assert not detector.same_slice(scores).any()
     assert duplicates.group_images(ds, detector)[0].tolist() == [0, 0]
+
+
+def test_the_benchmark_counts_a_group_of_one_patient_right_only_in_its_patient_precision():
+    import near_duplicate_benchmark as benchmark
+
+    truth = np.array([True, True, False, False, False])
+    one_patient = np.array([False, False, True, False, False])  # labelled different, one person's head
+    grouped = np.array([True, True, True, True, False])
+    found = benchmark.patient_precision(truth, one_patient, grouped)
+    assert (found["precision"], found["tp"], found["fp"]) == (0.75, 3, 1)
+    assert benchmark.precision_recall(truth, grouped)["precision"] == 0.5

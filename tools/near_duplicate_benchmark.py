@@ -159,6 +159,17 @@ def precision_recall(truth: np.ndarray, said: np.ndarray, clusters: np.ndarray |
             "precision_ci": interval(said, truth), "recall_ci": interval(truth, said)}
 
 
+def patient_precision(truth: np.ndarray, one_patient: np.ndarray, grouped: np.ndarray,
+                      clusters: np.ndarray | None = None) -> dict:
+    """Group precision with the pairs labelled different that two looks call one patient (the patient column)
+    counted right: grouping them leaks no other patient into a test set. Precision only: the patient column
+    is filled for the pairs a detector joined, so a recall on it would not mean anything."""
+    right = truth | one_patient
+    tp, fp = int((right & grouped).sum()), int((~right & grouped).sum())
+    return {"precision": tp / max(tp + fp, 1), "tp": tp, "fp": fp,
+            "precision_ci": precision_recall(right, grouped, clusters)["precision_ci"]}
+
+
 def pair_clusters(pairs: np.ndarray) -> np.ndarray:
     """A cluster id per labelled pair (i, j): pairs joined through the images they share are one cluster."""
     pairs = np.asarray(pairs, np.int64).reshape(-1, 2)
@@ -197,6 +208,7 @@ def measure(root: Path, csv_path: Path, scale: float = 1.0) -> dict:
     labelled = np.array([(index[r["a"]], index[r["b"]]) for r in rows])
     truth = np.array([r["label"] in ("same", "adjacent") for r in rows])
     same = np.array([r["label"] == "same" for r in rows])
+    one_patient = np.array([r.get("patient") == "same" for r in rows])
     part = np.array([r["part"] for r in rows])
     clusters = pair_clusters(labelled)
     labels = np.array([label for _, label, _ in items])
@@ -213,6 +225,9 @@ def measure(root: Path, csv_path: Path, scale: float = 1.0) -> dict:
             sel = part == p_name
             out[name][p_name] = {k: precision_recall((same if k == "same_slice_pair" else truth)[sel], v[sel],
                                                      clusters[sel]) for k, v in said.items()}
+            if name == "new":  # the patient column was filled for this detector's false groups only
+                out[name][p_name]["group_patient_precision"] = patient_precision(truth[sel], one_patient[sel],
+                                                                                 said["group"][sel], clusters[sel])
     out["scale"] = scale
     out["pairs"] = {p_name: {"pairs": int((part == p_name).sum()), "positives": int(truth[part == p_name].sum()),
                              "same_slice": int(same[part == p_name].sum()),
@@ -275,6 +290,11 @@ def main(argv=None) -> int:
                 print(f"  {part} ({n['pairs']} pairs in {n['clusters']} clusters sharing images, {n['positives']} same "
                       f"or adjacent, {n['same_slice']} same):")
                 for k, m in r[part].items():
+                    if k == "group_patient_precision":
+                        lo, hi = m["precision_ci"]
+                        print(f"    group, a pair two looks call one patient counted right: precision {m['precision']:.3f} "
+                              f"({lo:.3f}-{hi:.3f}) (tp {m['tp']}, fp {m['fp']})")
+                        continue
                     (p_lo, p_hi), (r_lo, r_hi) = m["precision_ci"], m["recall_ci"]
                     print(f"    {k:16} precision {m['precision']:.3f} ({p_lo:.3f}-{p_hi:.3f}) recall {m['recall']:.3f} "
                           f"({r_lo:.3f}-{r_hi:.3f}) (tp {m['tp']}, fp {m['fp']}, fn {m['fn']}; 95% Wilson intervals over the clusters)")
