@@ -171,7 +171,7 @@ def balance(data: Path, out: Path, cls: str, target: int, transforms: list[dict]
     plan = plan_copies(len(sources), transforms, target - have, seed)
     tmp = _fresh_partial(out, data)  # renamed at the end: a crash leaves no half dataset as `out`
     rows = (_copy_originals(data, tmp, items, link, earlier) + _copy_added(tmp, dest, cls, added, added_names, link)
-            + _write_copies(tmp, dest, cls, sources, plan))
+            + _write_copies(tmp, dest, cls, sources, plan, {rel for rel, *_ in items}))
     write_manifest(tmp / "manifest.csv", rows)
     _carry_planes(data, tmp, rows)
     after = {c: before[c] + (len(added) + len(plan) if c == cls else 0) for c in classes}
@@ -229,12 +229,17 @@ def _copy_added(tmp: Path, dest: Path, cls: str, added: list, names: list[str], 
     return rows
 
 
-def _write_copies(tmp: Path, dest: Path, cls: str, sources: list, plan: list) -> list[dict]:
-    """The augmented copies of the plan, as PNG files named after their number, transform and source."""
-    rows = []
-    for k, (s_idx, t_idx, t) in enumerate(tqdm(plan, desc=f"augment {cls}", unit="img", disable=None)):
+def _write_copies(tmp: Path, dest: Path, cls: str, sources: list, plan: list, taken: set[str]) -> list[dict]:
+    """The augmented copies of the plan, as PNG files named after their number, transform and source; a
+    number whose name is `taken` (an earlier run's copy, when augment.py balances its own output again) is
+    skipped, so no file is written over."""
+    rows, used, number = [], {p.lower() for p in taken}, 0
+    for s_idx, t_idx, t in tqdm(plan, desc=f"augment {cls}", unit="img", disable=None):
         src_rel, img = sources[s_idx]
-        rel = (dest / f"aug{k:05d}_t{t_idx}_{Path(src_rel).stem}.png").as_posix()
+        while (rel := (dest / f"aug{number:05d}_t{t_idx}_{Path(src_rel).stem}.png").as_posix()).lower() in used:
+            number += 1
+        used.add(rel.lower())
+        number += 1
         (tmp / rel).parent.mkdir(parents=True, exist_ok=True)
         cv2.imwrite(str(tmp / rel), cv2.cvtColor(apply_transform(img, t), cv2.COLOR_RGB2BGR))
         rows.append({"path": rel, "class": cls, "kind": "augmented", "source": src_rel,

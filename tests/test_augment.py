@@ -263,3 +263,15 @@ def test_balancing_an_augmented_folder_again_keeps_which_images_are_copies(kaggl
 def test_a_transform_that_would_make_blank_copies_is_refused(transform, key):
     with pytest.raises(UserError, match=f"transform 0 key '{key}'"):
         balance.check_transforms([__import__("yaml").safe_load(transform)], "t.yaml")
+
+
+def test_balancing_the_same_class_again_never_overwrites_a_copy(kaggle_dir, tmp_path):
+    assert _balance(kaggle_dir, tmp_path / "first", "--target", "25") == 0
+    assert _balance(tmp_path / "first", tmp_path / "second", "--target", "30") == 0  # the same seed, class
+    rows = list(csv.DictReader(open(tmp_path / "second" / "manifest.csv")))
+    assert len({r["path"] for r in rows}) == len(rows)
+    first = {r["path"]: r for r in csv.DictReader(open(tmp_path / "first" / "manifest.csv"))}
+    for path, row in first.items():  # every earlier copy is still there, with its own picture
+        assert (tmp_path / "second" / path).read_bytes() == (tmp_path / "first" / path).read_bytes()
+    on_disk = sum(len(list((tmp_path / "second" / s / "no_tumor").iterdir())) for s in ("Training", "Testing"))
+    assert on_disk == sum(r["class"] == "no_tumor" for r in rows) == 30
