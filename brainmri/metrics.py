@@ -104,24 +104,17 @@ def bootstrap_mean_ci(values, groups=None, level: float = 0.95, resamples: int =
 def wilson_interval(successes, groups=None, level: float = 0.95) -> tuple[float, float]:
     """Wilson score interval of the share of successes (one 0/1 per item; (0, 1) for no items). With `groups`
     (items of one group are not independent draws: pairs that share an image, say), at the effective sample
-    size: the number of items over the design effect, the ratio of the share's cluster variance to its
-    binomial one, at least 1 (Korn and Graubard, 1998). Where every item agrees (share 0 or 1) there is no
-    spread to measure it by, and each group counts once."""
+    size of groups whose items always agree, n^2 / sum(group size^2): the largest design effect such groups can
+    have, so the interval is conservative, and a success more never lowers its bounds."""
     x = np.asarray(successes, np.float64)
     n = len(x)
     if n == 0:
         return 0.0, 1.0
-    share = float(x.mean())
     effective = float(n)
     if groups is not None:
-        _, which = np.unique(np.asarray(groups), return_inverse=True)
-        k = int(which.max()) + 1
-        if share in (0.0, 1.0) or k == 1:
-            effective = float(k)
-        elif k < n:
-            per_group = np.bincount(which, x) - share * np.bincount(which)
-            cluster_var = k / (k - 1) * float((per_group ** 2).sum()) / n ** 2
-            effective = n / max(1.0, cluster_var / (share * (1 - share) / n))
+        sizes = np.unique(np.asarray(groups), return_counts=True)[1].astype(np.float64)
+        effective = n * n / float((sizes ** 2).sum())
+    share = float(x.mean())
     z = float(stats.norm.ppf(0.5 + level / 2))
     centre = (share + z * z / (2 * effective)) / (1 + z * z / effective)
     half = z / (1 + z * z / effective) * np.sqrt(share * (1 - share) / effective + z * z / (4 * effective ** 2))

@@ -277,15 +277,22 @@ def test_pairs_that_share_an_image_widen_the_benchmark_intervals_as_fewer_indepe
     apart = benchmark.precision_recall(truth, said, np.arange(60))
     alone = benchmark.precision_recall(truth, said)
     assert apart["recall_ci"] == pytest.approx(alone["recall_ci"])  # every pair its own cluster: plain Wilson
-    # the same 60 outcomes, each cluster three pairs that share an image and agree: about 20 draws, not 60
+    # the same 60 outcomes, each cluster three pairs that share an image and agree: 20 draws, not 60
     tripled = benchmark.precision_recall(truth, said, np.arange(60) // 3)
     twenty = benchmark.precision_recall(truth[::3], said[::3])
     low, high = tripled["recall_ci"]
     assert tripled["recall"] == alone["recall"] and high - low > alone["recall_ci"][1] - alone["recall_ci"][0]
-    assert low == pytest.approx(twenty["recall_ci"][0], abs=0.03) and high == pytest.approx(twenty["recall_ci"][1], abs=0.03)
-    # every pair found: no spread to measure within the clusters, so each cluster counts once
+    assert (low, high) == pytest.approx(twenty["recall_ci"], abs=1e-4)
     everything = benchmark.precision_recall(truth, truth, np.arange(60) // 3)
     assert everything["recall_ci"] == pytest.approx(benchmark.precision_recall(truth[::3], truth[::3])["recall_ci"])
+
+
+def test_one_more_miss_never_raises_a_clustered_interval():
+    from brainmri.metrics import wilson_interval
+
+    groups = np.arange(60) // 3
+    bounds = [wilson_interval(np.arange(60) >= misses, groups) for misses in range(61)]
+    assert all(a[0] >= b[0] and a[1] >= b[1] for a, b in zip(bounds, bounds[1:]))
 
 
 def test_the_benchmark_clusters_labelled_pairs_that_share_an_image():
@@ -419,7 +426,7 @@ def test_hand_checked_pairs_tie_images_to_one_scan_through_neighbours():
     scans = stress.scans_of(paths, checked)
     assert scans[0] == scans[1] == scans[2] and len({scans[0], scans[3], scans[4]}) == 3
     groups = np.array([0, 0, 0, 1, 1])
-    assert stress.joined_with_another_scan(groups, scans).tolist() == [False, False, False, True, True]
+    assert stress.joined_with_another(groups, scans).tolist() == [False, False, False, True, True]
     assert stress.pairs_across_scans(groups, scans) == {(3, 4)}
     # through an image that was not picked: d and x, x and e adjacent, so d and e are one scan
     through = checked + [{"a": "d.jpg", "b": "x.jpg", "label": "adjacent"}]
@@ -437,8 +444,8 @@ def test_pairs_two_looks_call_one_patient_tie_scans_into_patients_not_into_scans
     assert (stress.patients_of(paths, [{k: v for k, v in r.items() if k != "patient"} for r in checked])
             == scans).all()  # a file without the column: every scan its own patient
     groups = np.array([0, 0, 0, 1])
-    assert stress.joined_with_another_scan(groups, scans).tolist() == [True, True, True, False]
-    assert stress.joined_with_another_scan(groups, patients).tolist() == [False, False, False, False]
+    assert stress.joined_with_another(groups, scans).tolist() == [True, True, True, False]
+    assert stress.joined_with_another(groups, patients).tolist() == [False, False, False, False]
 
 
 def test_the_stress_tool_reports_joins_to_another_patient_beside_joins_to_another_scan():
@@ -488,7 +495,9 @@ def test_the_stress_tool_end_to_end_on_a_folder(tmp_path, monkeypatch, capsys):
     assert [(r["pair"], {r["a"], r["b"]}, r["label"]) for r in rows] == [("8", {path[0], path[4]}, "")]
     checked.write_text(checked.read_text() + f"8,{path[0]},{path[4]},adjacent,stress\n")
     assert stress.main(argv) == 0
-    assert json.loads(out.read_text())["distinct_wrongly_joined"] == 0.0
+    written = json.loads(out.read_text())
+    assert written["distinct_wrongly_joined"] == written["distinct_joined_to_another_patient"] == 0.0
+    assert written["joined_unchecked"] == written["patient_unchecked"] == 0
     assert "warning" not in capsys.readouterr().err
     sides, real_run = [], stress.run
 

@@ -148,7 +148,8 @@ def sheets(root: Path, csv_path: Path, out: Path, per_sheet: int, side: int) -> 
 def precision_recall(truth: np.ndarray, said: np.ndarray, clusters: np.ndarray | None = None) -> dict:
     """Precision and recall with 95% Wilson intervals ((0, 1) where there is none). clusters: a cluster id per
     labelled pair (pair_clusters): pairs that share an image are not independent draws, so the intervals are
-    taken at the effective number of pairs (metrics.wilson_interval); None: every pair a draw of its own."""
+    taken at the effective number of pairs of clusters whose pairs always agree (metrics.wilson_interval:
+    conservative); None: every pair a draw of its own."""
     tp, fp, fn = int((truth & said).sum()), int((~truth & said).sum()), int((truth & ~said).sum())
 
     def interval(among: np.ndarray, hit: np.ndarray) -> tuple[float, float]:
@@ -210,7 +211,7 @@ def measure(root: Path, csv_path: Path, scale: float = 1.0) -> dict:
     same = np.array([r["label"] == "same" for r in rows])
     one_patient = np.array([r.get("patient") == "same" for r in rows])
     part = np.array([r["part"] for r in rows])
-    clusters = pair_clusters(labelled)
+    clusters = {p_name: pair_clusters(labelled[part == p_name]) for p_name in ("choose", "report")}  # each part alone
     labels = np.array([label for _, label, _ in items])
     out: dict = {}
     for name, detector in (("old_phash_le_4", duplicates.Detector("phash", hash_distance=OLD_DISTANCE)),
@@ -224,14 +225,14 @@ def measure(root: Path, csv_path: Path, scale: float = 1.0) -> dict:
         for p_name in ("choose", "report"):
             sel = part == p_name
             out[name][p_name] = {k: precision_recall((same if k == "same_slice_pair" else truth)[sel], v[sel],
-                                                     clusters[sel]) for k, v in said.items()}
+                                                     clusters[p_name]) for k, v in said.items()}
             if name == "new":  # the patient column was filled for this detector's false groups only
                 out[name][p_name]["group_patient_precision"] = patient_precision(truth[sel], one_patient[sel],
-                                                                                 said["group"][sel], clusters[sel])
+                                                                                 said["group"][sel], clusters[p_name])
     out["scale"] = scale
     out["pairs"] = {p_name: {"pairs": int((part == p_name).sum()), "positives": int(truth[part == p_name].sum()),
                              "same_slice": int(same[part == p_name].sum()),
-                             "clusters": int(len(np.unique(clusters[part == p_name])))} for p_name in ("choose", "report")}
+                             "clusters": int(len(np.unique(clusters[p_name])))} for p_name in ("choose", "report")}
     return out
 
 
@@ -287,17 +288,18 @@ def main(argv=None) -> int:
                   "with two labels")
             for part in ("choose", "report"):
                 n = result["pairs"][part]
-                print(f"  {part} ({n['pairs']} pairs in {n['clusters']} clusters sharing images, {n['positives']} same "
-                      f"or adjacent, {n['same_slice']} same):")
+                print(f"  {part} ({n['pairs']} pairs in {n['clusters']} clusters sharing images, {n['positives']} "
+                      f"same or adjacent, {n['same_slice']} same):")
                 for k, m in r[part].items():
                     if k == "group_patient_precision":
                         lo, hi = m["precision_ci"]
-                        print(f"    group, a pair two looks call one patient counted right: precision {m['precision']:.3f} "
-                              f"({lo:.3f}-{hi:.3f}) (tp {m['tp']}, fp {m['fp']})")
+                        print(f"    group, a pair two looks call one patient counted right: precision "
+                              f"{m['precision']:.3f} ({lo:.3f}-{hi:.3f}) (tp {m['tp']}, fp {m['fp']})")
                         continue
                     (p_lo, p_hi), (r_lo, r_hi) = m["precision_ci"], m["recall_ci"]
                     print(f"    {k:16} precision {m['precision']:.3f} ({p_lo:.3f}-{p_hi:.3f}) recall {m['recall']:.3f} "
-                          f"({r_lo:.3f}-{r_hi:.3f}) (tp {m['tp']}, fp {m['fp']}, fn {m['fn']}; 95% Wilson intervals over the clusters)")
+                          f"({r_lo:.3f}-{r_hi:.3f}) (tp {m['tp']}, fp {m['fp']}, fn {m['fn']}; 95% Wilson intervals "
+                          "over the clusters)")
         if args.json:
             Path(args.json).write_text(json.dumps(result, indent=2))
         print(f"({time.perf_counter() - start:.1f} s)")

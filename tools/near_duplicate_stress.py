@@ -330,16 +330,17 @@ def labelled_among(paths: list[str], checked: list[dict]) -> int:
     return sum(r["a"] in picked and r["b"] in picked for r in checked)
 
 
-def joined_with_another_scan(groups: np.ndarray, scans: np.ndarray) -> np.ndarray:
-    """Per image, whether its group holds an image of another scan (then every image of that group does)."""
-    group_scan = np.unique(np.stack([groups, scans], 1), axis=0)
-    return np.bincount(group_scan[:, 0], minlength=groups.max(initial=-1) + 1)[groups] > 1
+def joined_with_another(groups: np.ndarray, owners: np.ndarray) -> np.ndarray:
+    """Per image, whether its group holds an image of another owner (scan, or patient; then every image of
+    that group does)."""
+    group_owner = np.unique(np.stack([groups, owners], 1), axis=0)
+    return np.bincount(group_owner[:, 0], minlength=groups.max(initial=-1) + 1)[groups] > 1
 
 
 def pairs_across_scans(groups: np.ndarray, scans: np.ndarray) -> set[tuple[int, int]]:
     """(i, j), i < j: images grouped together that are not known to be one scan."""
     found = set()
-    for g in np.unique(groups[joined_with_another_scan(groups, scans)]):
+    for g in np.unique(groups[joined_with_another(groups, scans)]):
         members = np.flatnonzero(groups == g)
         found.update((int(i), int(j)) for n, i in enumerate(members) for j in members[n + 1:]
                      if scans[i] != scans[j])
@@ -374,7 +375,7 @@ def run(images: list[np.ndarray], n_sources: int, detector: duplicates.Detector,
             with_source = groups[len(images):] == groups[:n_sources]
             distinct = groups[:len(images)]
             joined = np.bincount(distinct)[distinct] > 1  # its group holds another distinct image
-            wrongly = joined_with_another_scan(distinct, scans)  # ... of another scan, as far as labels tell
+            wrongly = joined_with_another(distinct, scans)  # ... of another scan, as far as labels tell
             for pair in pairs_across_scans(distinct, scans):
                 across[pair] = across.get(pair, 0) + 1
             name = f"{kind} {strength}"
@@ -384,7 +385,7 @@ def run(images: list[np.ndarray], n_sources: int, detector: duplicates.Detector,
             with_source_all.append(with_source)
             joined_all.append(joined)
             wrongly_all.append(wrongly)
-            other_patient_all.append(joined_with_another_scan(distinct, patients))
+            other_patient_all.append(joined_with_another(distinct, patients))
     result["copies_with_source_all"] = round(float(np.concatenate(with_source_all).mean()), 4)
     result["copies_with_source_lowest"] = min(result["copies_with_source"].values())
     result["distinct_joined"] = round(float(np.mean([j.mean() for j in joined_all])), 4)
@@ -439,6 +440,9 @@ def main(argv=None) -> int:
         pair["a"], pair["b"] = paths[pair["a"]], paths[pair["b"]]
         pair["label"], pair["patient"] = labelled.get(frozenset((pair["a"], pair["b"])), ("", ""))
     result["joined_unchecked"] = sum(not p["label"] for p in result["pairs_joined_across_scans"])
+    # labelled different but never looked at for one patient: each counts as another patient (an upper bound)
+    result["patient_unchecked"] = sum(p["label"] == "different" and not p["patient"]
+                                      for p in result["pairs_joined_across_scans"])
     result["checked_files"] = [str(c) for c in args.checked]
     result["checked_pairs_among_picked"] = among
     result["scale"] = args.scale
