@@ -41,15 +41,21 @@ def new_folder(base: Path) -> Path:
     raise UserError(f"could not create a new run folder next to {base}")
 
 
+RUN_FILES = {"audit.json", "classes.json", "env.json", "splits.csv", "data_summary.csv", "skipped.csv", "train.log",
+             "cv_summary.csv", "cv_summary.json", "cv_summary.md", "figures", "tensorboard", "evaluation", "gradcam"}
+
+
 def open_run_dir(cfg: Config, run_dir: str | Path) -> Path:
     """Use a named run folder (fold jobs, --resume): create it, or check its config matches ours. A folder
-    that holds files but no config.yaml is someone else's: refused, so that nothing in it is overwritten
-    (hidden files aside: a fold job starting beside another may see its config.yaml being written)."""
+    without config.yaml that already holds a file of the name a run writes (RUN_FILES, fold*) is someone
+    else's: refused, so that nothing in it is overwritten. Other files may be there (a job scheduler's log)."""
     path = Path(run_dir)
     saved = path / "config.yaml"
-    if path.is_dir() and not saved.is_file() and any(not p.name.startswith(".") for p in path.iterdir()):
-        raise UserError(f"{path} holds files but no config.yaml: it is not a run folder of this project; give a "
-                        "new or empty folder")
+    if path.is_dir() and not saved.is_file():
+        ours = sorted(p.name for p in path.iterdir() if p.name in RUN_FILES or p.name.startswith("fold"))
+        if ours:
+            raise UserError(f"{path} holds {ours[0]} but no config.yaml: it is not a run folder of this project; "
+                            "give a new folder, or one without the files a run writes")
     if saved.is_file():
         previous = load_config(saved)
         if previous != cfg:
@@ -65,7 +71,7 @@ def classes_of_model(model_path: Path) -> tuple[list[str], Path | None]:
     for folder in (model_path.parent, model_path.parent.parent):
         if (folder / "classes.json").is_file():
             run = folder if (folder / "config.yaml").is_file() else None
-            return json.loads((folder / "classes.json").read_text()), run
+            return run_classes(folder), run
     raise UserError(f"no classes.json beside {model_path} or in its parent folder: cannot name its classes")
 
 
@@ -128,9 +134,10 @@ def open_fold_model(target: Path, fold: int, figure_formats=None) -> Trained:
     return _with_formats(trained, figure_formats)
 
 
-def run_classes(run: Path) -> list[str]:
-    """The class names a run's models tell apart (its classes.json), or a one-line error naming the file."""
-    path = run / "classes.json"
+def run_classes(folder: Path) -> list[str]:
+    """The class names a run's models tell apart (the classes.json of `folder`), or a one-line error naming
+    the file."""
+    path = folder / "classes.json"
     try:
         classes = json.loads(path.read_text())
     except (OSError, ValueError) as err:

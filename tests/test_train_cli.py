@@ -178,9 +178,11 @@ def test_a_run_dir_that_holds_someone_elses_files_is_refused_and_left_alone(tmp_
     assert "not a run folder" in capsys.readouterr().err
     assert all((mine / name).read_text() == "mine\n" for name in ("audit.json", "classes.json", "env.json"))
     assert sorted(p.name for p in mine.iterdir()) == ["audit.json", "classes.json", "env.json"]
-    empty = tmp_path / "empty"
-    empty.mkdir()  # an empty folder, or a new one, is fine
-    assert _run(tmp_path, kaggle_dir, argv=["--run-dir", str(empty), "--audit-only"]) == 0
+    scheduled = tmp_path / "scheduled"
+    scheduled.mkdir()  # a job scheduler's log written there first (#SBATCH --output=<run>/slurm-%a.out) is fine
+    (scheduled / "slurm-0.out").write_text("log\n")
+    assert _run(tmp_path, kaggle_dir, argv=["--run-dir", str(scheduled), "--audit-only"]) == 0
+    assert (scheduled / "slurm-0.out").read_text() == "log\n" and (scheduled / "config.yaml").is_file()
 
 
 def test_one_class_or_a_share_too_small_to_split_is_a_one_line_error(tmp_path, kaggle_dir, capsys):
