@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import dataclasses
 import typing
-from pathlib import Path
+from pathlib import Path, PureWindowsPath
 
 import yaml
 
+from .atomic import write_atomic
 from .errors import UserError
 
 STUDY_CLASSES = ("glioma_tumor", "meningioma_tumor", "no_tumor", "pituitary_tumor")
@@ -138,9 +139,10 @@ def _validate_training(cfg: Config) -> None:
     if not cfg.synthetic and (out == data or data in out.parents):
         raise UserError(f"config key 'output_dir' ({cfg.output_dir}) lies inside the data folder ({cfg.data_dir}): "
                         "runs must not write into the data (in a flat layout the run folder became a class)")
-    if not cfg.experiment or cfg.experiment in (".", "..") or any(sep in cfg.experiment for sep in "/\\"):
-        raise UserError(f"config key 'experiment' must be a plain folder name (it becomes a folder of output_dir), "
-                        f"got {cfg.experiment!r}")
+    name = PureWindowsPath(cfg.experiment)  # reads / and \ as separators, and sees a drive (C:)
+    if not cfg.experiment or name.is_absolute() or name.drive or name.root or ".." in name.parts:
+        raise UserError(f"config key 'experiment' must be a folder name inside output_dir (ablation/lr is fine), "
+                        f"not a path out of it: got {cfg.experiment!r}")
 
 
 def _validate_schedule_and_data(cfg: Config) -> None:
@@ -208,13 +210,19 @@ class _NoDuplicateKeys(yaml.SafeLoader):
     """PyYAML's safe loader, but a key given twice in one mapping is an error (it keeps the last silently)."""
 
     def construct_mapping(self, node, deep=False):
-        seen = set()
-        for key_node, _ in node.value:
-            key = self.construct_object(key_node, deep=deep)
-            if key in seen:
-                raise yaml.constructor.ConstructorError(None, None, f"key '{key}' is given twice",
-                                                        key_node.start_mark)
-            seen.add(key)
+        if isinstance(node, yaml.MappingNode):
+            seen = set()  # the mapping's own keys: those a merge key (<<: *base) brings may be overridden
+            for key_node, _ in [item for item in node.value if item[0].tag != "tag:yaml.org,2002:merge"]:
+                key = self.construct_object(key_node, deep=deep)
+                try:
+                    twice = key in seen
+                    seen.add(key)
+                except TypeError:  # a list or mapping as a key
+                    raise yaml.constructor.ConstructorError(None, None, f"a key must be a name, not a {type(key).__name__}",
+                                                            key_node.start_mark) from None
+                if twice:
+                    raise yaml.constructor.ConstructorError(None, None, f"key '{key}' is given twice",
+                                                            key_node.start_mark)
         return super().construct_mapping(node, deep)
 
 
@@ -259,4 +267,5 @@ def load_config(path: str | None = None, overrides: list[str] | None = None) -> 
 
 
 def save_config(cfg: Config, path: Path) -> None:
-    path.write_text(yaml.safe_dump(cfg.to_dict(), sort_keys=False))
+    """Written whole or not at all: a fold job starting beside another reads it to compare configs."""
+    write_atomic(path, yaml.safe_dump(cfg.to_dict(), sort_keys=False))

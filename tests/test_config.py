@@ -2,7 +2,7 @@ from pathlib import Path
 
 import pytest
 
-from brainmri.config import STUDY_CLASSES, Config, load_config, parse_overrides
+from brainmri.config import STUDY_CLASSES, Config, load_config, parse_overrides, read_yaml
 from brainmri.errors import UserError
 
 
@@ -59,6 +59,8 @@ def test_yaml_then_command_line(tmp_path):
     ("lr_patience: -1\n", "lr_patience"),
     ("seed: -1\n", "seed"),
     ("experiment: ../../elsewhere\n", "experiment"),  # outside output_dir
+    ("experiment: /tmp/elsewhere\n", "experiment"),
+    ("experiment: 'C:elsewhere'\n", "experiment"),
     ("epochs: 1\nepochs: 50\n", "epochs"),      # a key given twice: which one was meant?
 ])
 def test_bad_keys_name_the_key(tmp_path, text, key):
@@ -122,3 +124,18 @@ def test_an_output_folder_inside_the_data_folder_is_refused(tmp_path):
         load_config(None, [f"data_dir={tmp_path / 'data'}", f"output_dir={tmp_path / 'data'}"])
     load_config(None, [f"data_dir={tmp_path / 'data'}", f"output_dir={tmp_path / 'data-runs'}"])
     load_config(None, [f"data_dir={tmp_path}", f"output_dir={tmp_path / 'out'}", "synthetic=true"])  # no data read
+
+
+def test_yaml_merge_keys_still_work_and_a_list_as_a_key_is_a_one_line_error(tmp_path):
+    path = tmp_path / "c.yaml"
+    path.write_text("shared: &base {epochs: 3}\n")
+    assert read_yaml(path) == {"shared": {"epochs": 3}}
+    path.write_text("x: &base {epochs: 3, seed: 1}\ny:\n  <<: *base\n  epochs: 5\n")
+    assert read_yaml(path)["y"] == {"epochs": 5, "seed": 1}  # a merged key may be overridden
+    path.write_text("[1]: 2\n")
+    with pytest.raises(UserError, match="not valid YAML: a key must be a name"):
+        read_yaml(path)
+
+
+def test_a_nested_experiment_name_stays_inside_output_dir_and_is_accepted():
+    assert load_config(None, ["experiment=ablation/lr"]).experiment == "ablation/lr"
