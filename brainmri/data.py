@@ -126,13 +126,15 @@ def decode_bytes(data: np.ndarray) -> np.ndarray:
     img = cv2.imdecode(data, cv2.IMREAD_UNCHANGED)
     if img is None:
         raise ValueError("not a readable image")
-    if img.dtype != np.uint8:  # 16-bit or float: stretch the image's own range to 0-255
+    if img.dtype != np.uint8:  # 16-bit or float: its grey range mapped to 0-255 (a constant image: black)
         img = img.astype(np.float32)
         if not np.isfinite(img).all():  # one such pixel made the whole stretch NaN: a black image, silently
             raise ValueError("NaN or infinite pixel values")
-        # the range between the 0.1st and 99.9th percentiles (a few hot or cold pixels, conversion artefacts,
-        # darkened the whole picture when it was the min and the max), what lies beyond it clipped
-        lo, hi = (float(v) for v in np.percentile(img, STRETCH_PERCENTILES))
+        # the range between the 0.1st and 99.9th percentiles of the grey or colour channels, not alpha (a few
+        # hot or cold pixels, conversion artefacts, darkened the whole picture when it was the min and the max),
+        # what lies beyond it clipped
+        colour = img[..., :3] if img.ndim == 3 else img
+        lo, hi = (float(v) for v in np.percentile(colour, STRETCH_PERCENTILES))
         img = np.clip((img - lo) * (255.0 / max(hi - lo, 1e-6)), 0, 255).astype(np.uint8)
     if img.ndim == 2:
         return cv2.cvtColor(img, cv2.COLOR_GRAY2RGB)

@@ -78,9 +78,9 @@ def stratified_share(labels: np.ndarray, fraction: float, seed: int) -> np.ndarr
     """Sorted indices of a seeded, class-stratified share of the images."""
     try:
         keep, _ = train_test_split(np.arange(len(labels)), train_size=fraction, stratify=labels, random_state=seed)
-    except ValueError:  # scikit-learn: fewer images kept than classes, or a class kept with none
-        raise UserError(f"subset_fraction {fraction} keeps {round(fraction * len(labels))} of {len(labels)} images: "
-                        "too few to keep every class; give a larger share") from None
+    except ValueError as err:  # scikit-learn: too few images kept for the classes, or a class of one image
+        raise UserError(f"subset_fraction {fraction} of {len(labels)} images cannot keep every class "
+                        f"(scikit-learn: {str(err).splitlines()[0]})") from None
     return np.sort(keep)
 
 

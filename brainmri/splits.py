@@ -182,19 +182,24 @@ def saved_splits(path: Path, paths, labels_named) -> dict | None:
     if not path.is_file():
         return None
     saved = read_splits(path)
-    old, new = dict(zip(saved["paths"], saved["labels"])), dict(zip(paths, labels_named))
-    added = [p for p in new if p not in old]
-    removed = [p for p in old if p not in new]
-    changed = [p for p in new if p in old and old[p] != new[p]]
+    added, removed, changed = data_changes(dict(zip(saved["paths"], saved["labels"])), dict(zip(paths, labels_named)))
     if added or removed or changed:
-        first = ([f"added {p}" for p in added[:1]] + [f"removed {p}" for p in removed[:1]]
-                 + [f"{p} was {old[p]}, now {new[p]}" for p in changed[:1]])[0]
+        first = ([f"added {p}" for p in added[:1]] + [f"removed {p}" for p in removed[:1]] + changed[:1])[0]
         raise UserError(f"the data changed since {path} was written: {len(added)} images added, {len(removed)} "
                         f"removed, {len(changed)} changed label (first: {first}); finished folds used the saved "
                         "splits: restore the data folder, or start a new run folder")
     index = {p: i for i, p in enumerate(saved["paths"])}
     order = [index[p] for p in paths]
     return {"groups": saved["groups"][order], "roles": saved["roles"][order]}
+
+
+def data_changes(saved: dict[str, str], now: dict[str, str]) -> tuple[list[str], list[str], list[str]]:
+    """What changed between two {path: class} maps of a data folder: the paths added, the paths removed, and
+    "PATH was A, now B" for each path whose class changed."""
+    added = [p for p in now if p not in saved]
+    removed = [p for p in saved if p not in now]
+    changed = [f"{p} was {saved[p]}, now {now[p]}" for p in now if p in saved and saved[p] != now[p]]
+    return added, removed, changed
 
 
 def read_splits(path: Path) -> dict:

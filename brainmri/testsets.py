@@ -15,7 +15,7 @@ from .data import BINARY_CLASSES, Dataset, load_dataset, negative_class_of, take
 from .duplicates import Detector, copies_in, group_images
 from .errors import UserError
 from .planes import planes_for
-from .splits import TEST, TRAIN, read_splits
+from .splits import TEST, TRAIN, data_changes, read_splits
 
 
 @dataclass
@@ -66,15 +66,13 @@ def own_test_set(run_dir: Path, ds: Dataset, folds: list[int]) -> TestSet:
 def _check_test_images(path: Path, splits: dict, ds: Dataset) -> None:
     """Refuse a data folder that lost, or relabelled, a test image of the run: scored on what is left, the
     report would describe another test set than the one the run's folds were chosen around."""
-    now = dict(zip(ds.paths, (ds.classes[y] for y in ds.labels)))
-    tested = [(splits["paths"][i], splits["labels"][i]) for i in test_rows(splits)]
-    missing = [p for p, _ in tested if p not in now]
-    relabelled = [f"{p} was {label}, now {now[p]}" for p, label in tested if p in now and now[p] != label]
+    tested = {splits["paths"][i]: splits["labels"][i] for i in test_rows(splits)}
+    now = {p: ds.classes[y] for p, y in zip(ds.paths, ds.labels) if p in tested}
+    _, missing, relabelled = data_changes(tested, now)
     if missing or relabelled:
-        first = (missing + relabelled)[0]
-        raise UserError(f"{len(missing)} of the {len(tested)} test images in {path} are missing from (or unreadable in) the data folder "
-                        f"and {len(relabelled)} changed class (first: {first}): restore the data folder as the run "
-                        "had it")
+        raise UserError(f"{len(missing)} of the {len(tested)} test images in {path} are missing from the data folder "
+                        f"(or unreadable, or outside its subset_fraction share) and {len(relabelled)} changed class "
+                        f"(first: {(missing + relabelled)[0]}): restore the data folder as the run had it")
 
 
 def load_external(folder: str | Path, size: int, classes, cache_dir=None) -> Dataset:

@@ -54,6 +54,9 @@ def test_one_hot_pixel_does_not_darken_a_16_bit_image(tmp_path):
     cv2.imwrite(str(tmp_path / "hot.png"), hot)
     plain, spoiled = decode(tmp_path / "plain.png").astype(float), decode(tmp_path / "hot.png").astype(float)
     assert abs(spoiled.mean() - plain.mean()) < 2 and spoiled.max() == 255
+    opaque = np.full_like(hot, 65535)  # an alpha channel at its maximum is not part of the grey range
+    cv2.imwrite(str(tmp_path / "rgba.png"), np.dstack([hot, hot, hot, opaque]))
+    assert abs(decode(tmp_path / "rgba.png").astype(float).mean() - plain.mean()) < 2
 
 
 def test_bad_files_are_skipped_and_counted(data_copy):
