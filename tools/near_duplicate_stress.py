@@ -440,7 +440,8 @@ def main(argv=None) -> int:
         pair["a"], pair["b"] = paths[pair["a"]], paths[pair["b"]]
         pair["label"], pair["patient"] = labelled.get(frozenset((pair["a"], pair["b"])), ("", ""))
     result["joined_unchecked"] = sum(not p["label"] for p in result["pairs_joined_across_scans"])
-    # labelled different but never looked at for one patient: each counts as another patient (an upper bound)
+    # pairs of a joined group (joined directly or through others) labelled different that no look checked for
+    # one patient: each counts as two patients, so joined_to_another_patient is an upper bound
     result["patient_unchecked"] = sum(p["label"] == "different" and not p["patient"]
                                       for p in result["pairs_joined_across_scans"])
     result["checked_files"] = [str(c) for c in args.checked]
