@@ -494,6 +494,7 @@ def test_the_stress_tool_end_to_end_on_a_folder(tmp_path, monkeypatch, capsys):
     rows = list(csv.DictReader(open(to_label, newline="")))
     assert [(r["pair"], {r["a"], r["b"]}, r["label"]) for r in rows] == [("8", {path[0], path[4]}, "")]
     checked.write_text(checked.read_text() + f"8,{path[0]},{path[4]},adjacent,stress\n")
+    argv = [a for a in argv if a not in ("--to-label", str(to_label))]  # a pair file is never written over
     assert stress.main(argv) == 0
     written = json.loads(out.read_text())
     assert written["distinct_wrongly_joined"] == written["distinct_joined_to_another_patient"] == 0.0
@@ -806,3 +807,19 @@ def test_the_benchmark_counts_a_group_of_one_patient_right_only_in_its_patient_p
     found = benchmark.patient_precision(truth, one_patient, grouped)
     assert (found["precision"], found["tp"], found["fp"]) == (0.75, 3, 1)
     assert benchmark.precision_recall(truth, grouped)["precision"] == 0.5
+
+
+def test_the_pair_tools_never_write_over_an_existing_pair_file(tmp_path, capsys):
+    import near_duplicate_benchmark as benchmark
+
+    labelled = tmp_path / "pairs.csv"
+    labelled.write_text("pair,a,b,label\n0,x.jpg,y.jpg,same\n")
+    before = labelled.read_text()
+    assert benchmark.main(["sample", str(tmp_path / "nowhere"), str(labelled)]) == 2
+    assert "exists" in capsys.readouterr().err and labelled.read_text() == before
+    argv = [str(tmp_path / "nowhere"), "--checked", str(labelled), "--to-label", str(labelled)]
+    assert stress.main(argv) == 2
+    assert "exists" in capsys.readouterr().err and labelled.read_text() == before
+    with pytest.raises(FileExistsError):
+        benchmark.write_rows(labelled, [])
+    assert labelled.read_text() == before

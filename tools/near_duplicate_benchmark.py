@@ -1,7 +1,7 @@
 """The hand-labelled near-duplicate pair benchmark: sample pairs to label, draw them as contact sheets, and
 measure a detector against the labels.
 
-    python tools/near_duplicate_benchmark.py sample DATA data/near_duplicate_pairs.csv   # pairs to label
+    python tools/near_duplicate_benchmark.py sample DATA new_pairs.csv   # pairs to label (a new file)
     python tools/near_duplicate_benchmark.py sheets DATA data/near_duplicate_pairs.csv sheets/   # to look at
     python tools/near_duplicate_benchmark.py measure DATA data/near_duplicate_pairs.csv  # precision, recall
     python tools/near_duplicate_benchmark.py measure DATA data/near_duplicate_pairs.csv --scale 2  # another resolution
@@ -57,6 +57,7 @@ def hamming(a: np.uint64, b: np.uint64) -> int:
 
 def sample(root: Path, out: Path, seed: int, per_bin: int) -> None:
     """Pairs across verified scores, pHash distances and easy negatives, each sampled once, shuffled."""
+    refuse_existing(out)
     paths, images, hashes = load(root)
     canon = duplicates.canonical_slices(images)
     pairs, scores = duplicates.scored_pairs(canon)
@@ -86,8 +87,15 @@ def sample(root: Path, out: Path, seed: int, per_bin: int) -> None:
     print(f"{len(rows)} pairs written to {out}")
 
 
+def refuse_existing(path: Path) -> None:
+    """A pair file is written new, never over another: it may hold hours of labels."""
+    if Path(path).exists():
+        raise UserError(f"{path} exists (it may hold labels): give a new file name")
+
+
 def write_rows(path: Path, rows: list[dict]) -> None:
-    with open(path, "w", newline="") as f:
+    """The rows as a new pair file (FileExistsError if there is one: see refuse_existing)."""
+    with open(path, "x", newline="") as f:
         w = csv.DictWriter(f, fieldnames=FIELDS)
         w.writeheader()
         w.writerows(rows)

@@ -49,7 +49,7 @@ from brainmri import duplicates  # noqa: E402
 from brainmri.data import decode, find_images  # noqa: E402
 from brainmri.errors import UserError, cli_entry  # noqa: E402
 # tools/ is on the path (the script's folder)
-from near_duplicate_benchmark import read_rows, rescaled, write_rows  # noqa: E402
+from near_duplicate_benchmark import read_rows, refuse_existing, rescaled, write_rows  # noqa: E402
 
 DATA = Path(__file__).resolve().parents[1] / "data"
 CHECKED = (DATA / "near_duplicate_pairs.csv", DATA / "near_duplicate_stress_joins.csv")  # pairs labelled by eye
@@ -424,6 +424,8 @@ def main(argv=None) -> int:
     args = parse_args(argv)
     if not 0.1 <= args.scale <= 8:
         raise UserError(f"--scale {args.scale}: give a factor from 0.1 to 8")
+    if args.to_label:
+        refuse_existing(args.to_label)
     paths, images = distinct_images(Path(args.data), args.sources + args.distinct, args.seed)
     images = [rescaled(image, args.scale) for image in images]
     checked = [row for path in args.checked for row in read_rows(path)]
