@@ -5,7 +5,9 @@ from __future__ import annotations
 import csv
 import json
 import logging
+import os
 import shutil
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -36,17 +38,23 @@ class Prepared:
 
 
 def data_root(cfg: Config) -> Path:
-    """The data folder; for the synthetic demo set, generated once into the cache folder."""
+    """The data folder; for the synthetic demo set, generated once into the cache folder. Each job writes its
+    own temporary folder and renames it into place; fold jobs starting together each write one, and the
+    first rename wins (they are the same images), so none removes a set another is writing or reading."""
     if not cfg.synthetic:
         return Path(cfg.data_dir)
     root = Path(cfg.cache_dir) / f"synthetic-seed{cfg.seed}-n{cfg.synthetic_per_class}"
     if not (root / "planes.csv").is_file():
-        tmp = root.with_name(root.name + ".partial")
+        tmp = root.with_name(f"{root.name}.{os.getpid()}.{threading.get_ident()}.partial")
         shutil.rmtree(tmp, ignore_errors=True)
         log.info("writing the synthetic dataset to %s", root)
         write_synthetic(tmp, cfg.synthetic_per_class, size=128, seed=cfg.seed)
-        shutil.rmtree(root, ignore_errors=True)
-        tmp.rename(root)
+        try:
+            tmp.rename(root)
+        except OSError:  # another job's set is in place already
+            if not (root / "planes.csv").is_file():
+                raise
+            shutil.rmtree(tmp, ignore_errors=True)
     return root
 
 

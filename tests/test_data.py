@@ -136,3 +136,31 @@ def test_an_atomic_write_that_fails_leaves_the_old_file_and_no_temporary(tmp_pat
     assert target.read_text() == "old" and [p.name for p in tmp_path.iterdir()] == ["summary.json"]
     save_arrays(tmp_path / "cache.npz", x=np.arange(3))
     assert np.load(tmp_path / "cache.npz")["x"].tolist() == [0, 1, 2]
+
+
+def test_two_jobs_writing_the_synthetic_set_at_once_leave_one_whole_copy(tmp_path, monkeypatch):
+    import threading
+
+    from brainmri import pipeline
+    from brainmri.config import load_config
+
+    cfg = load_config(None, ["synthetic=true", "synthetic_per_class=4", f"cache_dir={tmp_path}"])
+    real_write, calls = pipeline.write_synthetic, []
+
+    def write_while_another_job_writes(folder, *args, **kwargs):
+        real_write(folder, *args, **kwargs)
+        calls.append(folder)
+        if len(calls) == 1:  # a second fold job starts and finishes while this one is between writing and renaming
+            other = threading.Thread(target=pipeline.data_root, args=(cfg,))
+            other.start()
+            other.join()
+
+    monkeypatch.setattr(pipeline, "write_synthetic", write_while_another_job_writes)
+    root = pipeline.data_root(cfg)
+    assert len(calls) == 2 and calls[0] != calls[1]  # each job its own temporary folder
+    assert sorted(p.name for p in tmp_path.iterdir()) == [root.name]  # no partial folder left behind
+    monkeypatch.setattr(pipeline, "write_synthetic", real_write)
+    alone = pipeline.data_root(load_config(None, ["synthetic=true", "synthetic_per_class=4",
+                                                  f"cache_dir={tmp_path / 'alone'}"]))
+    files = sorted(p.relative_to(root).as_posix() for p in root.rglob("*"))
+    assert files == sorted(p.relative_to(alone).as_posix() for p in alone.rglob("*")) and find_images(root)[1]
