@@ -68,6 +68,7 @@ def resolve_data(args) -> tuple[Path | None, Path | None]:
 
 def check_folders(data: Path | None, external: Path | None) -> Path | None:
     """Bad folders fail now, not after hours of earlier steps; returns the external class-folder root."""
+    from brainmri.binary import check_external
     from brainmri.data import find_images
     from brainmri.download import yes_no_root
 
@@ -78,7 +79,9 @@ def check_folders(data: Path | None, external: Path | None) -> Path | None:
     if not external.is_dir():
         raise UserError(f"external folder not found: {external}")
     folders = [p for p in external.iterdir() if p.is_dir() and not p.name.startswith(".")]
-    return external if len(folders) == 2 else yes_no_root(external)
+    root = external if len(folders) == 2 else yes_no_root(external)
+    check_external(root)  # its two folders must say which is no tumor: now, not at the last step
+    return root
 
 
 @cli_entry
@@ -92,11 +95,15 @@ def main(argv=None) -> int:
     data, external = resolve_data(args)
     external = check_folders(data, external)
     out = Path(args.out or OUTS[args.quick]).resolve()
+    for folder in (f for f in (data, external) if f is not None):
+        if out == folder.resolve() or folder.resolve() in out.parents:
+            raise UserError(f"--out {out} lies inside the data folder {folder}: a study never writes into its data")
     s = study.Study(plan, out, data, external, REPO)
     if args.report_only:
         if not (out / "study.json").is_file():
             raise UserError(f"{out} is not a study folder (no study.json): run the plan first")
         s = study.Study(plan, out, study.saved_data(out), external, REPO)
+        study.check_study(s)  # the report is of this plan's steps: another plan's would read as unfinished
     else:
         print(f"study folder: {out} ({plan.path.name}, {len(plan.steps)} steps; data: {data or 'synthetic'})")
         try:

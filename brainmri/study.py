@@ -191,18 +191,38 @@ def as_override(value) -> str:
 # ---- the study folder ----------------------------------------------------------------------------------------
 
 def open_study(study: Study) -> None:
-    """Create the study folder, or check that an existing one was made by the same plan on the same data."""
+    """Create the study folder, or check that an existing one was made by the same plan on the same data, and
+    with the same external folder once it had one (check_study)."""
     record = study.out / "study.json"
-    mine = {"plan": study.plan.raw, "data": str(study.data) if study.data else "synthetic"}
     if record.is_file():
-        saved = json.loads(record.read_text())
-        if {k: saved.get(k) for k in mine} != mine:
-            what = "data" if saved.get("data") != mine["data"] else "plan"
-            raise UserError(f"{study.out} holds a study made with another {what} ({saved.get('plan_file')} on "
-                            f"{saved.get('data')}): use the same flags, or another --out")
+        saved = check_study(study)
+        if study.external is not None and saved.get("external") is None:  # the external step can run now
+            write_json(record, {**saved, "external": str(study.external)})
         return
     study.out.mkdir(parents=True, exist_ok=True)
-    write_json(record, {**mine, "plan_file": str(study.plan.path), "created": time.strftime("%Y-%m-%d %H:%M:%S")})
+    write_json(record, {**_identity(study), "plan_file": str(study.plan.path),
+                        "created": time.strftime("%Y-%m-%d %H:%M:%S")})
+
+
+def _identity(study: Study) -> dict:
+    return {"plan": study.plan.raw, "data": str(study.data) if study.data else "synthetic",
+            "external": str(study.external) if study.external is not None else None}
+
+
+def check_study(study: Study) -> dict:
+    """The study folder's record (study.json), refused when it was made by another plan, on other data, or
+    with another external folder (a step done on one would be kept and reported as if on the other)."""
+    saved = json.loads((study.out / "study.json").read_text())
+    mine = _identity(study)
+    for what in ("data", "plan", "external"):
+        if what == "external" and (saved.get(what) is None or mine[what] is None):
+            continue  # a study run without --external may take one later; one rerun without it keeps its own
+        if saved.get(what) != mine[what]:
+            named = "external folder" if what == "external" else what
+            raise UserError(f"{study.out} holds a study made with another {named} ({saved.get('plan_file')} on "
+                            f"{saved.get('data')}, external {saved.get('external')}): use the same flags, or "
+                            "another --out")
+    return saved
 
 
 def write_json(path: Path, data: dict) -> None:

@@ -174,3 +174,39 @@ def test_the_estimate_leaves_out_steps_already_done():
     progress = study.Progress(steps, done={"s2"})
     progress.finished(steps[0], 10.0)
     assert progress.left(0) == "about 20 s left"
+
+
+def test_report_only_refuses_a_study_made_with_another_plan_and_keeps_its_report(tiny_study, tmp_path):
+    out = tmp_path / "out"
+    shutil.copytree(tiny_study[0], out)
+    before = (out / "report.md").read_text()
+    other = _plan(tmp_path, TINY.replace("limit: 4", "limit: 5"))
+    assert reproduce.main(["--plan", str(other), "--synthetic", "--out", str(out), "--report-only"]) == 2
+    assert (out / "report.md").read_text() == before
+
+
+def test_a_study_refuses_another_external_folder(tmp_path, capsys):
+    out = tmp_path / "out"
+    for name in ("ext1", "ext2"):
+        for cls in ("yes", "no"):
+            (tmp_path / name / cls).mkdir(parents=True)
+    study.open_study(study.Study(study.load_plan(_plan(tmp_path), REPO), out, None, tmp_path / "ext1", REPO))
+    study.open_study(study.Study(study.load_plan(_plan(tmp_path), REPO), out, None, tmp_path / "ext1", REPO))
+    with pytest.raises(UserError, match="another external folder"):
+        study.open_study(study.Study(study.load_plan(_plan(tmp_path), REPO), out, None, tmp_path / "ext2", REPO))
+
+
+def test_a_study_folder_inside_the_data_and_unusable_external_names_are_refused_at_once(tmp_path, capsys):
+    data = tmp_path / "data"
+    for subset in ("Training", "Testing"):
+        for cls in ("glioma_tumor", "no_tumor"):
+            (data / subset / cls).mkdir(parents=True)
+            (data / subset / cls / "x.png").write_bytes(b"")
+    assert reproduce.main(["--plan", str(_plan(tmp_path)), "--data", str(data), "--out", str(data / "study")]) == 2
+    assert "inside the data folder" in capsys.readouterr().err and not (data / "study").exists()
+    odd = tmp_path / "odd"
+    for cls in ("glioma", "healthy_brain"):
+        (odd / cls).mkdir(parents=True)
+    argv = ["--plan", str(_plan(tmp_path)), "--data", str(data), "--external", str(odd), "--out", str(tmp_path / "s")]
+    assert reproduce.main(argv) == 2
+    assert "no tumor" in capsys.readouterr().err and not (tmp_path / "s").exists()
