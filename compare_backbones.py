@@ -30,7 +30,7 @@ DEFAULT_PLAN = "configs/plans/backbones.yaml"
 
 def parse_args(argv):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--config", default=DEFAULT_PLAN, help=f"comparison plan (default {DEFAULT_PLAN})")
+    p.add_argument("--config", help=f"comparison plan (default {DEFAULT_PLAN})")
     p.add_argument("--set", nargs="+", default=[], metavar="KEY=VALUE", help="override config keys of every variant")
     p.add_argument("--only", nargs="+", metavar="NAME", help="run these variants only (the reference is always run)")
     p.add_argument("--resume", metavar="DIR", help="continue the comparison in DIR with its saved plan")
@@ -57,7 +57,10 @@ def parse_runs(pairs: list[str], reference: str | None) -> tuple[dict[str, Path]
 def open_plan(args) -> tuple[dict, str, Path]:
     """The variants to train (the plan, or the resumed comparison's saved one, with --set and --only), the
     reference and the comparison's folder (a new one holds plan.yaml)."""
-    plan = Path(args.resume) / "plan.yaml" if args.resume else Path(args.config)
+    if args.resume and (args.set or args.config):
+        raise UserError("--resume continues the saved plan.yaml as it is: --set and --config would be ignored (start "
+                        "a new comparison to change them)")
+    plan = Path(args.resume) / "plan.yaml" if args.resume else Path(args.config or DEFAULT_PLAN)
     configs, reference = compare.load_plan(plan, [] if args.resume else args.set)
     if args.only:
         configs = compare.only_variants(configs, args.only, reference)

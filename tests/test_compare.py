@@ -186,3 +186,10 @@ def test_runs_of_different_classes_are_refused_before_anything_is_written(traine
     with pytest.raises(UserError, match="run b tells .*'tumor'.* apart, the reference a "):
         compare.compare_runs({"a": a, "b": b}, "a", tmp_path / "out")
     assert not list((tmp_path / "out").iterdir())
+
+
+@pytest.mark.parametrize("extra", [["--set", "epochs=3"], ["--config", "configs/plans/optimizers.yaml"]])
+def test_resume_refuses_settings_it_would_ignore(tmp_path, capsys, extra):
+    assert compare_backbones.main(["--resume", str(tmp_path), *extra]) == 2
+    err = capsys.readouterr().err
+    assert "--resume continues the saved plan.yaml" in err and err.count("\n") == 1
