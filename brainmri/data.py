@@ -172,7 +172,10 @@ def load_dataset(root: str | Path, size: int, classes: tuple = (), cache_dir: st
     items, classes = find_images(root, classes)
     cache = Path(cache_dir) / f"images-{_cache_key(root, items, size)}.npz" if cache_dir else None
     if cache and cache.is_file():
-        return _from_cache(cache, root, classes)
+        try:
+            return _from_cache(cache, root, classes)
+        except Exception as err:  # noqa: BLE001 - whatever is wrong with a cache file, decoding again mends it
+            log.warning("image cache %s cannot be read (%s): decoding the images again", cache, err)
     workers = workers or min(8, os.cpu_count() or 1)
 
     def work(item):
@@ -210,7 +213,7 @@ def _to_cache(path: Path, ds: Dataset) -> None:
 
 
 def _from_cache(path: Path, root: Path, classes: tuple) -> Dataset:
-    z = np.load(path)
-    return Dataset(images=z["images"], labels=z["labels"], paths=z["paths"].tolist(), subsets=z["subsets"].tolist(),
-                   classes=classes, root=root, original_sizes=z["original_sizes"], md5=z["md5"].tolist(),
-                   canon=z["canon"], copy_views=z["copy_views"], skipped=[tuple(r) for r in z["skipped"].tolist()])
+    with np.load(path) as z:
+        return Dataset(images=z["images"], labels=z["labels"], paths=z["paths"].tolist(), subsets=z["subsets"].tolist(),
+                       classes=classes, root=root, original_sizes=z["original_sizes"], md5=z["md5"].tolist(),
+                       canon=z["canon"], copy_views=z["copy_views"], skipped=[tuple(r) for r in z["skipped"].tolist()])

@@ -164,3 +164,13 @@ def test_two_jobs_writing_the_synthetic_set_at_once_leave_one_whole_copy(tmp_pat
                                                   f"cache_dir={tmp_path / 'alone'}"]))
     files = sorted(p.relative_to(root).as_posix() for p in root.rglob("*"))
     assert files == sorted(p.relative_to(alone).as_posix() for p in alone.rglob("*")) and find_images(root)[1]
+
+
+def test_a_damaged_image_cache_is_rebuilt_with_a_warning(kaggle_dir, tmp_path, caplog):
+    first = load_dataset(kaggle_dir, 32, cache_dir=tmp_path)
+    (cache,) = tmp_path.glob("images-*.npz")
+    cache.write_bytes(cache.read_bytes()[:1000])  # a disk filled up, a copy cut short
+    again = load_dataset(kaggle_dir, 32, cache_dir=tmp_path)
+    assert again.paths == first.paths and (again.images == first.images).all()
+    assert "cannot be read" in caplog.text
+    assert load_dataset(kaggle_dir, 32, cache_dir=tmp_path).paths == first.paths  # the rebuilt cache reads
