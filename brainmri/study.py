@@ -334,13 +334,12 @@ def run_data(study: Study, step: Step, folder: Path) -> dict:
 
 def link_subset(src: Path, dst: Path, fraction: float, seed: int) -> int:
     """Hard-link (or copy) a class- and subset-stratified share of `src`'s images into `dst`, same layout."""
-    from sklearn.model_selection import train_test_split
-
     from .data import find_images
+    from .pipeline import stratified_share
 
     items, _ = find_images(src)
     keys = [f"{subset}/{label}" for _, label, subset in items]
-    keep, _ = train_test_split(items, train_size=fraction, stratify=keys, random_state=seed)
+    keep = [items[i] for i in stratified_share(keys, fraction, seed)]  # a share too small: a one-line error
     for rel, _, _ in keep:
         target = dst / rel
         target.parent.mkdir(parents=True, exist_ok=True)

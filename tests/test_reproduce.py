@@ -210,3 +210,13 @@ def test_a_study_folder_inside_the_data_and_unusable_external_names_are_refused_
     argv = ["--plan", str(_plan(tmp_path)), "--data", str(data), "--external", str(odd), "--out", str(tmp_path / "s")]
     assert reproduce.main(argv) == 2
     assert "no tumor" in capsys.readouterr().err and not (tmp_path / "s").exists()
+
+
+def test_a_data_share_too_small_for_a_class_is_a_one_line_error(tmp_path):
+    src = tmp_path / "data"
+    for cls, n in (("glioma_tumor", 6), ("no_tumor", 1)):
+        (src / cls).mkdir(parents=True)
+        for k in range(n):
+            (src / cls / f"{k}.png").write_bytes(b"")
+    with pytest.raises(UserError, match="subset_fraction 0.5 of 7 images cannot keep every class"):
+        study.link_subset(src, tmp_path / "share", 0.5, 0)
