@@ -823,3 +823,34 @@ def test_the_pair_tools_never_write_over_an_existing_pair_file(tmp_path, capsys)
     with pytest.raises(FileExistsError):
         benchmark.write_rows(labelled, [])
     assert labelled.read_text() == before
+
+
+@pytest.mark.parametrize("rows, message", [
+    ("0,x.jpg,x.jpg,same,report\n", "pair 0 joins x.jpg with itself"),
+    ("0,x.jpg,y.jpg,same,report\n1,y.jpg,x.jpg,different,choose\n", "pairs 0 and 1 are one pair"),
+    ("0,x.jpg,y.jpg,same,Report\n", "pair 0 has part 'Report'"),
+])
+def test_a_pair_file_that_would_be_miscounted_is_a_one_line_error(tmp_path, rows, message):
+    import near_duplicate_benchmark as benchmark
+    from brainmri.errors import UserError
+
+    path = tmp_path / "pairs.csv"
+    path.write_text("pair,a,b,label,part\n" + rows)
+    with pytest.raises(UserError, match=message):
+        benchmark.read_rows(path)
+
+
+def test_measuring_pairs_whose_images_are_not_in_the_data_is_a_one_line_error(tmp_path):
+    import near_duplicate_benchmark as benchmark
+    from brainmri.errors import UserError
+
+    for k, head in enumerate(_heads(2)):
+        (tmp_path / "data" / "no_tumor").mkdir(parents=True, exist_ok=True)
+        cv2.imwrite(str(tmp_path / "data" / "no_tumor" / f"h{k}.png"), head)
+    path = tmp_path / "pairs.csv"
+    path.write_text("pair,a,b,label,part\n0,no_tumor/h0.png,no_tumor/h9.png,same,report\n")
+    with pytest.raises(UserError, match="pair 0: no_tumor/h9.png is not in"):
+        benchmark.measure(tmp_path / "data", path)
+    path.write_text("pair,a,b,label\n0,no_tumor/h0.png,no_tumor/h1.png,same\n")
+    with pytest.raises(UserError, match="no column part"):
+        benchmark.measure(tmp_path / "data", path)

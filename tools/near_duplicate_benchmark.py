@@ -37,7 +37,8 @@ from brainmri.errors import UserError, cli_entry  # noqa: E402
 from brainmri.metrics import wilson_interval  # noqa: E402
 
 LABELS = ("same", "adjacent", "different")
-PATIENT_LABELS = ("same", "different", "cannot_tell")  # the optional patient column: one person's head or not
+PATIENT_LABELS = ("same", "different", "cannot_tell")
+PARTS = ("choose", "report", "stress")  # thresholds chosen on choose, measured on report; stress: its joins  # the optional patient column: one person's head or not
 FIELDS = ("pair", "a", "b", "label", "confidence", "part", "sampled_as", "note", "patient")
 REQUIRED = ("pair", "a", "b", "label")  # what a file of labelled pairs must have (the rest is for people)
 OLD_SIZE, OLD_DISTANCE = 150, 4  # the old detector: pHash of the 150 px resized image, distance <= 4
@@ -103,7 +104,8 @@ def write_rows(path: Path, rows: list[dict]) -> None:
 
 def read_rows(path: Path) -> list[dict]:
     """The benchmark's rows (or another file of pairs labelled by eye, in its columns); a missing file or
-    column, or a label outside LABELS (a patient outside PATIENT_LABELS), is a one-line error."""
+    column, a label outside LABELS (a patient outside PATIENT_LABELS, a part outside PARTS), an image paired
+    with itself or a pair given twice (either way round) is a one-line error: each would be miscounted."""
     if not path.is_file():
         raise UserError(f"pair benchmark not found: {path}")
     with open(path, newline="") as f:
@@ -118,6 +120,16 @@ def read_rows(path: Path) -> list[dict]:
         if r.get("patient") and r["patient"] not in PATIENT_LABELS:
             raise UserError(f"{path}: pair {r['pair']} has patient {r['patient']!r}, not one of "
                             f"{', '.join(PATIENT_LABELS)} (or empty)")
+        if r.get("part") and r["part"] not in PARTS:
+            raise UserError(f"{path}: pair {r['pair']} has part {r['part']!r}, not one of {', '.join(PARTS)}")
+    seen: dict[frozenset, str] = {}
+    for r in rows:
+        if r["a"] == r["b"]:
+            raise UserError(f"{path}: pair {r['pair']} joins {r['a']} with itself")
+        key = frozenset((r["a"], r["b"]))
+        if key in seen:
+            raise UserError(f"{path}: pairs {seen[key]} and {r['pair']} are one pair ({r['a']}, {r['b']})")
+        seen[key] = r["pair"]
     return rows
 
 
@@ -207,13 +219,21 @@ def measure(root: Path, csv_path: Path, scale: float = 1.0) -> dict:
     rows = [r for r in read_rows(csv_path) if r["label"]]
     if not rows:
         raise UserError(f"{csv_path} has no labelled pair")
+    if any(r.get("part") not in ("choose", "report") for r in rows):
+        bad = next(r for r in rows if r.get("part") not in ("choose", "report"))
+        raise UserError(f"{csv_path}: no column part, or pair {bad['pair']} is in part {bad.get('part')!r}: measuring "
+                        "needs each pair in the choose or the report half")
     items, _ = find_images(root)
     paths = [rel for rel, _, _ in items]
+    index = {p: i for i, p in enumerate(paths)}
+    for r in rows:
+        for p in (r["a"], r["b"]):
+            if p not in index:
+                raise UserError(f"{csv_path}: pair {r['pair']}: {p} is not in {root} (paths are relative to it)")
     images = [rescaled(decode(root / p), scale) for p in tqdm(paths, desc="decode", unit="img", disable=None)]
     ds = SimpleNamespace(images=[cv2.resize(im, (OLD_SIZE, OLD_SIZE), interpolation=cv2.INTER_AREA) for im in images],
                          canon=duplicates.canonical_slices(images), copy_views=duplicates.copy_views(images),
                          md5=[hashlib.md5((root / p).read_bytes()).hexdigest() for p in paths])
-    index = {p: i for i, p in enumerate(paths)}
     labelled = np.array([(index[r["a"]], index[r["b"]]) for r in rows])
     truth = np.array([r["label"] in ("same", "adjacent") for r in rows])
     same = np.array([r["label"] == "same" for r in rows])
