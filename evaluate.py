@@ -44,8 +44,9 @@ def main(argv=None) -> int:
     runs.setup_logging()
     size = next(iter(loaded.values())).input_shape[1]
     test_sets = evaluation.test_sets(trained, size, args.test_dir)  # input errors surface before any output
-    out = runs.new_folder(trained.folder / "evaluation")
-    log.info("report: %s", evaluation.evaluate(trained, loaded, test_sets, out, args.tta))
+    out, report = runs.write_whole(trained.folder / "evaluation",
+                                   lambda folder: evaluation.evaluate(trained, loaded, test_sets, folder, args.tta))
+    log.info("report: %s", out / report.name)
     return 0
 
 

@@ -20,7 +20,7 @@ from .data import IMAGE_EXTENSIONS, load_resized
 from .errors import UserError
 from .metrics import bootstrap_mean_ci
 from .pipeline import data_root
-from .runs import Trained, new_folder
+from .runs import Trained, write_whole
 from .splits import read_splits
 from .synthetic import lesion_mask
 from .testsets import groups_of, round_robin_by_class, test_rows
@@ -55,15 +55,20 @@ class Selection:
 
 def gradcam(trained: Trained, model, req: Request, items: list[str]) -> tuple[Path, dict]:
     """Check the request, choose the images (`items`: files or folders; none: the run's test images), and
-    write their maps into a new <trained.folder>/gradcam/: one panel per image, grid.png and scores.json."""
+    write their maps into a new <trained.folder>/gradcam/ (written whole: runs.write_whole): one panel per
+    image, grid.png and scores.json."""
     check(req, model, trained)
     cm = cam.split_model(model, req.layer)
     sel = select_images(req, items, trained, model.input_shape[1])
-    out = new_folder(trained.folder / "gradcam")
-    log.info("%s at layer %s on %d images -> %s", req.method, cm.layer, len(sel.images), out)
-    scores = explain(model, cm, sel, req, trained, out)
-    (out / "scores.json").write_text(json.dumps(scores, indent=2))
-    log.info("scores: %s", json.dumps(scores))
+    log.info("%s at layer %s on %d images", req.method, cm.layer, len(sel.images))
+
+    def write(folder: Path) -> dict:
+        scores = explain(model, cm, sel, req, trained, folder)
+        (folder / "scores.json").write_text(json.dumps(scores, indent=2))
+        return scores
+
+    out, scores = write_whole(trained.folder / "gradcam", write)
+    log.info("scores: %s -> %s", json.dumps(scores), out)
     return out, scores
 
 

@@ -6,6 +6,7 @@ import json
 import logging
 import os
 import platform
+import shutil
 import subprocess
 import sys
 import time
@@ -43,6 +44,24 @@ def new_folder(base: Path) -> Path:
 
 RUN_FILES = {"audit.json", "classes.json", "env.json", "splits.csv", "data_summary.csv", "skipped.csv", "train.log",
              "cv_summary.csv", "cv_summary.json", "cv_summary.md", "figures", "tensorboard", "evaluation", "gradcam"}
+
+
+def write_whole(base: Path, write) -> tuple[Path, object]:
+    """Run write(folder) on a hidden temporary folder beside `base` and, when it returns, rename that folder
+    to a new base, base-2, ... (new_folder): a reader looking for base* (gradcam --misclassified, a study's
+    report) never takes an interrupted writer's half for a result. On an error or Ctrl-C the temporary
+    folder is removed. Returns the folder and what write returned."""
+    tmp = base.with_name(f".{base.name}.{os.getpid()}.partial")
+    shutil.rmtree(tmp, ignore_errors=True)  # this process's own leftover, if any
+    tmp.mkdir(parents=True)
+    try:
+        result = write(tmp)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    final = new_folder(base)
+    os.replace(tmp, final)  # onto the new, empty folder
+    return final, result
 
 
 def open_run_dir(cfg: Config, run_dir: str | Path) -> Path:

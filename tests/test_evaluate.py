@@ -223,3 +223,20 @@ def test_a_test_image_gone_or_moved_since_the_run_is_refused_not_dropped(data_co
 def test_a_run_folder_without_its_splits_is_a_one_line_error(run_copy, capsys):
     (run_copy / "splits.csv").unlink()
     _fails([str(run_copy)], "splits.csv", capsys)
+
+
+def test_an_interrupted_evaluation_leaves_no_folder_that_looks_finished(run_copy, monkeypatch):
+    from brainmri import evaluation
+
+    real = evaluation.write_evaluation_report
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt  # Ctrl-C after the predictions and misclassified lists were written
+
+    monkeypatch.setattr(evaluation, "write_evaluation_report", interrupted)
+    assert evaluate.main([str(run_copy)]) == 130
+    assert not list(run_copy.glob("evaluation*")) and not list(run_copy.glob(".evaluation*"))
+    monkeypatch.setattr(evaluation, "write_evaluation_report", real)
+    assert evaluate.main([str(run_copy)]) == 0
+    assert [p.name for p in run_copy.glob("evaluation*")] == ["evaluation"]
+    assert (run_copy / "evaluation" / "report.md").is_file()

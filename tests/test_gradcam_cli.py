@@ -135,3 +135,14 @@ def test_an_incomplete_run_folder_or_a_negative_limit_is_a_one_line_error(run_co
     _fails([str(run_copy)], "classes.json cannot be read", capsys)
     assert evaluate.main([str(run_copy)]) == 2
     assert "classes.json cannot be read" in capsys.readouterr().err
+
+
+def test_an_interrupted_gradcam_leaves_no_folder_that_looks_finished(run_copy, monkeypatch):
+    from brainmri import explain
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(explain.plots, "cam_grid", interrupted)
+    assert gradcam.main([str(run_copy), "--limit", "2"]) == 130
+    assert not list(run_copy.glob("gradcam*")) and not list(run_copy.glob(".gradcam*"))
