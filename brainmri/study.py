@@ -547,12 +547,21 @@ def run_plan(study: Study, say=print) -> list[str]:
 
 
 def newer_inputs(study: Study, step: Step) -> list[str]:
-    """The earlier steps this one read from that finished after it did: it must be redone."""
-    mine = study.folder(step) / DONE
-    if not mine.is_file():
+    """The earlier steps this one read from that finished after it did: it must be redone. When a step
+    finished is what its done.json records (finished_ns), not the file's time, which copying a study folder
+    rewrites in any order; a done.json of an older version has only the file's time."""
+    mine = finished_ns(study.folder(step) / DONE)
+    if mine is None:
         return []
-    return [r for r in dict.fromkeys(step.refs()) if (study.folder(study.step(r)) / DONE).is_file()
-            and (study.folder(study.step(r)) / DONE).stat().st_mtime_ns > mine.stat().st_mtime_ns]
+    return [r for r in dict.fromkeys(step.refs())
+            if (theirs := finished_ns(study.folder(study.step(r)) / DONE)) is not None and theirs > mine]
+
+
+def finished_ns(marker: Path) -> int | None:
+    if not marker.is_file():
+        return None
+    recorded = json.loads(marker.read_text()).get("finished_ns")
+    return int(recorded) if recorded is not None else marker.stat().st_mtime_ns
 
 
 def run_step(study: Study, step: Step, fresh: bool = False) -> float:
@@ -565,5 +574,6 @@ def run_step(study: Study, step: Step, fresh: bool = False) -> float:
     outputs = RUNNERS[step.kind](study, step, folder)
     seconds = time.perf_counter() - start
     write_json(folder / DONE, {"step": step.name, "run": step.kind, "seconds": round(seconds, 1),
-                               "finished": time.strftime("%Y-%m-%d %H:%M:%S"), "outputs": outputs})
+                               "finished": time.strftime("%Y-%m-%d %H:%M:%S"), "finished_ns": time.time_ns(),
+                               "outputs": outputs})
     return seconds

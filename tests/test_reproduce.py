@@ -220,3 +220,15 @@ def test_a_data_share_too_small_for_a_class_is_a_one_line_error(tmp_path):
             (src / cls / f"{k}.png").write_bytes(b"")
     with pytest.raises(UserError, match="subset_fraction 0.5 of 7 images cannot keep every class"):
         study.link_subset(src, tmp_path / "share", 0.5, 0)
+
+
+def test_a_copied_study_folder_keeps_its_finished_steps_whatever_order_the_copy_wrote(tiny_study, tmp_path):
+    import os
+
+    out = tmp_path / "copy"
+    shutil.copytree(tiny_study[0], out)
+    first = sorted(out.glob("*/done.json"))[0]  # the data step, rewritten last by the copy
+    later = max(p.stat().st_mtime_ns for p in out.glob("*/done.json")) + 10 ** 9
+    os.utime(first, ns=(later, later))
+    s = study.Study(study.load_plan(_plan(tmp_path), REPO), out, None, None, REPO)
+    assert all(study.newer_inputs(s, step) == [] for step in s.plan.steps)
