@@ -5,7 +5,8 @@
     python benchmarks/run_all.py --only 1 5      # some of them
     KERAS_BACKEND=jax python benchmarks/run_all.py --only 1 6   # on another backend (results file <machine>-jax)
 
-Writes benchmarks/results/<machine>.json and <machine>.md (README "Performance" shows the table).
+Writes benchmarks/results/<machine>.json and <machine>.md (README "Performance" shows the table); --only
+updates those benchmarks' results in them and keeps the others'.
 """
 
 from __future__ import annotations
@@ -119,11 +120,14 @@ def main(argv=None) -> int:
             else:
                 results[n] = json.loads(path.read_text())
             print(f"[{n}] done in {time.perf_counter() - start:.0f} s", flush=True)
-    meta = next((r["meta"] for r in results.values() if "meta" in r), {})
     out = Path(a.out)
     out.mkdir(parents=True, exist_ok=True)
     backend = os.environ.get("KERAS_BACKEND", "tensorflow")
     name = a.machine + ("" if backend == "tensorflow" else f"-{backend}") + ("-quick" if a.quick else "")
+    if a.only and (out / f"{name}.json").is_file():  # some benchmarks again: the others' results stay
+        earlier = json.loads((out / f"{name}.json").read_text())["results"]
+        results = {**{int(k): v for k, v in earlier.items()}, **results}
+    meta = next((r["meta"] for r in results.values() if "meta" in r), {})
     (out / f"{name}.json").write_text(json.dumps({"machine": a.machine, "quick": a.quick,
                                                   "results": {str(k): v for k, v in results.items()}}, indent=2))
     md = table(results, a.machine, meta)
