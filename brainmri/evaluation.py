@@ -61,7 +61,8 @@ def evaluate(trained: Trained, loaded: dict, sets: list[TestSet], out: Path, tta
         _log_summary(ts.name, summary)
         sections.append({**summary, "folder": ts.name})
     label_errors = write_label_errors(trained, out) if trained.run else None
-    return write_evaluation_report(out, trained.run, sections, label_errors, notes)
+    evaluated = trained.run or trained.models[min(trained.models)]  # the run, or the .keras model alone
+    return write_evaluation_report(out, trained.run, sections, label_errors, notes, evaluated)
 
 
 def _log_summary(name: str, summary: dict) -> None:
@@ -218,9 +219,10 @@ def _rel(path: Path, start: Path) -> str:
 
 
 def write_evaluation_report(out: Path, run_dir: Path | None, sections: list[dict], label_errors: list[dict] | None,
-                            notes: list[str]) -> Path:
-    """report.md: the whole run on one page, in reading order, linking every table and figure."""
-    lines = [f"# Evaluation of `{run_dir or out}`", ""]
+                            notes: list[str], evaluated: Path) -> Path:
+    """report.md: the whole run on one page, in reading order, linking every table and figure. evaluated:
+    what the title names (the run folder, or the model file)."""
+    lines = [f"# Evaluation of `{evaluated}`", ""]
     lines += [f"> {n}" for n in notes] + ([""] if notes else [])
     if run_dir and (run_dir / "cv_summary.md").is_file():
         lines += ["## Cross-validation (from training)", "", (run_dir / "cv_summary.md").read_text(), ""]

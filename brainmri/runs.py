@@ -9,6 +9,7 @@ import platform
 import shutil
 import subprocess
 import sys
+import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -51,17 +52,24 @@ def write_whole(base: Path, write) -> tuple[Path, object]:
     to a new base, base-2, ... (new_folder): a reader looking for base* (gradcam --misclassified, a study's
     report) never takes an interrupted writer's half for a result. On an error or Ctrl-C the temporary
     folder is removed. Returns the folder and what write returned."""
-    tmp = base.with_name(f".{base.name}.{os.getpid()}.partial")
-    shutil.rmtree(tmp, ignore_errors=True)  # this process's own leftover, if any
-    tmp.mkdir(parents=True)
+    base.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{base.name}.", suffix=".partial", dir=base.parent))  # one per writer
     try:
         result = write(tmp)
+        for n in range(1, 1000):  # renamed to a name no folder has (a rename onto a folder is not portable)
+            final = base if n == 1 else base.with_name(f"{base.name}-{n}")
+            if final.exists():
+                continue
+            try:
+                tmp.rename(final)
+                return final, result
+            except OSError:  # another writer took that name just now
+                if not final.exists():
+                    raise
+        raise UserError(f"could not find a free name next to {base}")
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
-    final = new_folder(base)
-    os.replace(tmp, final)  # onto the new, empty folder
-    return final, result
 
 
 def open_run_dir(cfg: Config, run_dir: str | Path) -> Path:

@@ -193,3 +193,13 @@ def test_one_class_or_a_share_too_small_to_split_is_a_one_line_error(tmp_path, k
     assert _run(tmp_path, kaggle_dir, "subset_fraction=0.01") == 2
     err = capsys.readouterr().err
     assert "subset_fraction" in err and err.count("\n") == 1
+
+
+def test_a_result_folder_written_whole_takes_the_next_free_name_and_leaves_nothing_hidden(tmp_path):
+    from brainmri.runs import write_whole
+
+    first, _ = write_whole(tmp_path / "evaluation", lambda folder: (folder / "report.md").write_text("1"))
+    second, answer = write_whole(tmp_path / "evaluation", lambda folder: (folder / "report.md").write_text("2") and 7)
+    assert (first.name, second.name, answer) == ("evaluation", "evaluation-2", 7)
+    assert (second / "report.md").read_text() == "2" and sorted(p.name for p in tmp_path.iterdir()) == [
+        "evaluation", "evaluation-2"]
