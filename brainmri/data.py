@@ -6,6 +6,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
+import zipfile
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -174,7 +175,7 @@ def load_dataset(root: str | Path, size: int, classes: tuple = (), cache_dir: st
     if cache and cache.is_file():
         try:
             return _from_cache(cache, root, classes)
-        except Exception as err:  # noqa: BLE001 - whatever is wrong with a cache file, decoding again mends it
+        except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as err:  # a damaged file: decode again
             log.warning("image cache %s cannot be read (%s): decoding the images again", cache, err)
     workers = workers or min(8, os.cpu_count() or 1)
 

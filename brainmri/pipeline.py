@@ -45,16 +45,18 @@ def data_root(cfg: Config) -> Path:
         return Path(cfg.data_dir)
     root = Path(cfg.cache_dir) / f"synthetic-seed{cfg.seed}-n{cfg.synthetic_per_class}"
     if not (root / "planes.csv").is_file():
+        if root.exists() and not (root / "planes.csv").is_file():  # (a set renamed into place has it)
+            raise UserError(f"{root} is an unfinished synthetic set (no planes.csv): delete it and run again")
         tmp = root.with_name(f"{root.name}.{os.getpid()}.{threading.get_ident()}.partial")
-        shutil.rmtree(tmp, ignore_errors=True)
         log.info("writing the synthetic dataset to %s", root)
-        write_synthetic(tmp, cfg.synthetic_per_class, size=128, seed=cfg.seed)
         try:
+            write_synthetic(tmp, cfg.synthetic_per_class, size=128, seed=cfg.seed)
             tmp.rename(root)
         except OSError:  # another job's set is in place already
             if not (root / "planes.csv").is_file():
                 raise
-            shutil.rmtree(tmp, ignore_errors=True)
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)  # ours, whatever happened (gone once renamed)
     return root
 
 
