@@ -93,11 +93,9 @@ def main(argv=None) -> int:
 
     plan = study.load_plan(Path(args.plan).resolve() if args.plan else REPO / PLANS[args.quick], REPO)
     data, external = resolve_data(args)
-    external = check_folders(data, external)
     out = Path(args.out or OUTS[args.quick]).resolve()
-    for folder in (f for f in (data, external) if f is not None):
-        if out == folder.resolve() or folder.resolve() in out.parents:
-            raise UserError(f"--out {out} lies inside the data folder {folder}: a study never writes into its data")
+    study.check_outside(out, {"data folder": data, "external folder": external})
+    external = check_folders(data, external)
     s = study.Study(plan, out, data, external, REPO)
     if args.report_only:
         if not (out / "study.json").is_file():

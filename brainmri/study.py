@@ -192,37 +192,48 @@ def as_override(value) -> str:
 
 def open_study(study: Study) -> None:
     """Create the study folder, or check that an existing one was made by the same plan on the same data, and
-    with the same external folder once it had one (check_study)."""
+    that a finished external step was done on the external folder given (check_study). A done.json of an older
+    version gets its finishing time written in (finished_ns, from the file's time, while that still holds)."""
     record = study.out / "study.json"
     if record.is_file():
-        saved = check_study(study)
-        if study.external is not None and saved.get("external") is None:  # the external step can run now
-            write_json(record, {**saved, "external": str(study.external)})
+        check_study(study)
+        for step in study.plan.steps:
+            marker = study.folder(step) / DONE
+            if marker.is_file() and "finished_ns" not in (done := json.loads(marker.read_text())):
+                write_json(marker, {**done, "finished_ns": marker.stat().st_mtime_ns})
         return
     study.out.mkdir(parents=True, exist_ok=True)
     write_json(record, {**_identity(study), "plan_file": str(study.plan.path),
                         "created": time.strftime("%Y-%m-%d %H:%M:%S")})
 
 
+def check_outside(out: Path, inputs: dict[str, Path | None]) -> None:
+    """Refuse a study folder that is, or lies inside, one of its input folders (by name: what it is)."""
+    for what, folder in inputs.items():
+        if folder is not None and (out == folder.resolve() or folder.resolve() in out.parents):
+            raise UserError(f"--out {out} lies inside the {what} {folder}: a study never writes into its inputs")
+
+
 def _identity(study: Study) -> dict:
-    return {"plan": study.plan.raw, "data": str(study.data) if study.data else "synthetic",
-            "external": str(study.external) if study.external is not None else None}
+    return {"plan": study.plan.raw, "data": str(study.data) if study.data else "synthetic"}
 
 
-def check_study(study: Study) -> dict:
-    """The study folder's record (study.json), refused when it was made by another plan, on other data, or
-    with another external folder (a step done on one would be kept and reported as if on the other)."""
+def check_study(study: Study) -> None:
+    """Refuse a study folder made by another plan or on other data (study.json), or whose finished external
+    step was done on another external folder than the one given (it would be kept, and reported as if done
+    on this one). Without --external, a finished external step is kept as it is."""
     saved = json.loads((study.out / "study.json").read_text())
     mine = _identity(study)
-    for what in ("data", "plan", "external"):
-        if what == "external" and (saved.get(what) is None or mine[what] is None):
-            continue  # a study run without --external may take one later; one rerun without it keeps its own
+    for what in ("data", "plan"):
         if saved.get(what) != mine[what]:
-            named = "external folder" if what == "external" else what
-            raise UserError(f"{study.out} holds a study made with another {named} ({saved.get('plan_file')} on "
-                            f"{saved.get('data')}, external {saved.get('external')}): use the same flags, or "
-                            "another --out")
-    return saved
+            raise UserError(f"{study.out} holds a study made with another {what} ({saved.get('plan_file')} on "
+                            f"{saved.get('data')}): use the same flags, or another --out")
+    for step in study.plan.steps:
+        done = done_record(study, step) if step.kind == "binary" and study.external is not None else None
+        used = (done or {}).get("outputs", {}).get("external")
+        if used is not None and Path(used).resolve() != Path(study.external).resolve():
+            raise UserError(f"{study.out}: step {step.name} was done on the external folder {used}, not "
+                            f"{study.external}: use the same --external, or another --out")
 
 
 def write_json(path: Path, data: dict) -> None:
@@ -462,7 +473,8 @@ def run_binary(study: Study, step: Step, folder: Path) -> dict:
         args += ["--gradcam-limit", step.options["gradcam_limit"]]
     call(study, step, "binary_task.py", args)
     run = new_folders(folder / "runs" / f"binary-{task}", "*", set())
-    return {"run": stored(study, run), "task": task}
+    on = {"external": str(Path(study.external).resolve())} if task == "external" else {}  # check_study reads it
+    return {"run": stored(study, run), "task": task, **on}
 
 
 RUNNERS = {"data": run_data, "train": run_train, "evaluate": run_evaluate, "gradcam": run_gradcam,

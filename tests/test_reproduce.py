@@ -176,24 +176,34 @@ def test_the_estimate_leaves_out_steps_already_done():
     assert progress.left(0) == "about 20 s left"
 
 
-def test_report_only_refuses_a_study_made_with_another_plan_and_keeps_its_report(tiny_study, tmp_path):
+def test_report_only_refuses_a_study_made_with_another_plan_and_keeps_its_report(tiny_study, tmp_path, capsys):
     out = tmp_path / "out"
     shutil.copytree(tiny_study[0], out)
     before = (out / "report.md").read_text()
     other = _plan(tmp_path, TINY.replace("limit: 4", "limit: 5"))
     assert reproduce.main(["--plan", str(other), "--synthetic", "--out", str(out), "--report-only"]) == 2
-    assert (out / "report.md").read_text() == before
+    assert "another plan" in capsys.readouterr().err and (out / "report.md").read_text() == before
 
 
-def test_a_study_refuses_another_external_folder(tmp_path, capsys):
+def test_a_study_refuses_another_external_folder_once_its_external_step_is_done(tmp_path):
     out = tmp_path / "out"
-    for name in ("ext1", "ext2"):
-        for cls in ("yes", "no"):
-            (tmp_path / name / cls).mkdir(parents=True)
-    study.open_study(study.Study(study.load_plan(_plan(tmp_path), REPO), out, None, tmp_path / "ext1", REPO))
-    study.open_study(study.Study(study.load_plan(_plan(tmp_path), REPO), out, None, tmp_path / "ext1", REPO))
-    with pytest.raises(UserError, match="another external folder"):
-        study.open_study(study.Study(study.load_plan(_plan(tmp_path), REPO), out, None, tmp_path / "ext2", REPO))
+
+    def opened(external):
+        s = study.Study(study.load_plan(_plan(tmp_path), REPO), out, None, external and tmp_path / external, REPO)
+        study.open_study(s)
+        return s
+
+    opened("ext1")
+    opened("ext2")  # the external step never ran: another folder may be given
+    s = opened(None)
+    step = s.step("binary_external")
+    s.folder(step).mkdir(parents=True)
+    study.write_json(s.folder(step) / study.DONE, {"step": step.name, "outputs": {
+        "external": str((tmp_path / "ext1").resolve())}, "finished_ns": 1})
+    opened("ext1")
+    opened(None)  # a rerun without --external keeps the finished step
+    with pytest.raises(UserError, match="step binary_external was done on the external folder .*ext1"):
+        opened("ext2")
 
 
 def test_a_study_folder_inside_the_data_and_unusable_external_names_are_refused_at_once(tmp_path, capsys):
@@ -231,4 +241,23 @@ def test_a_copied_study_folder_keeps_its_finished_steps_whatever_order_the_copy_
     later = max(p.stat().st_mtime_ns for p in out.glob("*/done.json")) + 10 ** 9
     os.utime(first, ns=(later, later))
     s = study.Study(study.load_plan(_plan(tmp_path), REPO), out, None, None, REPO)
+    assert all(study.newer_inputs(s, step) == [] for step in s.plan.steps)
+
+
+def test_a_study_begun_before_done_json_kept_its_time_survives_a_copy(tiny_study, tmp_path):
+    import json
+    import os
+
+    out = tmp_path / "old"
+    shutil.copytree(tiny_study[0], out)
+    first = sorted(out.glob("*/done.json"))[0]
+    record = json.loads(first.read_text())
+    del record["finished_ns"]  # written by an older version, which kept the time in the file's mtime only
+    first.write_text(json.dumps(record))
+    early = min(p.stat().st_mtime_ns for p in out.glob("*/done.json")) - 10 ** 9
+    os.utime(first, ns=(early, early))
+    s = study.Study(study.load_plan(_plan(tmp_path), REPO), out, None, None, REPO)
+    study.open_study(s)  # the new version writes that time in
+    later = max(p.stat().st_mtime_ns for p in out.glob("*/done.json")) + 10 ** 9
+    os.utime(first, ns=(later, later))  # then a copy rewrites the file's time
     assert all(study.newer_inputs(s, step) == [] for step in s.plan.steps)
