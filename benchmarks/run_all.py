@@ -124,16 +124,18 @@ def main(argv=None) -> int:
     out.mkdir(parents=True, exist_ok=True)
     backend = os.environ.get("KERAS_BACKEND", "tensorflow")
     name = a.machine + ("" if backend == "tensorflow" else f"-{backend}") + ("-quick" if a.quick else "")
+    failed = any("error" in r for r in results.values())  # of the benchmarks run now
+    meta = next((r["meta"] for r in results.values() if "meta" in r), {})
     if a.only and (out / f"{name}.json").is_file():  # some benchmarks again: the others' results stay
         earlier = json.loads((out / f"{name}.json").read_text())["results"]
+        meta = meta or next((r["meta"] for r in earlier.values() if "meta" in r), {})
         results = {**{int(k): v for k, v in earlier.items()}, **results}
-    meta = next((r["meta"] for r in results.values() if "meta" in r), {})
     (out / f"{name}.json").write_text(json.dumps({"machine": a.machine, "quick": a.quick,
                                                   "results": {str(k): v for k, v in results.items()}}, indent=2))
     md = table(results, a.machine, meta)
     (out / f"{name}.md").write_text(md)
     print(md)
-    return 1 if any("error" in r for r in results.values()) else 0
+    return 1 if failed else 0
 
 
 if __name__ == "__main__":

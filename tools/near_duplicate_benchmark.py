@@ -37,8 +37,8 @@ from brainmri.errors import UserError, cli_entry  # noqa: E402
 from brainmri.metrics import wilson_interval  # noqa: E402
 
 LABELS = ("same", "adjacent", "different")
-PATIENT_LABELS = ("same", "different", "cannot_tell")
-PARTS = ("choose", "report", "stress")  # thresholds chosen on choose, measured on report; stress: its joins  # the optional patient column: one person's head or not
+PATIENT_LABELS = ("same", "different", "cannot_tell")  # the optional patient column: one person's head or not
+PARTS = ("choose", "report", "stress")  # thresholds chosen on choose, measured on report; stress: its joins
 FIELDS = ("pair", "a", "b", "label", "confidence", "part", "sampled_as", "note", "patient")
 REQUIRED = ("pair", "a", "b", "label")  # what a file of labelled pairs must have (the rest is for people)
 OLD_SIZE, OLD_DISTANCE = 150, 4  # the old detector: pHash of the 150 px resized image, distance <= 4
@@ -219,10 +219,11 @@ def measure(root: Path, csv_path: Path, scale: float = 1.0) -> dict:
     rows = [r for r in read_rows(csv_path) if r["label"]]
     if not rows:
         raise UserError(f"{csv_path} has no labelled pair")
-    if any(r.get("part") not in ("choose", "report") for r in rows):
-        bad = next(r for r in rows if r.get("part") not in ("choose", "report"))
-        raise UserError(f"{csv_path}: no column part, or pair {bad['pair']} is in part {bad.get('part')!r}: measuring "
-                        "needs each pair in the choose or the report half")
+    outside = next((r for r in rows if r.get("part") not in ("choose", "report")), None)
+    if outside is not None:
+        raise UserError(f"{csv_path}: no column part: measuring needs each pair in the choose or the report half"
+                        if "part" not in outside else f"{csv_path}: pair {outside['pair']} is in part "
+                        f"{outside['part']!r}: measuring needs each pair in the choose or the report half")
     items, _ = find_images(root)
     paths = [rel for rel, _, _ in items]
     index = {p: i for i, p in enumerate(paths)}
