@@ -37,7 +37,12 @@ def parse_args(argv):
     p.add_argument("--runs", nargs="+", metavar="NAME=RUN_DIR", help="tabulate finished train.py runs, train nothing")
     p.add_argument("--reference", help="with --runs: the run the others are compared with (default the first)")
     p.add_argument("--output-dir", default="outputs", help="where outputs/compare/<time> goes")
-    return p.parse_args(argv)
+    args = p.parse_args(argv)
+    if args.resume and (args.set or args.config is not None):
+        raise UserError("--resume continues the saved plan.yaml as it is: --set and --config would be ignored (start "
+                        "a new comparison to change them)")
+    args.config = args.config or DEFAULT_PLAN
+    return args
 
 
 def parse_runs(pairs: list[str], reference: str | None) -> tuple[dict[str, Path], str]:
@@ -57,10 +62,7 @@ def parse_runs(pairs: list[str], reference: str | None) -> tuple[dict[str, Path]
 def open_plan(args) -> tuple[dict, str, Path]:
     """The variants to train (the plan, or the resumed comparison's saved one, with --set and --only), the
     reference and the comparison's folder (a new one holds plan.yaml)."""
-    if args.resume and (args.set or args.config):
-        raise UserError("--resume continues the saved plan.yaml as it is: --set and --config would be ignored (start "
-                        "a new comparison to change them)")
-    plan = Path(args.resume) / "plan.yaml" if args.resume else Path(args.config or DEFAULT_PLAN)
+    plan = Path(args.resume) / "plan.yaml" if args.resume else Path(args.config)
     configs, reference = compare.load_plan(plan, [] if args.resume else args.set)
     if args.only:
         configs = compare.only_variants(configs, args.only, reference)
