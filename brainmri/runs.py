@@ -33,8 +33,7 @@ def new_run_dir(cfg: Config) -> Path:
 
 def new_folder(base: Path) -> Path:
     """Create `base`, or base-2, base-3, ... if taken: results never land in an earlier run's folder."""
-    for n in range(1, 1000):
-        path = base if n == 1 else base.with_name(f"{base.name}-{n}")
+    for path in _numbered(base):
         try:
             path.mkdir(parents=True)
             return path
@@ -43,21 +42,27 @@ def new_folder(base: Path) -> Path:
     raise UserError(f"could not create a new run folder next to {base}")
 
 
+def _numbered(base: Path):
+    """base, base-2, base-3, ... base-999: the names a new result folder may take."""
+    yield base
+    for n in range(2, 1000):
+        yield base.with_name(f"{base.name}-{n}")
+
+
 RUN_FILES = {"audit.json", "classes.json", "env.json", "splits.csv", "data_summary.csv", "skipped.csv", "train.log",
              "cv_summary.csv", "cv_summary.json", "cv_summary.md", "figures", "tensorboard", "evaluation", "gradcam"}
 
 
 def write_whole(base: Path, write) -> tuple[Path, object]:
     """Run write(folder) on a hidden temporary folder beside `base` and, when it returns, rename that folder
-    to a new base, base-2, ... (new_folder): a reader looking for base* (gradcam --misclassified, a study's
+    to the first free name of base, base-2, ... (as new_folder): a reader looking for base* (gradcam --misclassified, a study's
     report) never takes an interrupted writer's half for a result. On an error or Ctrl-C the temporary
     folder is removed. Returns the folder and what write returned."""
     base.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{base.name}.", suffix=".partial", dir=base.parent))  # one per writer
     try:
         result = write(tmp)
-        for n in range(1, 1000):  # renamed to a name no folder has (a rename onto a folder is not portable)
-            final = base if n == 1 else base.with_name(f"{base.name}-{n}")
+        for final in _numbered(base):  # a name no folder has (a rename onto a folder is not portable)
             if final.exists():
                 continue
             try:
