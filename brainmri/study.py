@@ -228,9 +228,10 @@ def check_study(study: Study) -> None:
         if saved.get(what) != mine[what]:
             raise UserError(f"{study.out} holds a study made with another {what} ({saved.get('plan_file')} on "
                             f"{saved.get('data')}): use the same flags, or another --out")
-    for step in study.plan.steps:
-        done = done_record(study, step) if step.kind == "binary" and study.external is not None else None
-        used = (done or {}).get("outputs", {}).get("external")
+    if study.external is None:
+        return
+    for step in study.plan.steps:  # the external step's done.json records its folder (run_binary)
+        used = ((done_record(study, step) or {}).get("outputs") or {}).get("external")
         if used is not None and Path(used).resolve() != Path(study.external).resolve():
             raise UserError(f"{study.out}: step {step.name} was done on the external folder {used}, not "
                             f"{study.external}: use the same --external, or another --out")
@@ -570,6 +571,8 @@ def newer_inputs(study: Study, step: Step) -> list[str]:
 
 
 def finished_ns(marker: Path) -> int | None:
+    """When the step whose done.json is `marker` finished (None: not done): as recorded in it, else (an older
+    version's file) the file's time."""
     if not marker.is_file():
         return None
     recorded = json.loads(marker.read_text()).get("finished_ns")
