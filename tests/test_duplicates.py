@@ -13,11 +13,13 @@ import pytest
 from brainmri import duplicates
 from brainmri.audit import audit, label_conflicts
 from brainmri.data import load_dataset
+from brainmri.errors import UserError
 from brainmri.synthetic import synth_image
 
 from conftest import REAL_DATA
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tools"))
+import near_duplicate_benchmark as benchmark  # noqa: E402
 import near_duplicate_stress as stress  # noqa: E402
 
 BENCHMARK = Path(__file__).resolve().parents[1] / "data" / "near_duplicate_pairs.csv"
@@ -239,8 +241,6 @@ def test_pair_benchmark_parses_and_has_both_parts():
 
 
 def test_the_stress_joins_file_parses_and_is_the_stress_tools_default():
-    import near_duplicate_benchmark as benchmark
-
     rows = benchmark.read_rows(STRESS_JOINS)
     assert len(rows) >= 100 and {r["part"] for r in rows} == {"stress"}
     assert {r["label"] for r in rows} == {"same", "adjacent", "different"}
@@ -249,8 +249,6 @@ def test_the_stress_joins_file_parses_and_is_the_stress_tools_default():
 
 
 def test_the_benchmark_measures_at_another_resolution_by_resizing_every_image():
-    import near_duplicate_benchmark as benchmark
-
     image = np.zeros((100, 60, 3), np.uint8)
     assert benchmark.rescaled(image, 1.0) is image
     assert benchmark.rescaled(image, 2.0).shape == (200, 120, 3)
@@ -258,8 +256,6 @@ def test_the_benchmark_measures_at_another_resolution_by_resizing_every_image():
 
 
 def test_benchmark_precision_and_recall_come_with_95_percent_wilson_intervals():
-    import near_duplicate_benchmark as benchmark
-
     truth = np.array([True] * 10 + [False] * 10)
     said = np.array([True] * 8 + [False] * 2 + [True] + [False] * 9)
     found = benchmark.precision_recall(truth, said)
@@ -270,8 +266,6 @@ def test_benchmark_precision_and_recall_come_with_95_percent_wilson_intervals():
 
 
 def test_pairs_that_share_an_image_widen_the_benchmark_intervals_as_fewer_independent_pairs():
-    import near_duplicate_benchmark as benchmark
-
     truth = np.array([True] * 30 + [False] * 30)
     said = np.array([True] * 24 + [False] * 6 + [True] * 3 + [False] * 27)
     apart = benchmark.precision_recall(truth, said, np.arange(60))
@@ -296,8 +290,6 @@ def test_one_more_miss_never_raises_a_clustered_interval():
 
 
 def test_the_benchmark_clusters_labelled_pairs_that_share_an_image():
-    import near_duplicate_benchmark as benchmark
-
     pairs = np.array([(0, 1), (1, 2), (3, 4), (5, 6), (6, 3), (7, 8)])
     clusters = benchmark.pair_clusters(pairs)
     assert clusters[0] == clusters[1] and clusters[2] == clusters[3] == clusters[4]
@@ -459,9 +451,6 @@ def test_the_stress_tool_reports_joins_to_another_patient_beside_joins_to_anothe
 
 
 def test_a_patient_column_outside_its_words_is_a_one_line_error(tmp_path):
-    import near_duplicate_benchmark as benchmark
-    from brainmri.errors import UserError
-
     path = tmp_path / "pairs.csv"
     path.write_text("pair,a,b,label,patient\n0,x.jpg,y.jpg,different,maybe\n")
     with pytest.raises(UserError, match="pair 0 has patient 'maybe'"):
@@ -513,9 +502,6 @@ def test_the_stress_tool_end_to_end_on_a_folder(tmp_path, monkeypatch, capsys):
 
 
 def test_a_pair_file_without_a_label_column_is_a_one_line_error(tmp_path):
-    import near_duplicate_benchmark as benchmark
-    from brainmri.errors import UserError
-
     bad = tmp_path / "pairs.csv"
     bad.write_text("pair,a,b\n0,x.jpg,y.jpg\n")
     with pytest.raises(UserError, match="no column label"):
@@ -753,7 +739,6 @@ def test_counting_only_gives_a_weak_pair_the_same_support_as_the_full_copy_check
 def test_the_benchmark_counts_a_pair_raised_to_the_same_slice_score_as_the_same_slice():
     # the copy check raises a copy to SAME_SLICE as a float32; as a Python float that is 0.8999999762, which
     # fell below the Python float 0.9 and so was not counted as "same slice"
-    import near_duplicate_benchmark as benchmark
 
     pairs = np.array([[0, 1], [2, 3], [4, 5]])
     scores = np.array([duplicates.SAME_SLICE, duplicates.JOIN_ALWAYS, 0.95], np.float32)
@@ -799,8 +784,6 @@ def test_a_pair_one_picture_under_a_similarity_map_only_joins_but_is_not_the_sam
 
 
 def test_the_benchmark_counts_a_group_of_one_patient_right_only_in_its_patient_precision():
-    import near_duplicate_benchmark as benchmark
-
     truth = np.array([True, True, False, False, False])
     one_patient = np.array([False, False, True, False, False])  # labelled different, one person's head
     grouped = np.array([True, True, True, True, False])
@@ -810,8 +793,6 @@ def test_the_benchmark_counts_a_group_of_one_patient_right_only_in_its_patient_p
 
 
 def test_the_pair_tools_never_write_over_an_existing_pair_file(tmp_path, capsys):
-    import near_duplicate_benchmark as benchmark
-
     labelled = tmp_path / "pairs.csv"
     labelled.write_text("pair,a,b,label\n0,x.jpg,y.jpg,same\n")
     before = labelled.read_text()
@@ -831,9 +812,6 @@ def test_the_pair_tools_never_write_over_an_existing_pair_file(tmp_path, capsys)
     ("0,x.jpg,y.jpg,same,Report\n", "pair 0 has part 'Report'"),
 ])
 def test_a_pair_file_that_would_be_miscounted_is_a_one_line_error(tmp_path, rows, message):
-    import near_duplicate_benchmark as benchmark
-    from brainmri.errors import UserError
-
     path = tmp_path / "pairs.csv"
     path.write_text("pair,a,b,label,part\n" + rows)
     with pytest.raises(UserError, match=message):
@@ -841,9 +819,6 @@ def test_a_pair_file_that_would_be_miscounted_is_a_one_line_error(tmp_path, rows
 
 
 def test_measuring_pairs_whose_images_are_not_in_the_data_is_a_one_line_error(tmp_path):
-    import near_duplicate_benchmark as benchmark
-    from brainmri.errors import UserError
-
     for k, head in enumerate(_heads(2)):
         (tmp_path / "data" / "no_tumor").mkdir(parents=True, exist_ok=True)
         cv2.imwrite(str(tmp_path / "data" / "no_tumor" / f"h{k}.png"), head)
