@@ -59,18 +59,41 @@ def test_one_hot_pixel_does_not_darken_a_16_bit_image(tmp_path):
     assert abs(decode(tmp_path / "rgba.png").astype(float).mean() - plain.mean()) < 2
 
 
-def test_bad_files_are_skipped_and_counted(data_copy):
+def test_bad_files_are_skipped_and_counted(data_copy, tmp_path):
     folder = data_copy / "Training" / "glioma_tumor"
     (folder / "zero.jpg").write_bytes(b"")
     (folder / "corrupt.png").write_bytes(b"\x89PNG not really")
     (folder / "notes.txt").write_text("not an image")
+    (folder / "lost.jpg").symlink_to(data_copy / "nowhere.jpg")  # a link whose image was moved or deleted
     cv2.imwrite(str(folder / "tiny.png"), np.zeros((5, 5), np.uint8))
-    ds = load_dataset(data_copy, 32)
-    reasons = dict(ds.skipped)
-    assert set(reasons) == {"Training/glioma_tumor/zero.jpg", "Training/glioma_tumor/corrupt.png",
-                            "Training/glioma_tumor/tiny.png"}
-    assert "empty" in reasons["Training/glioma_tumor/zero.jpg"] and "too small" in reasons["Training/glioma_tumor/tiny.png"]
-    assert not any("notes.txt" in p for p in ds.paths)
+    for cache in (None, tmp_path / "cache", tmp_path / "cache"):  # decoded, cached, read from the cache
+        ds = load_dataset(data_copy, 32, cache_dir=cache)
+        reasons = dict(ds.skipped)
+        assert set(reasons) == {f"Training/glioma_tumor/{name}" for name in
+                                ("zero.jpg", "corrupt.png", "tiny.png", "notes.txt", "lost.jpg")}
+        assert "empty" in reasons["Training/glioma_tumor/zero.jpg"] and "too small" in reasons["Training/glioma_tumor/tiny.png"]
+        assert "not an image" in reasons["Training/glioma_tumor/notes.txt"]
+        assert "broken link" in reasons["Training/glioma_tumor/lost.jpg"]
+        assert not any(name in p for p in ds.paths for name in ("notes.txt", "lost.jpg"))
+
+
+def _with_exif_orientation(jpeg: bytes, orientation: int) -> bytes:
+    """A JPEG with an EXIF APP1 segment whose one tag is Orientation (0x0112), as cameras and phones write."""
+    tiff = (b"MM\x00\x2a\x00\x00\x00\x08" + b"\x00\x01" + b"\x01\x12\x00\x03\x00\x00\x00\x01"
+            + orientation.to_bytes(2, "big") + b"\x00\x00" + b"\x00\x00\x00\x00")
+    payload = b"Exif\x00\x00" + tiff
+    return jpeg[:2] + b"\xff\xe1" + (len(payload) + 2).to_bytes(2, "big") + payload + jpeg[2:]
+
+
+def test_exif_orientation_is_applied_as_every_viewer_shows_the_image(tmp_path):
+    picture = np.zeros((40, 80), np.uint8)
+    picture[:, :20] = 255  # a bright band on the left: where a turn puts it says which way the image was turned
+    jpeg = cv2.imencode(".jpg", picture)[1].tobytes()
+    (tmp_path / "turned.jpg").write_bytes(_with_exif_orientation(jpeg, 6))  # 6: turn 90 degrees clockwise to show
+    (tmp_path / "upright.jpg").write_bytes(_with_exif_orientation(jpeg, 1))
+    turned, upright = decode(tmp_path / "turned.jpg"), decode(tmp_path / "upright.jpg")
+    assert upright.shape[:2] == (40, 80) and upright[:, :20].mean() > 200
+    assert turned.shape[:2] == (80, 40) and turned[:20].mean() > 200 and turned[20:].mean() < 50
 
 
 def test_missing_and_mismatched_folders(data_copy, tmp_path):
