@@ -83,6 +83,14 @@ def to_binary(ds: Dataset, negative: str) -> Dataset:
 
 def find_images(root: str | Path, classes: tuple[str, ...] = ()) -> tuple[list[tuple[str, str, str]], tuple]:
     """List (relative path, class, subset) in either layout; check the class folders agree."""
+    items, classes, _ = _scan(root, classes)
+    return items, classes
+
+
+def _scan(root: str | Path, classes: tuple[str, ...] = ()) -> tuple[list[tuple[str, str, str]], tuple, list]:
+    """find_images, and the (relative path, reason) of each entry of a class folder that is not listed: a file
+    that is not an image, a link whose target is missing (each logged; load_dataset counts them as skipped).
+    Hidden entries (.DS_Store, ._ files) are neither."""
     root = Path(root)
     if not root.is_dir():
         raise UserError(f"data folder not found: {root}; {KAGGLE_HINT}")
@@ -101,18 +109,20 @@ def find_images(root: str | Path, classes: tuple[str, ...] = ()) -> tuple[list[t
     extra = sorted(set(folder_classes) - set(classes))
     if extra:
         raise UserError(f"unexpected class folder(s) {extra} in {root / subsets[0]}; set 'classes' in the config to use them")
-    items = []
+    items, unlisted = [], []
     for subset in subsets:
         for label in classes:
             folder = root / subset / label
-            files = sorted(p for p in folder.rglob("*") if p.is_file() and not p.name.startswith("."))
-            images = [p for p in files if p.suffix.lower() in IMAGE_EXTENSIONS]
+            entries = sorted(p for p in folder.rglob("*") if not p.name.startswith(".") and not p.is_dir())
+            images = [p for p in entries if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS]
             if not images:
                 raise UserError(f"class folder {folder} holds no images")
             items += [(p.relative_to(root).as_posix(), label, subset) for p in images]
-            for p in set(files) - set(images):
-                log.warning("skipped %s: not an image file", p)
-    return items, classes
+            for p in sorted(set(entries) - set(images)):
+                why = "broken link (its target is missing)" if p.is_symlink() and not p.exists() else "not an image file"
+                log.warning("skipped %s: %s", p, why)
+                unlisted.append((p.relative_to(root).as_posix(), why))
+    return items, classes, unlisted
 
 
 def decode(path: str | Path) -> np.ndarray:
@@ -124,7 +134,9 @@ def decode_bytes(data: np.ndarray) -> np.ndarray:
     """Decode an encoded image held in memory; see decode()."""
     if data.size == 0:
         raise ValueError("empty file")
-    img = cv2.imdecode(data, cv2.IMREAD_UNCHANGED)
+    # any depth and colour, EXIF orientation applied (IMREAD_UNCHANGED ignores it: a photo turned by its EXIF
+    # tag, as every viewer shows it, was read sideways); an alpha channel is dropped, as it was before
+    img = cv2.imdecode(data, cv2.IMREAD_ANYDEPTH | cv2.IMREAD_ANYCOLOR)
     if img is None:
         raise ValueError("not a readable image")
     if img.dtype != np.uint8:  # 16-bit or float: its grey range mapped to 0-255 (a constant image: black)
@@ -159,7 +171,7 @@ def load_resized(path: str | Path, size: int) -> tuple[np.ndarray, tuple[int, in
 
 
 def _cache_key(root: Path, items: list, size: int) -> str:
-    h = hashlib.sha1(f"v4|{SIGNATURE_VERSION}|{root.resolve()}|{size}".encode())  # v4: percentile stretch
+    h = hashlib.sha1(f"v5|{SIGNATURE_VERSION}|{root.resolve()}|{size}".encode())  # v5: EXIF orientation
     for rel, label, _ in items:
         st = os.stat(root / rel)
         h.update(f"{rel}|{label}|{st.st_size}|{st.st_mtime_ns}".encode())
@@ -170,11 +182,11 @@ def load_dataset(root: str | Path, size: int, classes: tuple = (), cache_dir: st
                  workers: int | None = None) -> Dataset:
     """Find, decode and resize every image (threads; OpenCV releases the GIL); cached as .npz by content."""
     root = Path(root)
-    items, classes = find_images(root, classes)
+    items, classes, unlisted = _scan(root, classes)
     cache = Path(cache_dir) / f"images-{_cache_key(root, items, size)}.npz" if cache_dir else None
     if cache and cache.is_file():
         try:
-            return _from_cache(cache, root, classes)
+            return _from_cache(cache, root, classes, unlisted)
         except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as err:  # a damaged file: decode again
             log.warning("image cache %s cannot be read (%s): decoding the images again", cache, err)
     workers = workers or min(8, os.cpu_count() or 1)
@@ -184,13 +196,15 @@ def load_dataset(root: str | Path, size: int, classes: tuple = (), cache_dir: st
             return load_resized(root / item[0], size)
         except (ValueError, cv2.error) as err:
             return str(err)
+        except OSError as err:  # unreadable (permissions, a folder or device named like an image, I/O)
+            return f"cannot be read ({err.strerror or err})"
 
     with ThreadPoolExecutor(workers) as pool:
         results = list(tqdm(pool.map(work, items), total=len(items), desc=f"decode+resize {size}px", unit="img",
                             disable=None))
     keep = [i for i, r in enumerate(results) if not isinstance(r, str)]
-    skipped = [(items[i][0], results[i]) for i in range(len(items)) if isinstance(results[i], str)]
-    for rel, why in skipped:
+    undecoded = [(items[i][0], results[i]) for i in range(len(items)) if isinstance(results[i], str)]
+    for rel, why in undecoded:
         log.warning("skipped %s: %s", root / rel, why)
     if not keep:
         raise UserError(f"no readable images under {root}")
@@ -200,21 +214,25 @@ def load_dataset(root: str | Path, size: int, classes: tuple = (), cache_dir: st
         paths=[items[i][0] for i in keep], subsets=[items[i][2] for i in keep], classes=classes, root=root,
         original_sizes=np.array([results[i][1] for i in keep], np.int32), md5=[results[i][2] for i in keep],
         canon=np.stack([results[i][3] for i in keep]), copy_views=np.stack([results[i][4] for i in keep]),
-        skipped=skipped)
+        skipped=sorted(unlisted + undecoded))
     if cache:
-        _to_cache(cache, ds)
+        _to_cache(cache, ds, undecoded)
     return ds
 
 
-def _to_cache(path: Path, ds: Dataset) -> None:
+def _to_cache(path: Path, ds: Dataset, undecoded: list) -> None:
+    """The arrays, and the files found undecodable (not those unlisted: they are not part of the key)."""
     path.parent.mkdir(parents=True, exist_ok=True)
     save_arrays(path, images=ds.images, labels=ds.labels, paths=np.array(ds.paths), subsets=np.array(ds.subsets),
                 original_sizes=ds.original_sizes, md5=np.array(ds.md5), canon=ds.canon, copy_views=ds.copy_views,
-                skipped=np.array(ds.skipped, dtype=str).reshape(-1, 2))  # a crash never leaves half a cache
+                skipped=np.array(undecoded, dtype=str).reshape(-1, 2))  # a crash never leaves half a cache
 
 
-def _from_cache(path: Path, root: Path, classes: tuple) -> Dataset:
+def _from_cache(path: Path, root: Path, classes: tuple, unlisted: list) -> Dataset:
+    """The cached arrays; what is skipped: the files the cache found undecodable and those not listed now
+    (unlisted, from _scan: they are not part of the cache's key)."""
     with np.load(path) as z:
         return Dataset(images=z["images"], labels=z["labels"], paths=z["paths"].tolist(), subsets=z["subsets"].tolist(),
                        classes=classes, root=root, original_sizes=z["original_sizes"], md5=z["md5"].tolist(),
-                       canon=z["canon"], copy_views=z["copy_views"], skipped=[tuple(r) for r in z["skipped"].tolist()])
+                       canon=z["canon"], copy_views=z["copy_views"],
+                       skipped=sorted(unlisted + [tuple(r) for r in z["skipped"].tolist()]))
