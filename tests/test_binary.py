@@ -168,3 +168,56 @@ def test_report_on_another_source_says_the_threshold_does_not_transfer(tmp_path)
     assert "does not transfer across sources" in report
     assert "| sensitivity (tumors found) | 0.1000 | 0.7000 |" in report  # both operating points, side by side
     assert "| 0 | 0.8700 |" in report  # the per-fold table
+
+
+def test_an_interrupted_binary_run_resumes_where_it_stopped(kaggle_dir, tmp_path, monkeypatch, capsys):
+    """binary_task.py --resume RUN: the finished fold is not trained again, the rest is done and the report
+    written, as train.py --resume does (reproduce.py resumes an interrupted binary step so)."""
+    from brainmri import crossval
+
+    run, train_fold = tmp_path / "run", crossval.train_fold
+
+    def interrupted_in_fold_1(cfg, ds, roles, fold, *rest):
+        if fold == 1:
+            raise KeyboardInterrupt
+        return train_fold(cfg, ds, roles, fold, *rest)
+
+    monkeypatch.setattr(crossval, "train_fold", interrupted_in_fold_1)
+    assert binary_task.main(["split", "--run-dir", str(run), "--gradcam-limit", "0", "--set", f"data_dir={kaggle_dir}",
+                             f"cache_dir={tmp_path / 'c'}", *TINY]) == 130
+    assert "--resume" in capsys.readouterr().err
+    assert (run / "fold0" / "done.json").is_file() and not (run / "fold1" / "done.json").exists()
+    assert not (run / "binary").exists()
+    monkeypatch.setattr(crossval, "train_fold", train_fold)
+    trained_at = (run / "fold0" / "best.keras").stat().st_mtime_ns
+    assert binary_task.main(["split", "--resume", str(run), "--gradcam-limit", "0"]) == 0
+    assert (run / "fold0" / "best.keras").stat().st_mtime_ns == trained_at  # not trained again
+    assert (run / "fold1" / "done.json").is_file() and (run / "binary" / "report.md").is_file()
+    summary = json.loads((run / "binary" / "binary_summary.json").read_text())
+    assert len(summary["per_fold"]) == 2
+
+
+@pytest.mark.parametrize("extra, message", [
+    (["--set", "epochs=3"], "drop --config/--set"),
+    (["--config", "configs/binary.yaml"], "drop --config/--set"),
+    (["--run-dir", "elsewhere"], "not both"),
+])
+def test_resume_takes_the_saved_config_only(tmp_path, capsys, extra, message):
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "config.yaml").write_text("task: binary\nexperiment: binary-split\n")
+    assert binary_task.main(["split", "--resume", str(run), *extra]) == 2
+    assert message in capsys.readouterr().err
+
+
+def test_resume_refuses_a_folder_that_is_no_binary_run_of_the_task(tmp_path, capsys):
+    assert binary_task.main(["split", "--resume", str(tmp_path / "nothing")]) == 2
+    assert "is not a run folder" in capsys.readouterr().err
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "config.yaml").write_text("task: binary\nexperiment: binary-split\n")
+    assert binary_task.main(["planes", "--resume", str(run)]) == 2
+    assert "task 'split'" in capsys.readouterr().err
+    (run / "config.yaml").write_text("experiment: mine\n")  # a four-class run
+    assert binary_task.main(["split", "--resume", str(run)]) == 2
+    assert "not a binary_task.py run" in capsys.readouterr().err
