@@ -261,3 +261,22 @@ def test_a_study_begun_before_done_json_kept_its_time_survives_a_copy(tiny_study
     later = max(p.stat().st_mtime_ns for p in out.glob("*/done.json")) + 10 ** 9
     os.utime(first, ns=(later, later))  # then a copy rewrites the file's time
     assert all(study.newer_inputs(s, step) == [] for step in s.plan.steps)
+
+
+def test_an_interrupted_binary_step_continues_with_resume(tmp_path, capsys):
+    plan = _plan(tmp_path, TINY.split("steps:")[0] + """steps:
+  - {name: data, run: data, report: data}
+  - {name: binary_split, run: binary, task: split, gradcam_limit: 0, report: binary}
+""")
+    out = tmp_path / "out"
+    assert reproduce.main(["--plan", str(plan), "--synthetic", "--out", str(out)]) == 0
+    step = out / "02-binary_split"
+    run = Path(json.loads((step / "done.json").read_text())["outputs"]["run"])
+    run = run if run.is_absolute() else out / run
+    fold0 = (run / "fold0" / "best.keras").stat().st_mtime_ns
+    for gone in (step / "done.json", run / "fold1", run / "binary"):  # as if interrupted in fold 1
+        shutil.rmtree(gone) if gone.is_dir() else gone.unlink()
+    assert reproduce.main(["--plan", str(plan), "--synthetic", "--out", str(out)]) == 0
+    assert "binary_task.py split --resume" in (step / "step.log").read_text()
+    assert (run / "fold0" / "best.keras").stat().st_mtime_ns == fold0  # not trained again
+    assert (run / "fold1" / "done.json").is_file() and (run / "binary" / "report.md").is_file()
