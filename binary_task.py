@@ -9,7 +9,10 @@ ensemble's is their mean), sensitivity/specificity/AUC on the test images (at th
     python binary_task.py planes                         # (4) axial-only training, sagittal+coronal test
                                                          #     (needs planes.csv: see augment.py --estimate-planes)
 
-Each task is a train.py run (configs/binary.yaml by default; --config and --set as in train.py) plus
+    python binary_task.py split --resume outputs/binary-split/RUN   # finish an interrupted run
+
+Each task is a train.py run (configs/binary.yaml by default; --config, --set, --run-dir and --resume as in
+train.py) plus
 binary/report.md in its run folder, and Grad-CAM maps of the misclassified test images (gradcam/, as
 gradcam.py writes them, by the first fold's model at its own threshold).
 An external set is checked for copies of the training images first: accuracy is reported on all its
@@ -21,6 +24,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
@@ -43,34 +47,58 @@ def parse_args(argv):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("task", choices=list(TASKS))
     p.add_argument("--external-test", metavar="DIR", help="external folder with a tumor and a no-tumor class folder")
-    p.add_argument("--config", default=DEFAULT_CONFIG)
+    p.add_argument("--config", help=f"YAML config (default {DEFAULT_CONFIG})")
     p.add_argument("--set", nargs="+", default=[], metavar="KEY=VALUE", help="override config keys")
+    p.add_argument("--run-dir", help="write into this run folder")
+    p.add_argument("--resume", metavar="RUN_DIR", help="continue an interrupted run of this task with its saved "
+                                                       "config (finished folds are kept)")
     p.add_argument("--gradcam-limit", type=int, default=32, help="Grad-CAM maps of at most this many misclassified "
                                                                    "test images (0: none)")
     return p.parse_args(argv)
 
 
 def task_config(args):
-    """The task's run config: --config and --set, then the task's protocol, task and experiment."""
+    """The task's run config and run folder (None: a new one): --config and --set, then the task's protocol, task
+    and experiment; with --resume, the run's saved config, which must be that of this task."""
     if args.task in ("external", "external-only") and not args.external_test:
         raise UserError(f"task '{args.task}' needs --external-test DIR (a folder with yes/ and no/ class folders)")
+    if args.resume:
+        return resumed_config(args), args.resume
     extra = list(TASKS[args.task]) + ["task=binary", f"experiment=binary-{args.task}"]
     if args.task == "external-only":
         extra.append(f"data_dir={args.external_test}")
-    return load_config(args.config, extra + args.set)
+    return load_config(args.config or DEFAULT_CONFIG, extra + args.set), args.run_dir
+
+
+def resumed_config(args):
+    """The saved config of the run folder --resume names, checked to be a binary run of args.task."""
+    if args.config or args.set or args.run_dir:
+        raise UserError("--resume uses the run's saved config and folder; drop --config/--set "
+                        "(and give the folder once: --resume or --run-dir, not both)")
+    saved = Path(args.resume) / "config.yaml"
+    if not saved.is_file():
+        raise UserError(f"{args.resume} is not a run folder (no config.yaml)")
+    cfg = load_config(saved)
+    task = cfg.experiment.removeprefix("binary-")
+    if cfg.task != "binary" or task not in TASKS:
+        raise UserError(f"{args.resume} is not a binary_task.py run (task {cfg.task}, experiment {cfg.experiment})")
+    if task != args.task:
+        raise UserError(f"{args.resume} is a run of task '{task}', not '{args.task}': "
+                        f"python binary_task.py {task} --resume {args.resume}")
+    return cfg
 
 
 @cli_entry
 def main(argv=None) -> int:
     args = parse_args(argv)
-    cfg = task_config(args)
+    cfg, run_dir = task_config(args)
     pipeline.check_inputs(cfg)
     if args.task == "external":
         binary.check_external(args.external_test)
         load_external(args.external_test, 32, BINARY_CLASSES)  # its errors before training (decoded again later)
     from brainmri import crossval
 
-    run = runs.start_run(cfg)
+    run = runs.start_run(cfg, run_dir)
     prepared = pipeline.prepare_data(cfg, run)
     crossval.run_folds(cfg, prepared.ds, prepared.roles, run)
     _, wrong = binary.evaluate_task(args.task, run, cfg, prepared.ds, args.external_test)

@@ -5,7 +5,7 @@ Every step calls a script (train.py, evaluate.py, gradcam.py, compare_backbones.
 binary_task.py) as a subprocess with its command-line flags, so the study runs exactly what a student would
 type, and the scripts' internals can change freely. A step is finished when its folder holds done.json
 (written atomically, last); a rerun keeps finished steps, continues an interrupted training run with
-train.py --resume, and reruns any other interrupted step in a fresh folder.
+train.py --resume (binary_task.py --resume), and reruns any other interrupted step in a fresh folder.
 """
 
 from __future__ import annotations
@@ -465,22 +465,25 @@ def run_planes(study: Study, step: Step, folder: Path) -> dict:
 
 
 def run_binary(study: Study, step: Step, folder: Path) -> dict:
-    """binary_task.py TASK: a training run plus binary/ (report, threshold, Grad-CAM of its misclassified)."""
-    task = step.options["task"]
-    args = [task, *training_args(study, step, study.plan.binary_config), f"output_dir={as_override(folder / 'runs')}"]
+    """binary_task.py TASK into <step>/run: a training run plus binary/ (report, threshold, Grad-CAM of its
+    misclassified); an interrupted run continues with binary_task.py --resume."""
+    task, run = step.options["task"], folder / "run"
+    if (run / "config.yaml").is_file():
+        args = [task, "--resume", run]
+    else:
+        args = [task, *training_args(study, step, study.plan.binary_config), "--run-dir", run]
     if task == "external":
         args += ["--external-test", study.external]
     if "gradcam_limit" in step.options:
         args += ["--gradcam-limit", step.options["gradcam_limit"]]
     call(study, step, "binary_task.py", args)
-    run = new_folders(folder / "runs" / f"binary-{task}", "*", set())
     on = {"external": str(Path(study.external).resolve())} if task == "external" else {}  # check_study reads it
     return {"run": stored(study, run), "task": task, **on}
 
 
 RUNNERS = {"data": run_data, "train": run_train, "evaluate": run_evaluate, "gradcam": run_gradcam,
            "compare": run_compare, "augment": run_augment, "planes": run_planes, "binary": run_binary}
-RESUMABLE = {"train"}  # the others rerun from scratch in a fresh folder
+RESUMABLE = {"train", "binary"}  # the others rerun from scratch in a fresh folder
 
 
 # ---- the plan, step by step ----------------------------------------------------------------------------------
@@ -581,7 +584,7 @@ def finished_ns(marker: Path) -> int | None:
 
 def run_step(study: Study, step: Step, fresh: bool = False) -> float:
     """Run one step into its folder and mark it done; returns its seconds. An interrupted training step
-    continues in its folder; any other step (or one whose inputs changed: `fresh`) starts in an empty one."""
+    (train, binary) continues in its folder; any other step (or one whose inputs changed: `fresh`) starts in an empty one."""
     folder = study.folder(step)
     if fresh or step.kind not in RESUMABLE or not folder.exists():
         fresh_folder(study, folder)
