@@ -197,3 +197,28 @@ def test_a_damaged_image_cache_is_rebuilt_with_a_warning(kaggle_dir, tmp_path, c
     assert again.paths == first.paths and (again.images == first.images).all()
     assert "cannot be read" in caplog.text
     assert load_dataset(kaggle_dir, 32, cache_dir=tmp_path).paths == first.paths  # the rebuilt cache reads
+
+
+def _png_claiming(width: int, height: int) -> bytes:
+    """A PNG whose header claims width x height pixels (its data is a few bytes: OpenCV refuses the size)."""
+    import struct
+    import zlib
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    header = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)
+    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(b"\0" * 1000))
+            + chunk(b"IEND", b""))
+
+
+def test_every_unreadable_file_is_one_value_error_whoever_decodes_it(tmp_path):
+    """decode() is what gradcam.py, augment.py and --estimate-planes read with: each bad file must be a
+    ValueError they skip and count, as training does, never cv2.error or OSError (raw tracebacks)."""
+    (tmp_path / "huge.png").write_bytes(_png_claiming(100_000, 100_000))
+    cv2.imwrite(str(tmp_path / "thin.png"), np.full((1, 1000), 128, np.uint8))
+    (tmp_path / "folder.jpg").mkdir()  # a folder named like an image: open() fails as for a file it may not read
+    for name, reason in (("huge.png", "not a readable image"), ("thin.png", "too small"),
+                         ("folder.jpg", "cannot be read")):
+        with pytest.raises(ValueError, match=reason):
+            decode(tmp_path / name)
