@@ -141,7 +141,7 @@ def list_images(folder: Path) -> list[Path]:
 def _readable(path: Path, skipped: list) -> np.ndarray | None:
     try:
         return decode(path)
-    except (ValueError, cv2.error, OSError) as err:  # OSError: unreadable (permissions, I/O)
+    except (ValueError, cv2.error) as err:
         log.warning("skipped %s: %s", path, err)
         skipped.append((str(path), str(err)))
         return None

@@ -126,19 +126,35 @@ def _scan(root: str | Path, classes: tuple[str, ...] = ()) -> tuple[list[tuple[s
 
 
 def decode(path: str | Path) -> np.ndarray:
-    """Read any common image (grey, RGB, RGBA, 16-bit) as 3-channel uint8 RGB; raise ValueError if unreadable."""
-    return decode_bytes(np.fromfile(str(path), np.uint8))  # fromfile + imdecode copes with non-ASCII paths
+    """Read any common image (grey, RGB, RGBA, 16-bit) as 3-channel uint8 RGB; raise ValueError if it cannot be
+    read or used (every reader skips and counts on that one error)."""
+    return decode_bytes(read_bytes(path))
+
+
+def read_bytes(path: str | Path) -> np.ndarray:
+    """A file's bytes (np.fromfile copes with non-ASCII paths); ValueError if it cannot be read (permissions, a
+    folder or device named like an image, I/O)."""
+    try:
+        return np.fromfile(str(path), np.uint8)
+    except OSError as err:
+        raise ValueError(f"cannot be read ({err.strerror or err})") from err
 
 
 def decode_bytes(data: np.ndarray) -> np.ndarray:
-    """Decode an encoded image held in memory; see decode()."""
+    """Decode an encoded image held in memory; see decode(). Smaller than MIN_SIDE on a side: ValueError."""
     if data.size == 0:
         raise ValueError("empty file")
-    # any depth and colour, EXIF orientation applied (IMREAD_UNCHANGED ignores it: a photo turned by its EXIF
-    # tag, as every viewer shows it, was read sideways); an alpha channel is dropped, as it was before
-    img = cv2.imdecode(data, cv2.IMREAD_ANYDEPTH | cv2.IMREAD_ANYCOLOR)
+    try:
+        # any depth and colour, EXIF orientation applied (IMREAD_UNCHANGED ignores it: a photo turned by its
+        # EXIF tag, as every viewer shows it, was read sideways); an alpha channel is dropped, as it was before
+        img = cv2.imdecode(data, cv2.IMREAD_ANYDEPTH | cv2.IMREAD_ANYCOLOR)
+    except cv2.error as err:  # a header OpenCV refuses (a size beyond its limit, say)
+        raise ValueError(f"not a readable image ({str(err).strip().splitlines()[-1]})") from err
     if img is None:
         raise ValueError("not a readable image")
+    h, w = img.shape[:2]
+    if min(h, w) < MIN_SIDE:
+        raise ValueError(f"too small ({w}x{h} px)")
     if img.dtype != np.uint8:  # 16-bit or float: its grey range mapped to 0-255 (a constant image: black)
         img = img.astype(np.float32)
         if not np.isfinite(img).all():  # one such pixel made the whole stretch NaN: a black image, silently
@@ -160,11 +176,9 @@ def load_resized(path: str | Path, size: int) -> tuple[np.ndarray, tuple[int, in
     """Decode and resize to size x size (area when shrinking); return image, original (h, w), file MD5, the
     canonical slice and the copy view for near-duplicate search (both made from the full image, so the
     search is the same whatever size a model is trained at)."""
-    data = np.fromfile(str(path), np.uint8)
+    data = read_bytes(path)
     img = decode_bytes(data)
     h, w = img.shape[:2]
-    if min(h, w) < MIN_SIDE:
-        raise ValueError(f"too small ({w}x{h} px)")
     interp = cv2.INTER_AREA if max(h, w) > size else cv2.INTER_CUBIC
     return (cv2.resize(img, (size, size), interpolation=interp), (h, w), hashlib.md5(data.tobytes()).hexdigest(),
             canonical(img), copy_view(img))
@@ -196,8 +210,6 @@ def load_dataset(root: str | Path, size: int, classes: tuple = (), cache_dir: st
             return load_resized(root / item[0], size)
         except (ValueError, cv2.error) as err:
             return str(err)
-        except OSError as err:  # unreadable (permissions, a folder or device named like an image, I/O)
-            return f"cannot be read ({err.strerror or err})"
 
     with ThreadPoolExecutor(workers) as pool:
         results = list(tqdm(pool.map(work, items), total=len(items), desc=f"decode+resize {size}px", unit="img",
