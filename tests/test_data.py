@@ -1,3 +1,5 @@
+import shutil
+
 import cv2
 import numpy as np
 import pytest
@@ -222,3 +224,32 @@ def test_every_unreadable_file_is_one_value_error_whoever_decodes_it(tmp_path):
                          ("folder.jpg", "cannot be read")):
         with pytest.raises(ValueError, match=reason):
             decode(tmp_path / name)
+
+
+def test_every_image_under_a_class_folder_is_listed_once_and_nothing_is_dropped_unsaid(data_copy, tmp_path):
+    folder = data_copy / "Training" / "glioma_tumor"
+    some = sorted(folder.glob("*.png"))[:2]
+    elsewhere = tmp_path / "more_slices"
+    elsewhere.mkdir()
+    for i, p in enumerate(some):
+        shutil.copyfile(p, elsewhere / f"extra{i}.png")
+    (folder / "more").symlink_to(elsewhere, target_is_directory=True)  # a linked subfolder: its images count
+    (folder / "loop").symlink_to(folder, target_is_directory=True)  # a link back up: each folder once, no hang
+    (folder / ".thumbnails").mkdir()  # a hidden folder (a viewer's cache): not data
+    shutil.copyfile(some[0], folder / ".thumbnails" / "t.png")
+    shutil.copyfile(some[0], data_copy / "Training" / "stray.png")  # an image in no class folder
+    items, _ = find_images(data_copy)
+    listed = [rel for rel, label, _ in items if label == "glioma_tumor" and rel.startswith("Training/")]
+    assert "Training/glioma_tumor/more/extra0.png" in listed and "Training/glioma_tumor/more/extra1.png" in listed
+    assert len(listed) == len(set(listed)) == 16 + 2 and not any(".thumbnails" in rel or "loop" in rel for rel in listed)
+    reasons = dict(load_dataset(data_copy, 32).skipped)
+    assert reasons == {"Training/stray.png": "not in a class folder"}
+
+
+def test_a_class_folder_of_broken_links_says_so(data_copy):
+    folder = data_copy / "Testing" / "no_tumor"
+    for p in folder.iterdir():
+        p.unlink()
+    (folder / "a.jpg").symlink_to(data_copy / "gone.jpg")
+    with pytest.raises(UserError, match=r"no_tumor holds no images \(1 broken link"):
+        find_images(data_copy)
