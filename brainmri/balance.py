@@ -24,7 +24,7 @@ import numpy as np
 from tqdm import tqdm
 
 from .config import read_yaml
-from .data import IMAGE_EXTENSIONS, decode, find_images
+from .data import decode, find_images, image_files
 from .errors import UserError
 from .manifest import read_manifest, write_manifest
 from .planes import plane_features, predict_planes, read_planes, write_planes
@@ -127,12 +127,14 @@ class BalanceResult:
     skipped: list[tuple[str, str]] = field(default_factory=list)
 
 
-def list_images(folder: Path) -> list[Path]:
-    """Image files under `folder`, any depth and extension case, sorted."""
+def list_images(folder: Path, skipped: list) -> list[Path]:
+    """Image files under `folder` (data.image_files); what is not an image is logged and added to `skipped`."""
     if not folder.is_dir():
         raise UserError(f"folder not found: {folder}")
-    files = sorted(p for p in folder.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS
-                   and not p.name.startswith("."))
+    files, others = image_files(folder)
+    for p, why in others:
+        log.warning("skipped %s: %s", p, why)
+        skipped.append((str(p), why))
     if not files:
         raise UserError(f"no images in {folder}")
     return files
@@ -158,7 +160,7 @@ def balance(data: Path, out: Path, cls: str, target: int, transforms: list[dict]
     check_output(out, [data] + ([Path(add)] if add else []), force)
     before = {c: sum(1 for _, label, _ in items if label == c) for c in classes}
     skipped: list[tuple[str, str]] = []
-    added = [(p, img) for p in (list_images(add) if add else []) if (img := _readable(p, skipped)) is not None]
+    added = [(p, img) for p in (list_images(add, skipped) if add else []) if (img := _readable(p, skipped)) is not None]
     added_names = _added_names(Path(add) if add else None, [p for p, _ in added], {Path(rel).name for rel, *_ in items})
     have = before[cls] + len(added)
     if target < have:

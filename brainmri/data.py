@@ -111,18 +111,57 @@ def _scan(root: str | Path, classes: tuple[str, ...] = ()) -> tuple[list[tuple[s
         raise UserError(f"unexpected class folder(s) {extra} in {root / subsets[0]}; set 'classes' in the config to use them")
     items, unlisted = [], []
     for subset in subsets:
+        if subset:  # an image beside the class folders has no label: counted, not guessed
+            unlisted += [(p.relative_to(root).as_posix(), "not in a class folder")
+                         for p in sorted((root / subset).iterdir())
+                         if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS and not p.name.startswith(".")]
         for label in classes:
             folder = root / subset / label
-            entries = sorted(p for p in folder.rglob("*") if not p.name.startswith(".") and not p.is_dir())
-            images = [p for p in entries if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS]
+            images, others = image_files(folder)
             if not images:
-                raise UserError(f"class folder {folder} holds no images")
+                raise UserError(f"class folder {folder} holds no images" + _what_it_holds(others))
             items += [(p.relative_to(root).as_posix(), label, subset) for p in images]
-            for p in sorted(set(entries) - set(images)):
-                why = "broken link (its target is missing)" if p.is_symlink() and not p.exists() else "not an image file"
-                log.warning("skipped %s: %s", p, why)
-                unlisted.append((p.relative_to(root).as_posix(), why))
+            unlisted += [(p.relative_to(root).as_posix(), why) for p, why in others]
+    for rel, why in unlisted:
+        log.warning("skipped %s: %s", root / rel, why)
     return items, classes, unlisted
+
+
+def image_files(folder: Path) -> tuple[list[Path], list[tuple[Path, str]]]:
+    """The image files under `folder`, any depth and extension case, sorted, linked folders followed (each real
+    folder once: a link back up does not loop), hidden files and folders left out (a viewer's thumbnails, .DS_Store);
+    and (path, why) for every other entry: not an image file, a link whose target is missing, a folder that
+    cannot be read. Every reader of image folders lists them here, so none drops a file unsaid."""
+    images, others, seen = [], [], set()
+
+    def unreadable(err: OSError) -> None:
+        others.append((Path(err.filename), f"folder cannot be read ({err.strerror})"))
+
+    for top, folders, files in os.walk(folder, onerror=unreadable, followlinks=True):
+        real = os.path.realpath(top)
+        if real in seen:
+            folders[:] = []
+            continue
+        seen.add(real)
+        folders[:] = [f for f in folders if not f.startswith(".")]
+        for name in files:
+            p = Path(top) / name
+            if name.startswith("."):
+                continue
+            if p.suffix.lower() in IMAGE_EXTENSIONS and p.is_file():
+                images.append(p)
+            else:
+                others.append((p, "broken link (its target is missing)" if p.is_symlink() and not p.exists()
+                               else "not an image file"))
+    return sorted(images), sorted(others)
+
+
+def _what_it_holds(others: list[tuple[Path, str]]) -> str:
+    """' (broken link (its target is missing): 2, not an image file: 1)': what a folder without images holds."""
+    counts: dict[str, int] = {}
+    for _, why in others:
+        counts[why] = counts.get(why, 0) + 1
+    return f" ({', '.join(f'{why}: {n}' for why, n in counts.items())})" if counts else ""
 
 
 def decode(path: str | Path) -> np.ndarray:

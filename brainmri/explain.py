@@ -16,7 +16,7 @@ from tqdm import tqdm
 
 from . import cam, plots
 from .backend import compiled_forward
-from .data import IMAGE_EXTENSIONS, load_resized
+from .data import image_files, load_resized
 from .errors import UserError
 from .metrics import bootstrap_mean_ci
 from .pipeline import data_root
@@ -124,7 +124,10 @@ def _file_rows(items: list[str]) -> list[tuple]:
     rows = []
     for item in map(Path, items):
         if item.is_dir():
-            rows += [(str(p), p, -1) for p in sorted(item.rglob("*")) if p.suffix.lower() in IMAGE_EXTENSIONS]
+            images, others = image_files(item)
+            rows += [(str(p), p, -1) for p in images]
+            for p, why in others:
+                log.warning("skipped %s: %s", p, why)
         elif item.is_file():
             rows.append((str(item), item, -1))
         else:
