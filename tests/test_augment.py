@@ -126,6 +126,35 @@ def test_unreadable_source_is_a_counted_skip(data_copy, tmp_path, capsys):
     assert not any(r["source"].endswith("broken.png") for r in rows)
 
 
+def test_the_target_is_met_in_usable_images_and_an_uncopyable_original_is_a_counted_skip(data_copy, tmp_path,
+                                                                                          monkeypatch):
+    """Counts are of images training can use (data.decode's rules), so the output holds --target of them; a file
+    that cannot be copied (unreadable: permissions) is logged and counted, not a traceback and a .partial left."""
+    from brainmri.data import load_dataset
+
+    folder = data_copy / "Training" / "no_tumor"
+    usable = sum(1 for p in data_copy.glob("*/no_tumor/*") if p.is_file())
+    (folder / "text.png").write_bytes(b"not an image")
+    cv2.imwrite(str(folder / "thin.png"), np.full((1, 300), 128, np.uint8))
+    copyfile = shutil.copyfile
+
+    def unreadable_text(src, dst, *args, **kwargs):  # as copying a file without read permission fails
+        if Path(src).name == "text.png":
+            raise PermissionError(13, "Permission denied", str(src))
+        return copyfile(src, dst, *args, **kwargs)
+
+    monkeypatch.setattr(balance.shutil, "copyfile", unreadable_text)
+    assert _balance(data_copy, tmp_path / "bal") == 0
+    summary = json.loads((tmp_path / "bal" / "augment_summary.json").read_text())
+    assert summary["before"]["no_tumor"] == usable and summary["after"]["no_tumor"] == 30
+    assert summary["augmented"] == 30 - usable
+    reasons = {(Path(path).name, why.split(" (")[0]) for path, why in summary["skipped"]}
+    assert reasons == {("text.png", "not a readable image"), ("thin.png", "too small"), ("text.png", "not copied")}
+    ds = load_dataset(tmp_path / "bal", 32)
+    assert sum(ds.classes[k] == "no_tumor" for k in ds.labels) == 30  # what training will see
+    assert not (tmp_path / "bal.partial").exists()
+
+
 def test_transforms_do_what_they_say():
     img = np.zeros((40, 40, 3), np.uint8)
     img[10, 20] = 255
