@@ -158,25 +158,31 @@ def balance(data: Path, out: Path, cls: str, target: int, transforms: list[dict]
     if cls not in classes:
         raise UserError(f"class '{cls}' not found in {data} (classes: {', '.join(classes)})")
     check_output(out, [data] + ([Path(add)] if add else []), force)
-    before = {c: sum(1 for _, label, _ in items if label == c) for c in classes}
     skipped: list[tuple[str, str]] = []
+    train_subset = "Training" if any(s == "Training" for _, _, s in items) else ""
+    earlier = read_manifest(data)  # an augment.py output balanced again: its copies stay copies
+    usable, sources = _read_images(data, items, skipped, lambda rel, label, subset: label == cls and subset ==
+                                   train_subset and earlier.get(rel, {}).get("kind") != "augmented")
+    before = {c: sum(1 for rel, label, _ in items if label == c and rel in usable) for c in classes}
     added = [(p, img) for p in (list_images(add, skipped) if add else []) if (img := _readable(p, skipped)) is not None]
     added_names = _added_names(Path(add) if add else None, [p for p, _ in added], {Path(rel).name for rel, *_ in items})
     have = before[cls] + len(added)
     if target < have:
         raise UserError(f"target {target} is lower than the {have} images class '{cls}' already has"
                         + (" with the added ones" if added else ""))
-    earlier = read_manifest(data)  # an augment.py output balanced again: its copies stay copies
-    dest, sources = _sources(data, items, cls, list(zip(added_names, (img for _, img in added))), skipped, earlier)
+    dest = Path(train_subset) / cls
+    sources += [((dest / name).as_posix(), img) for name, img in zip(added_names, (img for _, img in added))]
     if not sources and target > have:
         raise UserError(f"class '{cls}' has no readable training image to augment")
     plan = plan_copies(len(sources), transforms, target - have, seed)
     tmp = _fresh_partial(out, data)  # renamed at the end: a crash leaves no half dataset as `out`
-    rows = (_copy_originals(data, tmp, items, link, earlier) + _copy_added(tmp, dest, cls, added, added_names, link)
+    originals, lost = _copy_originals(data, tmp, items, link, earlier, skipped)
+    rows = (originals + _copy_added(tmp, dest, cls, added, added_names, link)
             + _write_copies(tmp, dest, cls, sources, plan, {rel for rel, *_ in items}))
     write_manifest(tmp / "manifest.csv", rows)
     _carry_planes(data, tmp, rows)
-    after = {c: before[c] + (len(added) + len(plan) if c == cls else 0) for c in classes}
+    after = {c: before[c] - sum(1 for rel, label, _ in items if label == c and rel in usable & lost)
+             + (len(added) + len(plan) if c == cls else 0) for c in classes}
     summary = {"input": str(data), "class": cls, "target": target, "seed": seed, "transforms": transforms,
                "before": before, "after": after, "added": len(added), "augmented": len(plan),
                "skipped": [list(s) for s in skipped]}
@@ -188,17 +194,18 @@ def balance(data: Path, out: Path, cls: str, target: int, transforms: list[dict]
     return BalanceResult(out, before, after, len(added), len(plan), skipped)
 
 
-def _sources(data: Path, items: list, cls: str, added: list, skipped: list,
-             earlier: dict) -> tuple[Path, list[tuple[str, np.ndarray]]]:
-    """The class's folder in the output, and the images copies are made from: its readable training images
-    (never a Testing image, nor a copy an earlier augment.py run made: `earlier`, its manifest), then the added
-    ones ((file name in the output, image)), as (path in the output, image)."""
-    train_subset = "Training" if any(s == "Training" for _, _, s in items) else ""
-    sources = [(rel, img) for rel, label, subset in tqdm(items, desc=f"read {cls}", unit="img", disable=None)
-               if label == cls and subset == train_subset and earlier.get(rel, {}).get("kind") != "augmented"
-               and (img := _readable(data / rel, skipped)) is not None]
-    dest = Path(train_subset) / cls
-    return dest, sources + [((dest / name).as_posix(), img) for name, img in added]
+def _read_images(data: Path, items: list, skipped: list, wanted) -> tuple[set[str], list[tuple[str, np.ndarray]]]:
+    """Which images training can use (data.decode's rules; the others are added to `skipped`), and the decoded
+    images wanted(rel, label, subset) picks (the sources of copies: a class's training images, never a Testing
+    image nor a copy an earlier augment.py run made), as (path, image)."""
+    usable, kept = set(), []
+    for rel, label, subset in tqdm(items, desc="read images", unit="img", disable=None):
+        img = _readable(data / rel, skipped)
+        if img is not None:
+            usable.add(rel)
+            if wanted(rel, label, subset):
+                kept.append((rel, img))
+    return usable, kept
 
 
 def _fresh_partial(out: Path, data: Path) -> Path:
@@ -211,15 +218,23 @@ def _fresh_partial(out: Path, data: Path) -> Path:
     return tmp
 
 
-def _copy_originals(data: Path, tmp: Path, items: list, link: bool, earlier: dict) -> list[dict]:
-    """The input's images, copied; each keeps the row an earlier augment.py run gave it (`earlier`, the
-    input's manifest): its copies stay copies of their sources, trained on only where those are."""
-    rows = []
+def _copy_originals(data: Path, tmp: Path, items: list, link: bool, earlier: dict,
+                    skipped: list) -> tuple[list[dict], set[str]]:
+    """The input's images, copied, and the set of those that could not be (logged and added to `skipped`);
+    each keeps the row an earlier augment.py run gave it (`earlier`, the input's manifest): its copies stay
+    copies of their sources, trained on only where those are."""
+    rows, lost = [], set()
     for rel, label, _ in tqdm(items, desc="copy originals", unit="img", disable=None):
-        _copy(data / rel, tmp / rel, link)
+        try:
+            _copy(data / rel, tmp / rel, link)
+        except OSError as err:
+            log.warning("skipped %s: not copied (%s)", data / rel, err.strerror or err)
+            skipped.append((str(data / rel), f"not copied ({err.strerror or err})"))
+            lost.add(rel)
+            continue
         rows.append(dict(earlier.get(rel) or {"path": rel, "class": label, "kind": "original", "source": "",
                                               "transform": ""}))
-    return rows
+    return rows, lost
 
 
 def _copy_added(tmp: Path, dest: Path, cls: str, added: list, names: list[str], link: bool) -> list[dict]:
