@@ -1,4 +1,5 @@
 import shutil
+from pathlib import Path
 
 import cv2
 import numpy as np
@@ -254,3 +255,24 @@ def test_a_class_folder_of_broken_links_says_so(data_copy):
     (folder / "a.jpg").symlink_to(data_copy / "gone.jpg")
     with pytest.raises(UserError, match=r"no_tumor holds no images \(broken link \(its target is missing\): 1\)"):
         find_images(data_copy)
+
+
+def test_a_file_that_could_not_be_read_is_read_again_next_time(data_copy, tmp_path, monkeypatch):
+    """Permissions or I/O are mended outside the file's content (its size and time, the cache's key, stay): a
+    cache must not keep such a file skipped, as it rightly keeps a corrupt one."""
+    from brainmri import data
+
+    one = sorted((data_copy / "Training" / "glioma_tumor").glob("*.png"))[0]
+    read = data.read_bytes
+
+    def locked(path):
+        if Path(path) == one:
+            raise ValueError("cannot be read (Permission denied)")
+        return read(path)
+
+    monkeypatch.setattr(data, "read_bytes", locked)
+    first = load_dataset(data_copy, 32, cache_dir=tmp_path / "cache")
+    assert [why for _, why in first.skipped] == ["cannot be read (Permission denied)"]
+    monkeypatch.setattr(data, "read_bytes", read)  # the permissions mended
+    again = load_dataset(data_copy, 32, cache_dir=tmp_path / "cache")
+    assert not again.skipped and len(again.paths) == len(first.paths) + 1
