@@ -23,6 +23,7 @@ log = logging.getLogger(__name__)
 
 IMAGE_EXTENSIONS = {".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp", ".pgm", ".ppm"}
 SUBSETS = ("Training", "Testing")
+UNREADABLE = "cannot be read"  # the skip reason of a file whose bytes could not be read: not cached (read_bytes)
 MIN_SIDE = 16  # smaller images carry no usable anatomy: skipped and counted
 STRETCH_PERCENTILES = (0.1, 99.9)  # a 16-bit or float image's grey range mapped to 0-255
 KAGGLE_HINT = ("download it with: kaggle datasets download -d sartajbhuvaji/brain-tumor-classification-mri "
@@ -176,7 +177,7 @@ def read_bytes(path: str | Path) -> np.ndarray:
     try:
         return np.fromfile(str(path), np.uint8)
     except OSError as err:
-        raise ValueError(f"cannot be read ({err.strerror or err})") from err
+        raise ValueError(f"{UNREADABLE} ({err.strerror or err})") from err
 
 
 def decode_bytes(data: np.ndarray) -> np.ndarray:
@@ -266,7 +267,10 @@ def load_dataset(root: str | Path, size: int, classes: tuple = (), cache_dir: st
         original_sizes=np.array([results[i][1] for i in keep], np.int32), md5=[results[i][2] for i in keep],
         canon=np.stack([results[i][3] for i in keep]), copy_views=np.stack([results[i][4] for i in keep]),
         skipped=sorted(unlisted + undecoded))
-    if cache:
+    unread = sum(why.startswith(UNREADABLE) for _, why in undecoded)
+    if cache and unread:  # permissions or I/O mended later leave the key (size, time) as it is: read them again
+        log.info("image cache not written: %d files could not be read (they are tried again next run)", unread)
+    elif cache:
         _to_cache(cache, ds, undecoded)
     return ds
 
