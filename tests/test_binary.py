@@ -76,6 +76,18 @@ def test_split_task_with_a_sigmoid_head(kaggle_dir, tmp_path, monkeypatch):
     assert set(batches) == {16}  # every prediction at the run's batch_size (the test images' was a fixed 32)
 
 
+def test_files_skipped_in_the_external_folder_are_counted_in_the_report(kaggle_dir, yes_no, tmp_path):
+    (yes_no / "yes" / "text.png").write_text("not an image")
+    assert binary_task.main(["external", "--external-test", str(yes_no), "--gradcam-limit", "0", "--set",
+                             f"data_dir={kaggle_dir}", f"output_dir={tmp_path / 'out'}", f"cache_dir={tmp_path / 'c'}",
+                             *TINY]) == 0
+    (run,) = (tmp_path / "out" / "binary-external").iterdir()
+    summary = json.loads((run / "binary" / "binary_summary.json").read_text())
+    assert summary["skipped_files"] == 1
+    assert [r["path"] for r in csv.DictReader(open(run / "binary" / "skipped.csv"))] == ["yes/text.png"]
+    assert "1 file skipped" in (run / "binary" / "report.md").read_text()
+
+
 def test_external_only_task_on_a_yes_no_folder(yes_no, tmp_path):
     assert binary_task.main(["external-only", "--external-test", str(yes_no), "--gradcam-limit", "0", "--set",
                              f"output_dir={tmp_path / 'out'}", f"cache_dir={tmp_path / 'c'}", "test_fraction=0.25",

@@ -240,3 +240,17 @@ def test_an_interrupted_evaluation_leaves_no_folder_that_looks_finished(run_copy
     assert evaluate.main([str(run_copy)]) == 0
     assert [p.name for p in run_copy.glob("evaluation*")] == ["evaluation"]
     assert (run_copy / "evaluation" / "report.md").is_file()
+
+
+def test_files_skipped_in_an_external_folder_are_counted_in_its_results(run_copy, kaggle_dir, tmp_path):
+    external = tmp_path / "external"
+    shutil.copytree(kaggle_dir / "Testing", external)
+    (external / "glioma_tumor" / "text.png").write_text("not an image")
+    (external / "glioma_tumor" / "notes.txt").write_text("not an image either")
+    assert evaluate.main([str(run_copy), "--test-dir", str(external)]) == 0
+    (folder,) = run_copy.glob("evaluation*/external")
+    summary = json.loads((folder / "summary.json").read_text())
+    assert summary["skipped_files"] == 2
+    rows = list(csv.DictReader(open(folder / "skipped.csv")))
+    assert sorted(r["path"] for r in rows) == ["glioma_tumor/notes.txt", "glioma_tumor/text.png"]
+    assert "2 files skipped" in (folder.parent / "report.md").read_text()
