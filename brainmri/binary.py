@@ -26,7 +26,7 @@ import numpy as np
 from sklearn.metrics import roc_curve
 
 from .config import Config
-from .data import BINARY_CLASSES, Dataset, negative_class_of
+from .data import BINARY_CLASSES, Dataset, negative_class_of, skipped_phrase, write_skipped
 from .errors import UserError
 from .metrics import binary_metrics
 from .predictions import predict, read_predictions
@@ -141,7 +141,9 @@ def _per_fold_table(per_fold: list[dict]) -> list[str]:
 def binary_report_markdown(task: str, test_name: str, summary: dict) -> str:
     at_threshold, clean, copies = summary["at_validation_threshold"], summary["without_copies_in_training"], \
         summary["near_duplicates_in_training"]
-    rows = [("images (tumor / no tumor)", f"{at_threshold['images']} ({at_threshold['tumor']} / {at_threshold['no_tumor']})"),
+    rows = [("images (tumor / no tumor)", f"{at_threshold['images']} ({at_threshold['tumor']} / {at_threshold['no_tumor']})"
+             + (f"; {skipped_phrase(summary['skipped_files'])}: [skipped.csv](skipped.csv)"
+                if summary.get("skipped_files") else "")),
             ("ROC AUC (fold ensemble)", _fmt(at_threshold["auc"])),
             ("test images with a near-duplicate in training", str(copies))]
     if clean is None and copies:
@@ -169,9 +171,11 @@ THRESHOLD_RULE = ("the mean of the fold models' own validation thresholds (a tum
 
 
 def write_binary_report(out: Path, task: str, test_name: str, paths, labels, fold_p: dict[int, np.ndarray], copies,
-                        thresholds: dict[int, float], notes: list[str], other_source: bool = False) -> dict:
+                        thresholds: dict[int, float], notes: list[str], other_source: bool = False,
+                        skipped: list[tuple[str, str]] = ()) -> dict:
     """binary_summary.json, report.md, test_predictions.csv, misclassified.csv and the ROC figure, for the
-    fold models' P(tumor) on the test images (`fold_p`) and their own validation thresholds (`thresholds`)."""
+    fold models' P(tumor) on the test images (`fold_p`) and their own validation thresholds (`thresholds`);
+    skipped.csv: the files of an external test folder that were not used (`skipped`)."""
     from . import plots
 
     out.mkdir(parents=True, exist_ok=True)
@@ -186,7 +190,10 @@ def write_binary_report(out: Path, task: str, test_name: str, paths, labels, fol
     summary = {"task": task, "test_set": test_name, "threshold_rule": THRESHOLD_RULE, "other_source": other_source,
                "at_validation_threshold": at_threshold, "at_0.5": binary_metrics(labels, p_tumor, 0.5),
                "per_fold": per_fold, "per_fold_mean": _mean_of_folds(per_fold),
-               "without_copies_in_training": clean, "near_duplicates_in_training": int(copies.sum()), "notes": notes}
+               "without_copies_in_training": clean, "near_duplicates_in_training": int(copies.sum()), "notes": notes,
+               "skipped_files": len(skipped)}
+    if skipped:
+        write_skipped(out / "skipped.csv", list(skipped))
     (out / "binary_summary.json").write_text(json.dumps(summary, indent=2))
     write_test_predictions(out / "test_predictions.csv", paths, labels, p_tumor, threshold, copies, fold_p)
     wrong = np.flatnonzero((p_tumor >= threshold).astype(int) != labels)
@@ -220,7 +227,8 @@ def evaluate_task(task: str, run: Path, cfg: Config, ds: Dataset,
     fold_p = fold_p_tumor(models, ts.images, cfg.batch_size)
     name = test_set_name(task, cfg, external)
     summary = write_binary_report(run / "binary", task, name, ts.paths, ts.labels, fold_p, ts.trained_copy,
-                                  fold_thresholds(run), run_notes(cfg), other_source=task == "external")
+                                  fold_thresholds(run), run_notes(cfg), other_source=task == "external",
+                                  skipped=ts.skipped)
     m = summary["at_validation_threshold"]
     log.info("binary task %s on %s: AUC %s, accuracy %.4f, sensitivity %s, specificity %s at threshold %.3f; "
              "%d test images have a near-duplicate in training", task, name, "n/a" if m["auc"] is None else

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import csv
 import hashlib
 import logging
 import os
@@ -273,6 +274,17 @@ def load_dataset(root: str | Path, size: int, classes: tuple = (), cache_dir: st
     elif cache:
         _to_cache(cache, ds, undecoded)
     return ds
+
+
+def write_skipped(path: Path, skipped: list[tuple[str, str]]) -> None:
+    """skipped.csv: every file that was not used, and why (path relative to its data folder)."""
+    with open(path, "w", newline="") as f:
+        csv.writer(f).writerows([("path", "reason"), *skipped])
+
+
+def skipped_phrase(count: int) -> str:
+    """'1 file skipped', '3 files skipped'."""
+    return f"{count} file{'' if count == 1 else 's'} skipped"
 
 
 def _to_cache(path: Path, ds: Dataset, undecoded: list) -> None:

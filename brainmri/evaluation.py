@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .data import load_resized
+from .data import load_resized, skipped_phrase, write_skipped
 from .errors import UserError
 from .metrics import bootstrap_ci, calibration, class_report, per_plane_accuracy
 from .pipeline import data_root, load_data
@@ -138,7 +138,10 @@ def evaluate_test_set(ts: TestSet, folder: Path, fold_preds: list[Predictions], 
                "mean_fold_accuracy": float(np.mean(fold_acc)), "fold_accuracy": fold_acc,
                "with_near_duplicate_in_training": _accuracy_of(correct, ts.trained_copy),
                "without_near_duplicate_in_training": _accuracy_of(correct, ~ts.trained_copy),
-               "per_plane": per_plane_accuracy(correct, ts.planes), "misclassified": int(len(wrong))}
+               "per_plane": per_plane_accuracy(correct, ts.planes), "misclassified": int(len(wrong)),
+               "skipped_files": len(ts.skipped)}
+    if ts.skipped:
+        write_skipped(folder / "skipped.csv", ts.skipped)
     (folder / "summary.json").write_text(json.dumps(summary, indent=2))
     return summary
 
@@ -250,7 +253,9 @@ def _test_set_section(s: dict, folder: Path) -> list[str]:
     iflo, ifhi = s["macro_f1_ci95_images"]
     resampling = f"resampling {s['groups']} near-duplicate groups"
     dup, clean, name = s["with_near_duplicate_in_training"], s["without_near_duplicate_in_training"], s["folder"]
-    lines = [f"## Test set: {s['test_set']} ({s['images']} images)", "", "| | value |", "|---|---|",
+    skipped = (f"; {skipped_phrase(s['skipped_files'])}: [skipped.csv]({name}/skipped.csv)"
+               if s.get("skipped_files") else "")
+    lines = [f"## Test set: {s['test_set']} ({s['images']} images{skipped})", "", "| | value |", "|---|---|",
              f"| accuracy ({s['model']}) | {s['accuracy']:.4f} (95% CI {lo:.4f}-{hi:.4f}, {resampling}) |",
              f"| macro F1 over the {s['macro_f1_classes']} classes present ({s['model']}) | "
              f"{s['macro_f1']:.4f} (95% CI {flo:.4f}-{fhi:.4f}, {resampling}) |",

@@ -18,7 +18,7 @@ from sklearn.model_selection import train_test_split
 from . import audit as audit_mod
 from . import splits
 from .config import Config
-from .data import Dataset, find_images, load_dataset, negative_class_of, take, to_binary
+from .data import Dataset, find_images, load_dataset, negative_class_of, take, to_binary, write_skipped
 from .duplicates import Detector, group_images, group_with_sources
 from .errors import UserError
 from .manifest import read_manifest, source_of
@@ -190,8 +190,7 @@ def _write_data_summary(run_dir: Path, ds: Dataset, roles: np.ndarray, named: li
         w = csv.DictWriter(f, fieldnames=list(rows[0]))
         w.writeheader()
         w.writerows(rows)
-    with open(run_dir / "skipped.csv", "w", newline="") as f:
-        csv.writer(f).writerows([("path", "reason"), *ds.skipped])
+    write_skipped(run_dir / "skipped.csv", ds.skipped)
     header = f"{'':10}" + "".join(f"{c[:12]:>14}" for c in ds.classes) + f"{'total':>8}"
     lines = [f"data: {len(ds.paths)} images from {ds.root}, {len(ds.skipped)} skipped (skipped.csv)", header]
     for row in rows:

@@ -30,6 +30,7 @@ class TestSet:
     trained_copy: np.ndarray  # bool: a fold model trained on a near-duplicate (or exact copy) of the image
     planes: list[str]  # slice plane, "" where unknown
     groups: np.ndarray | None  # near-duplicate group ids (what the bootstrap resamples); None: not computed
+    skipped: list = dataclasses.field(default_factory=list)  # (path, reason) of an external folder's unused files
 
 
 def test_rows(splits: dict) -> np.ndarray:
@@ -99,7 +100,7 @@ def external_test_set(folder: str | Path, size: int, classes, cfg: Config, train
     planes_csv = Path(folder) / "planes.csv"
     planes = planes_for(planes_csv, ext.paths) if planes_csv.is_file() else [""] * len(ext.paths)
     groups = group_images(ext, detector)[0] if grouped else None
-    return TestSet("external", Path(folder), ext.paths, ext.labels, ext.images, copies, planes, groups)
+    return TestSet("external", Path(folder), ext.paths, ext.labels, ext.images, copies, planes, groups, ext.skipped)
 
 
 def trained_images(run_dir: Path, ds: Dataset) -> Dataset:
