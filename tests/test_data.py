@@ -102,6 +102,9 @@ def test_exif_orientation_is_applied_as_every_viewer_shows_the_image(tmp_path):
 def test_missing_and_mismatched_folders(data_copy, tmp_path):
     with pytest.raises(UserError, match="data folder not found.*kaggle datasets download"):
         find_images(tmp_path / "nowhere")
+    (tmp_path / "scan.jpg").write_bytes(b"")
+    with pytest.raises(UserError, match=r"data folder .*scan.jpg is a file, not a folder"):
+        find_images(tmp_path / "scan.jpg")
     (tmp_path / "empty").mkdir()
     with pytest.raises(UserError, match="no class folders"):
         find_images(tmp_path / "empty")

@@ -60,12 +60,17 @@ def _fails(argv, message, capsys):
     assert evaluate.main(argv) == 2
     err = capsys.readouterr().err.strip()
     assert err.startswith("error: ") and message in err and "\n" not in err, err
+    assert "kaggle" not in err  # the hint to download the study's data does not fit a test folder
 
 
 def test_bad_input(run_copy, tmp_path, kaggle_dir, capsys):
     empty = tmp_path / "empty"
     empty.mkdir()
     _fails([str(run_copy), "--test-dir", str(empty)], "no class folders", capsys)
+    a_file = tmp_path / "scan.png"
+    a_file.write_bytes(b"")
+    _fails([str(run_copy), "--test-dir", str(a_file)], "is a file, not a folder", capsys)
+    _fails([str(run_copy), "--test-dir", str(tmp_path / "nowhere")], "test folder not found", capsys)
     odd = tmp_path / "odd"
     shutil.copytree(kaggle_dir / "Testing" / "no_tumor", odd / "astrocytoma")
     _fails([str(run_copy), "--test-dir", str(odd)], "classes ['astrocytoma']", capsys)
