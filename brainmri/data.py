@@ -83,24 +83,31 @@ def to_binary(ds: Dataset, negative: str) -> Dataset:
                    canon=ds.canon, copy_views=ds.copy_views, skipped=ds.skipped)
 
 
-def find_images(root: str | Path, classes: tuple[str, ...] = ()) -> tuple[list[tuple[str, str, str]], tuple]:
-    """List (relative path, class, subset) in either layout; check the class folders agree."""
-    items, classes, _ = _scan(root, classes)
+def find_images(root: str | Path, classes: tuple[str, ...] = (), kind: str = "data"
+                ) -> tuple[list[tuple[str, str, str]], tuple]:
+    """List (relative path, class, subset) in either layout; check the class folders agree. kind: what the
+    folder is to the user, in messages ("data": the study's, with the hint to download it; "test": an
+    external test folder)."""
+    items, classes, _ = _scan(root, classes, kind)
     return items, classes
 
 
-def _scan(root: str | Path, classes: tuple[str, ...] = ()) -> tuple[list[tuple[str, str, str]], tuple, list]:
+def _scan(root: str | Path, classes: tuple[str, ...] = (), kind: str = "data"
+          ) -> tuple[list[tuple[str, str, str]], tuple, list]:
     """find_images, and the (relative path, reason) of each entry of a class folder that is not listed: a file
     that is not an image, a link whose target is missing (each logged; load_dataset counts them as skipped).
     Hidden entries (.DS_Store, ._ files) are neither."""
     root = Path(root)
+    hint = f"; {KAGGLE_HINT}" if kind == "data" else ""
+    if root.exists() and not root.is_dir():
+        raise UserError(f"{kind} folder {root} is a file, not a folder")
     if not root.is_dir():
-        raise UserError(f"data folder not found: {root}; {KAGGLE_HINT}")
+        raise UserError(f"{kind} folder not found: {root}{hint}")
     subsets = [s for s in SUBSETS if (root / s).is_dir()] or [""]
     found = {s: sorted(p.name for p in (root / s).iterdir() if p.is_dir() and not p.name.startswith(".")) for s in subsets}
     if not any(found.values()):
         raise UserError(f"no class folders in {root}: expected Training/<class>/ and Testing/<class>/, or <class>/ "
-                        f"folders; {KAGGLE_HINT}")
+                        f"folders{hint}")
     if len(subsets) == 2 and found["Training"] != found["Testing"]:
         raise UserError(f"class folders differ between {root}/Training {found['Training']} and {root}/Testing {found['Testing']}")
     folder_classes = tuple(found[subsets[0]])
@@ -234,10 +241,11 @@ def _cache_key(root: Path, items: list, size: int) -> str:
 
 
 def load_dataset(root: str | Path, size: int, classes: tuple = (), cache_dir: str | Path | None = None,
-                 workers: int | None = None) -> Dataset:
-    """Find, decode and resize every image (threads; OpenCV releases the GIL); cached as .npz by content."""
+                 workers: int | None = None, kind: str = "data") -> Dataset:
+    """Find, decode and resize every image (threads; OpenCV releases the GIL); cached as .npz by content. kind:
+    see find_images."""
     root = Path(root)
-    items, classes, unlisted = _scan(root, classes)
+    items, classes, unlisted = _scan(root, classes, kind)
     cache = Path(cache_dir) / f"images-{_cache_key(root, items, size)}.npz" if cache_dir else None
     if cache and cache.is_file():
         try:

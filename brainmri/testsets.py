@@ -79,7 +79,7 @@ def _check_test_images(path: Path, splits: dict, ds: Dataset) -> None:
 def load_external(folder: str | Path, size: int, classes, cache_dir=None) -> Dataset:
     """An external folder of class folders, labelled in the model's `classes`: for a tumor-vs-no-tumor model
     any folders, one of them the no-tumor class (yes/ and no/, ...); otherwise a subset of the classes."""
-    ext = load_dataset(folder, size, cache_dir=cache_dir)
+    ext = load_dataset(folder, size, cache_dir=cache_dir, kind="test")
     if tuple(classes) == BINARY_CLASSES:
         return to_binary(ext, negative_class_of(ext.classes))
     unknown = sorted(set(ext.classes) - set(classes))
