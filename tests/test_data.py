@@ -279,3 +279,21 @@ def test_a_file_that_could_not_be_read_is_read_again_next_time(data_copy, tmp_pa
     monkeypatch.setattr(data, "read_bytes", read)  # the permissions mended
     again = load_dataset(data_copy, 32, cache_dir=tmp_path / "cache")
     assert not again.skipped and len(again.paths) == len(first.paths) + 1
+
+
+def test_a_folder_that_cannot_be_read_is_a_counted_skip(data_copy, monkeypatch):
+    import os
+
+    locked = data_copy / "Training" / "glioma_tumor" / "locked"
+    locked.mkdir()
+    shutil.copyfile(next((data_copy / "Training" / "glioma_tumor").glob("*.png")), locked / "a.png")
+    scandir = os.scandir
+
+    def no_permission(path="."):  # as listing a folder without read permission fails (the tests may run as root)
+        if Path(path) == locked:
+            raise PermissionError(13, "Permission denied", str(path))
+        return scandir(path)
+
+    monkeypatch.setattr(os, "scandir", no_permission)
+    reasons = dict(load_dataset(data_copy, 32).skipped)
+    assert reasons == {"Training/glioma_tumor/locked": "folder cannot be read (Permission denied)"}
