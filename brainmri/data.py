@@ -94,9 +94,9 @@ def find_images(root: str | Path, classes: tuple[str, ...] = (), kind: str = "da
 
 def _scan(root: str | Path, classes: tuple[str, ...] = (), kind: str = "data"
           ) -> tuple[list[tuple[str, str, str]], tuple, list]:
-    """find_images, and the (relative path, reason) of each entry of a class folder that is not listed: a file
-    that is not an image, a link whose target is missing (each logged; load_dataset counts them as skipped).
-    Hidden entries (.DS_Store, ._ files) are neither."""
+    """find_images, and the (relative path, reason) of each entry that is not listed (each logged; load_dataset
+    counts them as skipped): what image_files does not list in a class folder, and images beside the class
+    folders of Training/ and Testing/."""
     root = Path(root)
     hint = f"; {KAGGLE_HINT}" if kind == "data" else ""
     if root.exists() and not root.is_dir():
@@ -153,10 +153,8 @@ def image_files(folder: Path) -> tuple[list[Path], list[tuple[Path, str]]]:
             continue
         seen.add(real)
         folders[:] = [f for f in folders if not f.startswith(".")]
-        for name in files:
+        for name in (f for f in files if not f.startswith(".")):
             p = Path(top) / name
-            if name.startswith("."):
-                continue
             if p.suffix.lower() in IMAGE_EXTENSIONS and p.is_file():
                 images.append(p)
             else:
