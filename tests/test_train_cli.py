@@ -203,3 +203,16 @@ def test_a_result_folder_written_whole_takes_the_next_free_name_and_leaves_nothi
     assert (first.name, second.name, answer) == ("evaluation", "evaluation-2", 7)
     assert (second / "report.md").read_text() == "2" and sorted(p.name for p in tmp_path.iterdir()) == [
         "evaluation", "evaluation-2"]
+
+
+@pytest.mark.parametrize("where", ["the_data_folder", "a_class_folder", "the_training_folder"])
+def test_a_run_folder_inside_the_data_is_refused_and_the_data_left_alone(data_copy, tmp_path, capsys, where):
+    """--run-dir inside the data made the run's figures training images of a class (or, in a flat layout, the
+    run folder a class), as output_dir inside it did before it was refused."""
+    run = {"the_data_folder": data_copy, "a_class_folder": data_copy / "Training" / "glioma_tumor" / "run",
+           "the_training_folder": data_copy / "Training"}[where]
+    before = sorted(str(p) for p in data_copy.rglob("*"))
+    assert train.main(["--run-dir", str(run), "--set", f"data_dir={data_copy}", "image_size=32", "backbone=small_cnn",
+                       "weights=none", "epochs=1", "folds=2"]) == 2
+    assert "lies inside the data folder" in capsys.readouterr().err
+    assert sorted(str(p) for p in data_copy.rglob("*")) == before
