@@ -26,6 +26,7 @@ from tqdm import tqdm
 from .config import read_yaml
 from .data import decode, find_images, image_files
 from .errors import UserError
+from .paths import is_within
 from .manifest import read_manifest, write_manifest
 from .planes import plane_features, predict_planes, read_planes, write_planes
 
@@ -280,12 +281,10 @@ def _partial(out: Path) -> Path:
 def check_output(out: Path, inputs: list[Path], force: bool) -> None:
     """Refuse, before anything is written, an output that is, holds or lies inside an input folder (symlinks
     resolved), and any replacement of a folder that augment.py did not write."""
-    target = out.resolve()
     for folder in inputs:
-        src = folder.resolve()
-        if target == src or src in target.parents:
+        if is_within(out, folder):
             raise UserError(f"output folder {out} must be outside the input folder {folder}")
-        if target in src.parents:
+        if is_within(folder, out):
             raise UserError(f"output folder {out} contains the input folder {folder}: choose a folder outside it")
     if out.is_symlink():
         raise UserError(f"output folder {out} is a symbolic link: give the real folder, or a new one")

@@ -10,6 +10,7 @@ import yaml
 
 from .atomic import write_atomic
 from .errors import UserError
+from .paths import is_within
 
 STUDY_CLASSES = ("glioma_tumor", "meningioma_tumor", "no_tumor", "pituitary_tumor")
 PLANES = ("axial", "sagittal", "coronal")  # slice planes (brainmri.planes)
@@ -135,8 +136,7 @@ def _validate_training(cfg: Config) -> None:
     twice = sorted({c for c in cfg.classes if cfg.classes.count(c) > 1})
     if twice:
         raise UserError(f"config key 'classes' names {', '.join(twice)} more than once")
-    data, out = Path(cfg.data_dir).resolve(), Path(cfg.output_dir).resolve()
-    if not cfg.synthetic and (out == data or data in out.parents):
+    if not cfg.synthetic and is_within(cfg.output_dir, cfg.data_dir):
         raise UserError(f"config key 'output_dir' ({cfg.output_dir}) lies inside the data folder ({cfg.data_dir}): "
                         "runs must not write into the data (in a flat layout the run folder became a class)")
     name = PureWindowsPath(cfg.experiment)  # reads / and \ as separators, and sees a drive (C:)

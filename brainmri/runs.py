@@ -21,6 +21,7 @@ import sklearn
 from .atomic import write_atomic
 from .config import Config, load_config, merge, save_config
 from .errors import UserError
+from .paths import is_within
 
 log = logging.getLogger("brainmri")
 
@@ -83,6 +84,9 @@ def open_run_dir(cfg: Config, run_dir: str | Path) -> Path:
     else's: refused, so that nothing in it is overwritten. Other files may be there (a job scheduler's log)."""
     path = Path(run_dir)
     saved = path / "config.yaml"
+    if not cfg.synthetic and is_within(path, cfg.data_dir):
+        raise UserError(f"run folder {path} lies inside the data folder ({cfg.data_dir}): runs must not write into "
+                        "the data (its figures would be read as images of a class)")
     if path.is_dir() and not saved.is_file():
         ours = sorted(p.name for p in path.iterdir() if p.name in RUN_FILES or p.name.startswith("fold"))
         if ours:

@@ -24,6 +24,7 @@ from pathlib import Path
 
 from .config import load_config, read_yaml
 from .errors import UserError
+from .paths import is_within
 
 PLAN_KEYS = {"data", "config", "binary_config", "set", "steps"}
 COMMON_KEYS = {"name", "run", "report", "cost"}
@@ -210,7 +211,7 @@ def open_study(study: Study) -> None:
 def check_outside(out: Path, inputs: dict[str, Path | None]) -> None:
     """Refuse a study folder that is, or lies inside, one of its input folders (by name: what it is)."""
     for what, folder in inputs.items():
-        if folder is not None and (out == folder.resolve() or folder.resolve() in out.parents):
+        if folder is not None and is_within(out, folder):
             raise UserError(f"--out {out} lies inside the {what} {folder}: a study never writes into its inputs")
 
 
