@@ -256,6 +256,17 @@ def test_force_refuses_a_folder_this_tool_did_not_write(kaggle_dir, tmp_path, ca
     assert [p.name for p in other.iterdir()] == ["notes.txt"]
 
 
+def test_force_refuses_an_earlier_output_holding_files_the_user_added(kaggle_dir, tmp_path, capsys):
+    out = tmp_path / "bal"
+    assert _balance(kaggle_dir, out) == 0
+    (out / "NOTES.txt").write_text("what I did")
+    shutil.copyfile(next((kaggle_dir / "Training" / "no_tumor").glob("*.png")), out / "Training" / "no_tumor" / "mine.png")
+    assert _balance(kaggle_dir, out, "--force") == 2
+    err = capsys.readouterr().err
+    assert "not written by augment.py" in err and "NOTES.txt" in err and err.count("\n") == 1
+    assert (out / "NOTES.txt").read_text() == "what I did" and (out / "Training" / "no_tumor" / "mine.png").is_file()
+
+
 def test_force_replaces_a_previous_augment_output(kaggle_dir, tmp_path):
     out = tmp_path / "bal"
     assert _balance(kaggle_dir, out) == 0
