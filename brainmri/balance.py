@@ -294,6 +294,22 @@ def check_output(out: Path, inputs: list[Path], force: bool) -> None:
         if folder.exists() and not written_by_augment(folder):
             raise UserError(f"{folder} was not written by augment.py (no {MARKER} or manifest.csv and "
                             "augment_summary.json in it): --force replaces only an earlier output; choose another --out")
+    foreign = _not_written_by_augment(out) if out.exists() else []
+    if foreign:
+        raise UserError(f"{out} holds {len(foreign)} file(s) not written by augment.py ({', '.join(foreign[:3])}"
+                        f"{', ...' if len(foreign) > 3 else ''}): --force replaces only what augment.py wrote; move "
+                        "them out, or choose another --out")
+
+
+OWN_FILES = {MARKER, "manifest.csv", "augment_summary.json", "contact_sheet.png", "planes.csv"}  # beside the images
+
+
+def _not_written_by_augment(folder: Path) -> list[str]:
+    """The files of an earlier output that augment.py did not write: neither its own files nor an image its
+    manifest lists (a user's notes, a scan added since), sorted."""
+    ours = OWN_FILES | set(read_manifest(folder))
+    return sorted(rel for p in folder.rglob("*") if not p.is_dir()
+                  and (rel := p.relative_to(folder).as_posix()) not in ours)
 
 
 def written_by_augment(folder: Path) -> bool:

@@ -261,6 +261,7 @@ def test_force_refuses_an_earlier_output_holding_files_the_user_added(kaggle_dir
     assert _balance(kaggle_dir, out) == 0
     (out / "NOTES.txt").write_text("what I did")
     shutil.copyfile(next((kaggle_dir / "Training" / "no_tumor").glob("*.png")), out / "Training" / "no_tumor" / "mine.png")
+    capsys.readouterr()
     assert _balance(kaggle_dir, out, "--force") == 2
     err = capsys.readouterr().err
     assert "not written by augment.py" in err and "NOTES.txt" in err and err.count("\n") == 1
@@ -271,9 +272,12 @@ def test_force_replaces_a_previous_augment_output(kaggle_dir, tmp_path):
     out = tmp_path / "bal"
     assert _balance(kaggle_dir, out) == 0
     assert (out / balance.MARKER).is_file()
-    (out / "stale.txt").write_text("from the first run")
+    first = {p.relative_to(out).as_posix() for p in out.rglob("*") if p.is_file()}
     assert _balance(kaggle_dir, out, "--seed", "3", "--force") == 0
-    assert not (out / "stale.txt").exists() and (out / balance.MARKER).is_file()
+    now = {p.relative_to(out).as_posix() for p in out.rglob("*") if p.is_file()}
+    listed = {r["path"] for r in csv.DictReader(open(out / "manifest.csv"))}
+    assert now == listed | (balance.OWN_FILES & now)  # nothing of the first run's is left over
+    assert first - now  # the other seed made other copies: the first run's are gone
     assert json.loads((out / "augment_summary.json").read_text())["seed"] == 3
 
 
