@@ -81,6 +81,22 @@ def test_estimate_planes_writes_a_csv_outside_the_data(kaggle_dir, tmp_path, cap
     assert not (kaggle_dir / "planes2.csv").exists()
 
 
+@pytest.mark.parametrize("case, message", [
+    ("a_users_file", "not a planes file written by augment.py"),
+    ("a_folder", "is a folder"),
+    ("no_such_folder", "folder not found"),
+])
+def test_estimate_planes_refuses_an_output_it_cannot_or_may_not_write_before_reading_any_image(
+        kaggle_dir, tmp_path, capsys, monkeypatch, case, message):
+    notes = tmp_path / "notes.txt"
+    notes.write_text("mine")
+    out = {"a_users_file": notes, "a_folder": tmp_path, "no_such_folder": tmp_path / "nowhere" / "p.csv"}[case]
+    monkeypatch.setattr(planes, "decode", lambda path: pytest.fail("an image was read before the output was checked"))
+    assert augment.main([str(kaggle_dir), "--estimate-planes", str(out), "--force"]) == 2
+    err = capsys.readouterr().err
+    assert message in err and err.count("\n") == 1 and notes.read_text() == "mine"
+
+
 @pytest.mark.skipif(not REAL_DATA.is_dir(), reason="needs ../shared/datasets")
 def test_estimator_on_the_hand_checked_real_slices():
     """The shipped estimator against the hand labels it was not fitted on (sample "check")."""
