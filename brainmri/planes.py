@@ -22,6 +22,7 @@ from tqdm import tqdm
 from .config import PLANES
 from .data import decode, find_images
 from .errors import UserError
+from .paths import is_within
 
 log = logging.getLogger("brainmri")
 
@@ -121,13 +122,35 @@ def write_planes(path: Path, rows: list[tuple[str, str]], extra: dict[str, list]
             w.writerow([p, plane, *(v[i] for v in extra.values())])
 
 
+def check_planes_output(out: Path, data: Path, force: bool) -> None:
+    """Refuse, before any image is read, a planes file that cannot be written there (a folder, a missing
+    folder), one inside the data, and a --force over a file this tool did not write (its header is not
+    path,plane)."""
+    if out.is_dir():
+        raise UserError(f"{out} is a folder: give the planes file's name (planes.csv)")
+    if not out.parent.is_dir():
+        raise UserError(f"folder not found: {out.parent} (for {out})")
+    if is_within(out, data):
+        raise UserError(f"write {out} outside the input folder {data}")
+    if out.exists() and not force:
+        raise UserError(f"{out} exists: choose another file, or pass --force")
+    if out.exists() and not _is_planes_file(out):
+        raise UserError(f"{out} is not a planes file written by augment.py (no path,plane header): --force "
+                        "replaces only such a file; choose another name")
+
+
+def _is_planes_file(path: Path) -> bool:
+    try:
+        with open(path, newline="") as f:
+            return next(csv.reader(f), [])[:2] == ["path", "plane"]
+    except (OSError, UnicodeDecodeError):
+        return False
+
+
 def estimate_folder(data: Path, out: Path, force: bool = False) -> dict[str, int]:
     """Write planes.csv for a dataset folder (never into it): every readable image's estimated plane and
     its probability; returns the count per plane."""
-    if out.exists() and not force:
-        raise UserError(f"{out} exists: choose another file, or pass --force")
-    if data.resolve() in out.resolve().parents:
-        raise UserError(f"write {out} outside the input folder {data}")
+    check_planes_output(out, data, force)
     items, _ = find_images(data)
     rows, probs = [], []
     for rel, _, _ in tqdm(items, desc="estimate planes", unit="img", disable=None):
