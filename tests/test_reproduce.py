@@ -280,3 +280,18 @@ def test_an_interrupted_binary_step_continues_with_resume(tmp_path, capsys):
     assert "binary_task.py split --resume" in (step / "step.log").read_text()
     assert (run / "fold0" / "best.keras").stat().st_mtime_ns == fold0  # not trained again
     assert (run / "fold1" / "done.json").is_file() and (run / "binary" / "report.md").is_file()
+
+
+@pytest.mark.parametrize("case", ["a_folder_of_the_users", "a_file"])
+def test_an_out_that_is_not_a_study_folder_is_refused_and_left_alone(tmp_path, capsys, case):
+    out = tmp_path / "mine"
+    if case == "a_file":
+        out.write_text("MINE")
+    else:
+        out.mkdir()
+        (out / "report.md").write_text("MINE")
+    assert reproduce.main(["--plan", str(_plan(tmp_path)), "--synthetic", "--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert "not a study folder" in err and err.count("\n") == 1
+    assert (out if case == "a_file" else out / "report.md").read_text() == "MINE"
+    assert case == "a_file" or [p.name for p in out.iterdir()] == ["report.md"]
