@@ -203,6 +203,9 @@ def open_study(study: Study) -> None:
             if marker.is_file() and "finished_ns" not in (done := json.loads(marker.read_text())):
                 write_json(marker, {**done, "finished_ns": marker.stat().st_mtime_ns})
         return
+    if study.out.exists() and (not study.out.is_dir() or any(study.out.iterdir())):
+        raise UserError(f"--out {study.out} is not a study folder (no study.json) and is not empty: give a new or "
+                        "empty folder, or the folder of this study")
     study.out.mkdir(parents=True, exist_ok=True)
     write_json(record, {**_identity(study), "plan_file": str(study.plan.path),
                         "created": time.strftime("%Y-%m-%d %H:%M:%S")})
