@@ -209,6 +209,20 @@ def test_an_interrupted_binary_run_resumes_where_it_stopped(kaggle_dir, tmp_path
     assert len(summary["per_fold"]) == 2
 
 
+def test_resume_refuses_another_external_folder_than_the_runs(kaggle_dir, yes_no, tmp_path, capsys):
+    run = tmp_path / "run"
+    assert binary_task.main(["external", "--external-test", str(yes_no), "--run-dir", str(run), "--gradcam-limit", "0",
+                             "--set", f"data_dir={kaggle_dir}", f"cache_dir={tmp_path / 'c'}", *TINY]) == 0
+    report = (run / "binary" / "report.md").read_text()
+    other = tmp_path / "other"
+    shutil.copytree(yes_no, other)
+    assert binary_task.main(["external", "--external-test", str(other), "--resume", str(run)]) == 2
+    assert "was tested on the external folder" in capsys.readouterr().err
+    assert (run / "binary" / "report.md").read_text() == report
+    assert binary_task.main(["external", "--external-test", str(yes_no), "--resume", str(run),
+                             "--gradcam-limit", "0"]) == 0
+
+
 @pytest.mark.parametrize("extra, message", [
     (["--set", "epochs=3"], "drop --config/--set"),
     (["--config", "configs/binary.yaml"], "drop --config/--set"),
