@@ -98,7 +98,11 @@ def main(argv=None) -> int:
         load_external(args.external_test, 32, BINARY_CLASSES)  # its errors before training (decoded again later)
     from brainmri import crossval
 
+    record = binary.task_record(args.task, args.external_test if args.task == "external" else None)
+    if run_dir:
+        binary.check_task(Path(run_dir), record)
     run = runs.start_run(cfg, run_dir)
+    binary.record_task(run, record)
     prepared = pipeline.prepare_data(cfg, run)
     crossval.run_folds(cfg, prepared.ds, prepared.roles, run)
     _, wrong = binary.evaluate_task(args.task, run, cfg, prepared.ds, args.external_test)

@@ -25,6 +25,7 @@ from pathlib import Path
 import numpy as np
 from sklearn.metrics import roc_curve
 
+from .atomic import write_atomic
 from .config import Config
 from .data import BINARY_CLASSES, Dataset, negative_class_of, skipped_phrase, write_skipped
 from .errors import UserError
@@ -34,6 +35,30 @@ from .runs import find_fold_models, open_fold_model
 from .testsets import TestSet, external_test_set, own_test_set, trained_images
 
 log = logging.getLogger("brainmri")
+
+
+TASK_FILE = "binary_task.json"  # in the run folder: the task and the external folder it is tested on
+
+
+def task_record(task: str, external: str | None) -> dict:
+    """What TASK_FILE holds for a run of `task` tested on `external` (None: its own test images)."""
+    return {"task": task, "external_test": str(Path(external).resolve()) if external else None}
+
+
+def check_task(run: Path, record: dict) -> None:
+    """Refuse to go on with a run folder (--resume, a --run-dir used again) tested on another external folder
+    than `record`'s: its report would be replaced by one on other images. Checked before anything is written."""
+    path = run / TASK_FILE
+    saved = json.loads(path.read_text()) if path.is_file() else record
+    if saved.get("external_test") != record["external_test"]:
+        raise UserError(f"{run} was tested on the external folder {saved.get('external_test')}, not "
+                        f"{record['external_test']}: give that folder, or train a new run")
+
+
+def record_task(run: Path, record: dict) -> None:
+    """Write TASK_FILE once (a run begun before it existed gets it on its first resume)."""
+    if not (run / TASK_FILE).is_file():
+        write_atomic(run / TASK_FILE, json.dumps(record, indent=2))
 
 
 def check_external(folder: str | Path) -> None:

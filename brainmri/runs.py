@@ -51,7 +51,8 @@ def _numbered(base: Path):
 
 
 RUN_FILES = {"audit.json", "classes.json", "env.json", "splits.csv", "data_summary.csv", "skipped.csv", "train.log",
-             "cv_summary.csv", "cv_summary.json", "cv_summary.md", "figures", "tensorboard", "evaluation", "gradcam"}
+             "cv_summary.csv", "cv_summary.json", "cv_summary.md", "figures", "tensorboard", "evaluation", "gradcam",
+             "binary", "binary_task.json"}
 
 
 def write_whole(base: Path, write) -> tuple[Path, object]:

@@ -207,6 +207,24 @@ def test_an_interrupted_binary_run_resumes_where_it_stopped(kaggle_dir, tmp_path
     assert (run / "fold1" / "done.json").is_file() and (run / "binary" / "report.md").is_file()
     summary = json.loads((run / "binary" / "binary_summary.json").read_text())
     assert len(summary["per_fold"]) == 2
+    assert binary_task.main(["split", "--resume", str(run)]) == 0  # the maps of the misclassified, now
+    made, report = sorted(p.name for p in run.glob("gradcam*")), (run / "binary" / "report.md").read_text()
+    assert binary_task.main(["split", "--resume", str(run)]) == 0  # a finished run: nothing is made twice
+    assert sorted(p.name for p in run.glob("gradcam*")) == made and len(made) <= 1
+    assert (run / "binary" / "report.md").read_text() == report
+
+
+def test_an_interrupted_report_leaves_no_binary_folder(kaggle_dir, tmp_path, monkeypatch):
+    from brainmri import plots
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(plots, "binary_roc", interrupted)  # after the summary and the predictions are written
+    run = tmp_path / "run"
+    assert binary_task.main(["split", "--run-dir", str(run), "--gradcam-limit", "0", "--set", f"data_dir={kaggle_dir}",
+                             f"cache_dir={tmp_path / 'c'}", *TINY]) == 130
+    assert not (run / "binary").exists() and not list(run.glob(".binary*"))
 
 
 def test_resume_refuses_another_external_folder_than_the_runs(kaggle_dir, yes_no, tmp_path, capsys):
