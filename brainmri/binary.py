@@ -20,6 +20,8 @@ from __future__ import annotations
 import csv
 import json
 import logging
+import shutil
+import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -251,9 +253,9 @@ def evaluate_task(task: str, run: Path, cfg: Config, ds: Dataset,
     ts = task_test_set(task, run, cfg, ds, sorted(models), external)
     fold_p = fold_p_tumor(models, ts.images, cfg.batch_size)
     name = test_set_name(task, cfg, external)
-    summary = write_binary_report(run / "binary", task, name, ts.paths, ts.labels, fold_p, ts.trained_copy,
-                                  fold_thresholds(run), run_notes(cfg), other_source=task == "external",
-                                  skipped=ts.skipped)
+    summary = _replaced_whole(run / "binary", lambda out: write_binary_report(
+        out, task, name, ts.paths, ts.labels, fold_p, ts.trained_copy, fold_thresholds(run), run_notes(cfg),
+        other_source=task == "external", skipped=ts.skipped))
     m = summary["at_validation_threshold"]
     log.info("binary task %s on %s: AUC %s, accuracy %.4f, sensitivity %s, specificity %s at threshold %.3f; "
              "%d test images have a near-duplicate in training", task, name, "n/a" if m["auc"] is None else
@@ -262,6 +264,21 @@ def evaluate_task(task: str, run: Path, cfg: Config, ds: Dataset,
     p = np.mean(list(fold_p.values()), axis=0)
     wrong = [str(ts.root / ts.paths[i]) for i in range(len(ts.labels)) if int(p[i] >= m["threshold"]) != ts.labels[i]]
     return summary, wrong
+
+
+def _replaced_whole(folder: Path, write):
+    """write(tmp) on a hidden folder beside `folder`, which then replaces it (the run's own earlier report): an
+    interrupted writer leaves no half of it; returns what write returned."""
+    tmp = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", suffix=".partial", dir=folder.parent))
+    try:
+        result = write(tmp)
+        if folder.exists():
+            shutil.rmtree(folder)
+        tmp.rename(folder)
+        return result
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
 
 
 def task_test_set(task: str, run: Path, cfg: Config, ds: Dataset, folds: list[int], external=None) -> TestSet:
