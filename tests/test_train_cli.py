@@ -216,3 +216,24 @@ def test_a_run_folder_inside_the_data_is_refused_and_the_data_left_alone(data_co
                        "weights=none", "epochs=1", "folds=2"]) == 2
     assert "lies inside the data folder" in capsys.readouterr().err
     assert sorted(str(p) for p in data_copy.rglob("*")) == before
+
+
+def test_a_run_interrupted_once_its_splits_are_written_resumes_into_a_complete_folder(kaggle_dir, tmp_path,
+                                                                                      monkeypatch):
+    """splits.csv is what --resume reuses instead of splitting again: every other file of the data step must
+    be written by then, or a resumed run never gets them (evaluate.py then needs classes.json)."""
+    from brainmri import splits
+
+    write_splits = splits.write_splits
+
+    def interrupted_after(*args, **kwargs):
+        write_splits(*args, **kwargs)
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(splits, "write_splits", interrupted_after)
+    run = tmp_path / "run"
+    assert _run(tmp_path, kaggle_dir, argv=["--run-dir", str(run)]) == 130
+    monkeypatch.setattr(splits, "write_splits", write_splits)
+    assert train.main(["--resume", str(run)]) == 0
+    for name in ("classes.json", "data_summary.csv", "skipped.csv", "audit.json", "splits.csv"):
+        assert (run / name).is_file(), name
