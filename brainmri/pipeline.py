@@ -126,9 +126,10 @@ def prepare_data(cfg: Config, run_dir: Path) -> Prepared:
     _audit_figures(audit, run_dir / "figures", cfg.figure_formats)
     audit.report["test_split"] = test_split(cfg, roles, sources)
     write_atomic(run_dir / "audit.json", json.dumps(audit.report, indent=2))
-    splits.write_splits(run_dir / "splits.csv", ds.paths, named, ds.subsets, audit.groups, roles, planes)
     write_atomic(run_dir / "classes.json", json.dumps(list(ds.classes)))
     _write_data_summary(run_dir, ds, roles, named)
+    # last: a run folder with splits.csv is resumed from it without this step, so the rest must be there by then
+    splits.write_splits(run_dir / "splits.csv", ds.paths, named, ds.subsets, audit.groups, roles, planes)
     return Prepared(ds, audit.groups, roles, audit.report)
 
 
