@@ -1,6 +1,8 @@
 """An interrupted and resumed fold trains exactly as an uninterrupted one: the learning-rate cut, the plateau
 counter, the best checkpoint's threshold, the dropout seeds and the batch order all carry over."""
 
+import json
+
 import keras
 import numpy as np
 import pytest
@@ -70,6 +72,8 @@ def _first_cut(history) -> int:
     (1, "before_checkpoint"),     # history row written, last.keras not yet: that epoch runs again
     (2, "plateau_counter_at_1"),  # one epoch without improvement counted, the cut comes after the resume
     (1, "fine_tuning_phase_two"),  # inside the second phase (backbone unfrozen, its own optimizer)
+    (1, "model_saved_state_not"),  # the epoch's model written, its resume state not yet: that epoch runs again
+    (1, "state_saved_model_not_in_place"),  # the state written, the model not yet renamed into place
 ])
 def test_resumed_run_keeps_the_learning_rate_cut(uninterrupted, kaggle_dir, tmp_path, monkeypatch, patience, where):
     extra = FINE_TUNE if where == "fine_tuning_phase_two" else ()
@@ -79,8 +83,20 @@ def test_resumed_run_keeps_the_learning_rate_cut(uninterrupted, kaggle_dir, tmp_
     original = training._callbacks
     stop = {"after_the_cut": Interrupt(cut), "mid_epoch": Interrupt(cut + 1, batch=1),
             "plateau_counter_at_1": Interrupt(cut - 1), "before_checkpoint": None,
-            "fine_tuning_phase_two": Interrupt(cut)}[where]
-    if stop is None:
+            "fine_tuning_phase_two": Interrupt(cut)}.get(where)
+    if where in ("model_saved_state_not", "state_saved_model_not_in_place"):
+        write = training.write_atomic
+
+        def stop_around_the_state(path, text):
+            at_cut = path.name == training.RESUME_STATE and json.loads(text)["epoch"] == cut
+            if at_cut and where == "model_saved_state_not":
+                raise KeyboardInterrupt
+            write(path, text)
+            if at_cut:
+                raise KeyboardInterrupt
+
+        monkeypatch.setattr(training, "write_atomic", stop_around_the_state)
+    elif stop is None:
         save = training.SaveForResume.on_epoch_end
 
         def save_then_stop(self, epoch, logs=None):
