@@ -74,6 +74,7 @@ def read_history(path: Path) -> list[dict]:
 
 
 RESUME_STATE = "last_state.json"  # beside last.keras: the training state a resumed fold needs besides the model
+LAST_PENDING = ".last.tmp.keras"  # an epoch's model until its state is written (Keras wants .keras)
 BEST_PENDING = ".best.pending.keras"  # the best checkpoint until its epoch is saved for resume (Keras wants .keras)
 
 
@@ -81,15 +82,34 @@ def _model_for_fold(cfg: Config, fold_dir: Path, num_classes: int, settings: dic
     """A fresh model, or the last epoch's model, its history and saved state when an interrupted fold is
     resumed: (model, history, state or None)."""
     history = read_history(fold_dir / "history.csv")
-    last = fold_dir / "last.keras"
-    if history and last.is_file():
-        return _resume(fold_dir, models.load_model(last), history)
-    for stale in ("history.csv", "last.keras", "best.keras", BEST_PENDING, RESUME_STATE):
+    last = _last_model(fold_dir) if history else None
+    if last is not None:
+        return _resume(fold_dir, last, history)
+    for stale in ("history.csv", "last.keras", "best.keras", BEST_PENDING, RESUME_STATE, LAST_PENDING):
         (fold_dir / stale).unlink(missing_ok=True)
     model = compile_model(cfg, num_classes, settings["jit_compile"])
     n = models.count_params(model)
     log.info("model %s: %s parameters, %s trainable", model.name, f"{n['total']:,}", f"{n['trainable']:,}")
     return model, [], None
+
+
+def _last_model(fold_dir: Path):
+    """The model of the last saved epoch (None: no epoch was saved). RESUME_STATE is written between saving the
+    model (LAST_PENDING) and renaming it to last.keras: where the state is there and the rename is not, the
+    pending model is the state's epoch, and the rename is done now; a pending model the state does not describe
+    (interrupted before the state was written, perhaps while the model was written) is the epoch that runs
+    again, and is dropped."""
+    pending, last, path = fold_dir / LAST_PENDING, fold_dir / "last.keras", fold_dir / RESUME_STATE
+    if pending.is_file() and path.is_file():  # (without a state, not even loaded: loading draws random numbers)
+        try:
+            model = models.load_model(pending)
+            if int(model.optimizer.iterations) == json.loads(path.read_text())["iterations"]:
+                pending.replace(last)
+                return model
+        except Exception as err:  # noqa: BLE001 - half written when interrupted: whatever it raises, it is dropped
+            log.info("fold %s: an interrupted epoch's model (%s) is dropped", fold_dir.name, err)
+    pending.unlink(missing_ok=True)
+    return models.load_model(last) if last.is_file() else None
 
 
 def _resume(fold_dir: Path, model, history: list[dict]):
@@ -142,9 +162,11 @@ class PlateauLR(keras.callbacks.ReduceLROnPlateau):
 
 
 class SaveForResume(keras.callbacks.Callback):
-    """At each epoch end, after the learning-rate cut and the history row: last.keras, then RESUME_STATE
-    (the plateau counter, the best checkpoint's value, the dropout seeds, the backend's random state), each
-    replaced atomically, then the epoch's best checkpoint (written as BEST_PENDING) becomes best.keras.
+    """At each epoch end, after the learning-rate cut and the history row: the model (as LAST_PENDING), then
+    RESUME_STATE (the plateau counter, the best checkpoint's value, the dropout seeds, the backend's random
+    state; written atomically: the epoch is saved once it is there), then the model is renamed last.keras
+    (_last_model does that rename where it was interrupted), then the epoch's best checkpoint (written as
+    BEST_PENDING) becomes best.keras.
     `rng`: a resumed phase's saved random state, put back as its first epoch begins (PyTorch's fit draws from
     it on starting, which the uninterrupted run did once, before its first epoch)."""
 
@@ -157,9 +179,8 @@ class SaveForResume(keras.callbacks.Callback):
         self.rng = None
 
     def on_epoch_end(self, epoch, logs=None):
-        tmp = self.fold_dir / ".last.tmp.keras"  # Keras insists on the .keras suffix
-        self.model.save(tmp)
-        tmp.replace(self.fold_dir / "last.keras")
+        pending = self.fold_dir / LAST_PENDING
+        self.model.save(pending)
         state = {"epoch": epoch, "iterations": int(self.model.optimizer.iterations),
                  "learning_rate": float(keras.ops.convert_to_numpy(self.model.optimizer.learning_rate)),
                  "plateau": self.plateau.state(),
@@ -167,6 +188,7 @@ class SaveForResume(keras.callbacks.Callback):
                  "seed_states": [keras.ops.convert_to_numpy(v).tolist() for v in _seed_states(self.model)],
                  "backend_rng": backend.rng_state()}
         write_atomic(self.fold_dir / RESUME_STATE, json.dumps(state, indent=1))
+        pending.replace(self.fold_dir / "last.keras")
         pending = self.fold_dir / BEST_PENDING
         if pending.is_file():  # only now: an epoch that resume would run again must not leave its best behind
             pending.replace(self.fold_dir / "best.keras")
@@ -222,7 +244,7 @@ def train_fold(cfg: Config, ds: Dataset, roles: np.ndarray, fold: int, run_dir: 
     result = {"fold": fold, "epoch": row["epoch"] + 1, **{k: v for k, v in row.items() if k.startswith("val_")},
               "fit_seconds": round(fit_seconds, 2), "epochs_run": epochs_run,
               **_predict_held_out(cfg, ds, best, fold, fold_dir, va, te)}
-    for name in ("last.keras", RESUME_STATE):  # the best model is what is kept
+    for name in ("last.keras", RESUME_STATE, LAST_PENDING):  # the best model is what is kept
         (fold_dir / name).unlink(missing_ok=True)
     write_atomic(fold_dir / "env.json", json.dumps(environment(), indent=2))
     write_atomic(done, json.dumps(result, indent=2))

@@ -74,6 +74,7 @@ def _first_cut(history) -> int:
     (1, "fine_tuning_phase_two"),  # inside the second phase (backbone unfrozen, its own optimizer)
     (1, "model_saved_state_not"),  # the epoch's model written, its resume state not yet: that epoch runs again
     (1, "state_saved_model_not_in_place"),  # the state written, the model not yet renamed into place
+    (1, "first_epochs_model_saved_state_not"),  # the same in the first epoch: no epoch saved, the fold starts anew
 ])
 def test_resumed_run_keeps_the_learning_rate_cut(uninterrupted, kaggle_dir, tmp_path, monkeypatch, patience, where):
     extra = FINE_TUNE if where == "fine_tuning_phase_two" else ()
@@ -84,6 +85,8 @@ def test_resumed_run_keeps_the_learning_rate_cut(uninterrupted, kaggle_dir, tmp_
     stop = {"after_the_cut": Interrupt(cut), "mid_epoch": Interrupt(cut + 1, batch=1),
             "plateau_counter_at_1": Interrupt(cut - 1), "before_checkpoint": None,
             "fine_tuning_phase_two": Interrupt(cut)}.get(where)
+    if where == "first_epochs_model_saved_state_not":
+        where, cut = "model_saved_state_not", 0
     if where in ("model_saved_state_not", "state_saved_model_not_in_place"):
         write = training.write_atomic
 
