@@ -42,6 +42,9 @@ def test_two_variants_on_the_same_folds(tmp_path, kaggle_dir):
     # the same table from the finished runs alone, and a resume that trains nothing
     assert compare_backbones.main(["--runs", f"a={out / 'a'}", f"b={out / 'b'}", "--output-dir", str(tmp_path / "t")]) == 0
     assert compare_backbones.main(["--resume", str(out)]) == 0
+    # resuming one variant keeps every finished variant of the plan in the table
+    assert compare_backbones.main(["--resume", str(out), "--only", "a"]) == 0
+    assert {r["variant"] for r in json.loads((out / "comparison.json").read_text())["rows"]} == {"a", "b"}
 
 
 def test_unknown_backbone_lists_the_known_ones(tmp_path, kaggle_dir, capsys):
