@@ -59,18 +59,20 @@ def parse_runs(pairs: list[str], reference: str | None) -> tuple[dict[str, Path]
     return named, reference
 
 
-def open_plan(args) -> tuple[dict, str, Path]:
+def open_plan(args) -> tuple[dict, str, Path, list[str]]:
     """The variants to train (the plan, or the resumed comparison's saved one, with --set and --only), the
-    reference and the comparison's folder (a new one holds plan.yaml)."""
+    reference, the comparison's folder (a new one holds plan.yaml) and the names of all its variants (a
+    resumed comparison's table keeps those --only leaves out)."""
     plan = Path(args.resume) / "plan.yaml" if args.resume else Path(args.config)
     configs, reference = compare.load_plan(plan, [] if args.resume else args.set)
+    every = list(configs)
     if args.only:
         configs = compare.only_variants(configs, args.only, reference)
     if args.resume:
-        return configs, reference, Path(args.resume)
+        return configs, reference, Path(args.resume), every
     out = runs.new_folder(Path(args.output_dir) / "compare" / time.strftime("%Y%m%d-%H%M%S"))
     compare.save_plan(out / "plan.yaml", configs, reference)
-    return configs, reference, out
+    return configs, reference, out, list(configs)
 
 
 @cli_entry
@@ -80,8 +82,10 @@ def main(argv=None) -> int:
         named, reference = parse_runs(args.runs, args.reference)
         out = runs.new_folder(Path(args.output_dir) / "compare" / time.strftime("%Y%m%d-%H%M%S"))
     else:
-        configs, reference, out = open_plan(args)
-        named = compare.train_variants(configs, out)
+        configs, reference, out, every = open_plan(args)
+        trained = compare.train_variants(configs, out)
+        named = {name: trained.get(name, out / name) for name in every
+                 if name in trained or any((out / name).glob("fold*/done.json"))}  # the plan's order
     runs.setup_logging()
     table = compare.compare_runs(named, reference, out)
     log.info("comparison (%d variants) in %s:\n%s", len(table), out, (out / "comparison.md").read_text())
