@@ -197,7 +197,7 @@ def test_an_interrupted_binary_run_resumes_where_it_stopped(kaggle_dir, tmp_path
     monkeypatch.setattr(crossval, "train_fold", interrupted_in_fold_1)
     assert binary_task.main(["split", "--run-dir", str(run), "--gradcam-limit", "0", "--set", f"data_dir={kaggle_dir}",
                              f"cache_dir={tmp_path / 'c'}", *TINY]) == 130
-    assert "--resume" in capsys.readouterr().err
+    assert f"python binary_task.py split --resume {run}" in capsys.readouterr().err  # what to type, with the folder
     assert (run / "fold0" / "done.json").is_file() and not (run / "fold1" / "done.json").exists()
     assert not (run / "binary").exists()
     monkeypatch.setattr(crossval, "train_fold", train_fold)

@@ -230,7 +230,7 @@ def test_a_run_folder_without_its_splits_is_a_one_line_error(run_copy, capsys):
     _fails([str(run_copy)], "splits.csv", capsys)
 
 
-def test_an_interrupted_evaluation_leaves_no_folder_that_looks_finished(run_copy, monkeypatch):
+def test_an_interrupted_evaluation_leaves_no_folder_that_looks_finished(run_copy, monkeypatch, capsys):
     from brainmri import evaluation
 
     real = evaluation.write_evaluation_report
@@ -240,6 +240,8 @@ def test_an_interrupted_evaluation_leaves_no_folder_that_looks_finished(run_copy
 
     monkeypatch.setattr(evaluation, "write_evaluation_report", interrupted)
     assert evaluate.main([str(run_copy)]) == 130
+    err = capsys.readouterr().err
+    assert "rerun the same command" in err and "--resume" not in err  # evaluate.py has no --resume
     assert not list(run_copy.glob("evaluation*")) and not list(run_copy.glob(".evaluation*"))
     monkeypatch.setattr(evaluation, "write_evaluation_report", real)
     assert evaluate.main([str(run_copy)]) == 0
