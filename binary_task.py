@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import shlex
 import sys
 from pathlib import Path
 
@@ -31,7 +32,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 from brainmri import binary, pipeline, runs  # noqa: E402  (no TensorFlow yet: input errors come at once)
 from brainmri.config import load_config  # noqa: E402
 from brainmri.data import BINARY_CLASSES  # noqa: E402
-from brainmri.errors import UserError, cli_entry  # noqa: E402
+from brainmri.errors import UserError, cli_entry, set_resume_command  # noqa: E402
 from brainmri.testsets import load_external  # noqa: E402
 
 TASKS = {
@@ -103,6 +104,8 @@ def main(argv=None) -> int:
         binary.check_task(Path(run_dir), record)
     run = runs.start_run(cfg, run_dir)
     binary.record_task(run, record)
+    set_resume_command(shlex.join(["python", "binary_task.py", args.task, "--resume", str(run)]
+                                  + (["--external-test", args.external_test] if args.task == "external" else [])))
     prepared = pipeline.prepare_data(cfg, run)
     crossval.run_folds(cfg, prepared.ds, prepared.roles, run)
     _, wrong = binary.evaluate_task(args.task, run, cfg, prepared.ds, args.external_test)

@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+import shlex
 import sys
 import time
 from pathlib import Path
@@ -22,7 +23,7 @@ from pathlib import Path
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 from brainmri import compare, runs  # noqa: E402
-from brainmri.errors import UserError, cli_entry  # noqa: E402
+from brainmri.errors import UserError, cli_entry, set_resume_command  # noqa: E402
 
 log = logging.getLogger("brainmri")
 DEFAULT_PLAN = "configs/plans/backbones.yaml"
@@ -83,6 +84,8 @@ def main(argv=None) -> int:
         out = runs.new_folder(Path(args.output_dir) / "compare" / time.strftime("%Y%m%d-%H%M%S"))
     else:
         configs, reference, out, every = open_plan(args)
+        set_resume_command(shlex.join(["python", "compare_backbones.py", "--resume", str(out)]
+                                      + (["--only", *args.only] if args.only else [])))
         trained = compare.train_variants(configs, out)
         named = {name: trained.get(name, out / name) for name in every
                  if name in trained or any((out / name).glob("fold*/done.json"))}  # the plan's order

@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import os
+import shlex
 import sys
 from pathlib import Path
 
@@ -21,7 +22,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 from brainmri import pipeline, runs  # noqa: E402  (no TensorFlow yet: input errors come at once)
 from brainmri.config import load_config  # noqa: E402
-from brainmri.errors import UserError, cli_entry  # noqa: E402
+from brainmri.errors import UserError, cli_entry, set_resume_command  # noqa: E402
 
 DEFAULT_CONFIG = "configs/default.yaml"
 
@@ -69,6 +70,9 @@ def main(argv=None) -> int:
     from brainmri import crossval
 
     run = runs.start_run(cfg, run_dir)
+    if not args.audit_only:
+        set_resume_command(shlex.join(["python", "train.py", "--resume", str(run)]
+                                      + ([] if args.fold is None else ["--fold", str(args.fold)])))
     prepared = pipeline.prepare_data(cfg, run)
     if args.audit_only:
         return 0

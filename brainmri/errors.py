@@ -8,18 +8,33 @@ class UserError(Exception):
     """Bad input the user can fix: printed as one line, exit code 2, no traceback."""
 
 
+_resume_command: str | None = None  # what continues the current script's work after a Ctrl-C (set_resume_command)
+
+
+def set_resume_command(command: str) -> None:
+    """The command that continues this run once the script knows its folder (train.py --resume RUN, ...): the
+    Ctrl-C message gives it. Scripts without one leave it unset: rerunning the same command is the way."""
+    global _resume_command
+    _resume_command = command
+
+
 def cli_entry(main):
     """Run `main`, turning UserError (and Ctrl-C) into a one-line message and an exit code."""
 
     @functools.wraps(main)
     def wrapper(argv=None):
+        global _resume_command
+        _resume_command = None
         try:
             return main(argv)
         except UserError as err:
             print(f"error: {err}", file=sys.stderr)
             return 2
         except KeyboardInterrupt:
-            print("interrupted: rerun with --resume to continue", file=sys.stderr)
+            if _resume_command:
+                print(f"interrupted: to continue, run: {_resume_command}", file=sys.stderr)
+            else:
+                print("interrupted: rerun the same command (nothing unfinished is kept as a result)", file=sys.stderr)
             return 130
 
     return wrapper
