@@ -225,6 +225,25 @@ def test_a_test_image_gone_or_moved_since_the_run_is_refused_not_dropped(data_co
         own_test_set(tmp_path, load_dataset(data_copy, 32), [0])
 
 
+def test_a_test_image_whose_content_changed_since_the_run_is_refused(data_copy, tmp_path):
+    """Another picture under a test image's name is not the image the run held out (its group was chosen for
+    the other): scored, it would be a test image the folds may have trained on."""
+    from brainmri.data import load_dataset
+    from brainmri.errors import UserError
+    from brainmri.splits import TEST, TRAIN, write_splits
+    from brainmri.testsets import own_test_set
+
+    ds = load_dataset(data_copy, 32)
+    names = [ds.classes[y] for y in ds.labels]
+    roles = np.array([[TEST if s == "Testing" else TRAIN] for s in ds.subsets], dtype=object)
+    write_splits(tmp_path / "splits.csv", ds.paths, names, ds.subsets, np.arange(len(ds.paths)), roles, md5=ds.md5)
+    tested = [p for p in ds.paths if p.startswith("Testing/")]
+    trained = next(p for p in ds.paths if p.startswith("Training/") and p.split("/")[1] == tested[0].split("/")[1])
+    shutil.copyfile(data_copy / trained, data_copy / tested[0])  # a training image copied over a test image
+    with pytest.raises(UserError, match=r"1 of the 8 test images in .*splits.csv changed content .*first: " + tested[0]):
+        own_test_set(tmp_path, load_dataset(data_copy, 32), [0])
+
+
 def test_a_run_folder_without_its_splits_is_a_one_line_error(run_copy, capsys):
     (run_copy / "splits.csv").unlink()
     _fails([str(run_copy)], "splits.csv", capsys)

@@ -122,7 +122,8 @@ def test_no_data_folder_yet_says_how_to_get_it(capsys, tmp_path, monkeypatch):
     assert "no class folders in data" in err and "kaggle datasets download" in err
 
 
-@pytest.mark.parametrize("change, job", [("add", "resume"), ("remove", "fold"), ("relabel", "resume")])
+@pytest.mark.parametrize("change, job", [("add", "resume"), ("remove", "fold"), ("relabel", "resume"),
+                                         ("replace", "resume")])
 def test_a_changed_data_folder_is_refused_by_later_jobs(tmp_path, data_copy, capsys, change, job):
     """Finished folds were trained on the saved splits: new splits would test on images they trained on."""
     run = tmp_path / "out" / "shared"
@@ -134,6 +135,8 @@ def test_a_changed_data_folder_is_refused_by_later_jobs(tmp_path, data_copy, cap
         cv2.imwrite(str(glioma / "new_scan.png"), img)
     elif change == "remove":
         (glioma / "gl_0005.png").unlink()
+    elif change == "replace":  # another image under the same name: its group and role were another image's
+        shutil.copyfile(glioma / "gl_0006.png", glioma / "gl_0005.png")
     else:
         shutil.move(glioma / "gl_0005.png", data_copy / "Training" / "no_tumor" / "gl_0005.png")
     capsys.readouterr()
@@ -141,7 +144,7 @@ def test_a_changed_data_folder_is_refused_by_later_jobs(tmp_path, data_copy, cap
     assert (train.main(argv) if job == "resume" else _run(tmp_path, data_copy, argv=argv)) == 2
     err = capsys.readouterr().err.strip()
     expected = {"add": "1 images added, 0 removed", "remove": "0 images added, 1 removed",
-                "relabel": "1 images added, 1 removed"}[change]
+                "relabel": "1 images added, 1 removed", "replace": "1 changed content"}[change]
     assert err.startswith("error: the data changed since") and expected in err and "\n" not in err
     assert "first: " in err and ("gl_0005.png" in err or "new_scan.png" in err)
     assert (run / "splits.csv").read_bytes() == saved
