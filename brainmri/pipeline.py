@@ -112,7 +112,7 @@ def prepare_data(cfg: Config, run_dir: Path) -> Prepared:
     """Load, hash, group, audit and split; write audit, splits and data summary into the run folder."""
     ds = load_data(cfg)
     named = [ds.classes[i] for i in ds.labels]
-    saved = splits.saved_splits(run_dir / "splits.csv", ds.paths, named)  # before anything is rewritten
+    saved = splits.saved_splits(run_dir / "splits.csv", ds.paths, named, ds.md5)  # before anything is rewritten
     if saved is not None:
         log.info("splits: the run folder's splits.csv (fold jobs and --resume never split again)")
         report = json.loads((run_dir / "audit.json").read_text()) if (run_dir / "audit.json").is_file() else {}
@@ -129,7 +129,7 @@ def prepare_data(cfg: Config, run_dir: Path) -> Prepared:
     write_atomic(run_dir / "classes.json", json.dumps(list(ds.classes)))
     _write_data_summary(run_dir, ds, roles, named)
     # last: a run folder with splits.csv is resumed from it without this step, so the rest must be there by then
-    splits.write_splits(run_dir / "splits.csv", ds.paths, named, ds.subsets, audit.groups, roles, planes)
+    splits.write_splits(run_dir / "splits.csv", ds.paths, named, ds.subsets, audit.groups, roles, planes, ds.md5)
     return Prepared(ds, audit.groups, roles, audit.report)
 
 

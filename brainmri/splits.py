@@ -161,20 +161,23 @@ def _test_and_usable(labels, groups, subsets, protocol: str, test_fraction: floa
     return is_test, usable
 
 
-def write_splits(path: Path, paths, labels_named, subsets, groups, roles: np.ndarray, planes=None) -> None:
-    """splits.csv: one row per image with its group, plane (if known) and its role in every fold (fold jobs
-    rewrite it with the same content, so it is written to a temporary file and renamed)."""
+def write_splits(path: Path, paths, labels_named, subsets, groups, roles: np.ndarray, planes=None,
+                 md5=None) -> None:
+    """splits.csv: one row per image with its group, plane (if known), the MD5 of its file (if given: later
+    jobs check the content is still the one split) and its role in every fold (fold jobs rewrite it with the
+    same content, so it is written to a temporary file and renamed)."""
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     planes = planes if planes is not None else [""] * len(paths)
+    md5 = md5 if md5 is not None else [""] * len(paths)
     with open(tmp, "w", newline="") as f:
         w = csv.writer(f)
-        w.writerow(["path", "label", "subset", "group", "plane", *[f"fold{k}" for k in range(roles.shape[1])]])
-        for row in zip(paths, labels_named, subsets, groups, planes, *roles.T):
+        w.writerow(["path", "label", "subset", "group", "plane", "md5", *[f"fold{k}" for k in range(roles.shape[1])]])
+        for row in zip(paths, labels_named, subsets, groups, planes, md5, *roles.T):
             w.writerow(row)
     tmp.replace(path)
 
 
-def saved_splits(path: Path, paths, labels_named) -> dict | None:
+def saved_splits(path: Path, paths, labels_named, md5=None) -> dict | None:
     """The splits a run folder already has (fold jobs, --resume), in the order of `paths`; None for a new run.
     They are reused, never recomputed (the grouping's floating point may differ on another machine). Refused
     when the data changed: finished folds were trained on the saved splits, so new ones could test on images
@@ -183,6 +186,11 @@ def saved_splits(path: Path, paths, labels_named) -> dict | None:
         return None
     saved = read_splits(path)
     added, removed, changed = data_changes(dict(zip(saved["paths"], saved["labels"])), dict(zip(paths, labels_named)))
+    replaced = content_changes(saved, dict(zip(paths, md5))) if md5 is not None else []
+    if replaced:
+        raise UserError(f"the data changed since {path} was written: {len(replaced)} changed content under the same "
+                        f"name (first: {replaced[0]}); finished folds used the saved splits, chosen for the images "
+                        "as they were: restore the data folder, or start a new run folder")
     if added or removed or changed:
         first = ([f"added {p}" for p in added[:1]] + [f"removed {p}" for p in removed[:1]] + changed[:1])[0]
         raise UserError(f"the data changed since {path} was written: {len(added)} images added, {len(removed)} "
@@ -202,6 +210,12 @@ def data_changes(saved: dict[str, str], now: dict[str, str]) -> tuple[list[str],
     return added, removed, changed
 
 
+def content_changes(saved: dict, md5_now: dict[str, str]) -> list[str]:
+    """The paths of splits.csv (`saved`, read_splits) whose file's MD5 is not the one recorded (runs made before
+    the md5 column are not checked)."""
+    return [p for p, digest in zip(saved["paths"], saved["md5"]) if digest and p in md5_now and md5_now[p] != digest]
+
+
 def read_splits(path: Path) -> dict:
     """splits.csv back: paths, labels, subsets, groups and the (N, folds) roles."""
     if not path.is_file():
@@ -213,7 +227,7 @@ def read_splits(path: Path) -> dict:
     folds = sorted((k for k in rows[0] if k.startswith("fold")), key=lambda k: int(k[4:]))
     return {"paths": [r["path"] for r in rows], "labels": [r["label"] for r in rows],
             "subsets": [r["subset"] for r in rows], "groups": np.array([int(r["group"]) for r in rows]),
-            "planes": [r.get("plane", "") for r in rows],
+            "planes": [r.get("plane", "") for r in rows], "md5": [r.get("md5", "") for r in rows],
             "roles": np.array([[r[k] for k in folds] for r in rows], dtype=object)}
 
 

@@ -15,7 +15,7 @@ from .data import BINARY_CLASSES, Dataset, load_dataset, negative_class_of, take
 from .duplicates import Detector, copies_in, group_images
 from .errors import UserError
 from .planes import planes_for
-from .splits import TEST, TRAIN, data_changes, read_splits
+from .splits import TEST, TRAIN, content_changes, data_changes, read_splits
 
 
 @dataclass
@@ -74,6 +74,11 @@ def _check_test_images(path: Path, splits: dict, ds: Dataset) -> None:
         raise UserError(f"{len(missing)} of the {len(tested)} test images in {path} are missing from the data folder "
                         f"(or unreadable, or outside its subset_fraction share) and {len(relabelled)} changed class "
                         f"(first: {(missing + relabelled)[0]}): restore the data folder as the run had it")
+    replaced = [p for p in content_changes(splits, dict(zip(ds.paths, ds.md5))) if p in tested]
+    if replaced:
+        raise UserError(f"{len(replaced)} of the {len(tested)} test images in {path} changed content under the same "
+                        f"name (first: {replaced[0]}): the run held out the images as they were; restore the data "
+                        "folder as the run had it")
 
 
 def load_external(folder: str | Path, size: int, classes, cache_dir=None) -> Dataset:
