@@ -81,6 +81,19 @@ def test_estimate_planes_writes_a_csv_outside_the_data(kaggle_dir, tmp_path, cap
     assert not (kaggle_dir / "planes2.csv").exists()
 
 
+def test_a_blank_image_gets_no_nan_plane_and_an_empty_one_a_clear_skip(tmp_path):
+    """A constant picture has no symmetry to measure (NaN correlations: a plane 'estimated' with probability
+    nan); an all-black one has no head at all."""
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # numpy's 'invalid value encountered in divide' was printed raw
+        features = planes.plane_features(np.full((100, 100, 3), 255, np.uint8))
+        assert np.isfinite(features).all()
+        with pytest.raises(ValueError, match="no head"):
+            planes.plane_features(np.zeros((100, 100, 3), np.uint8))
+
+
 @pytest.mark.parametrize("case, message", [
     ("a_users_file", "not a planes file written by augment.py"),
     ("a_folder", "is a folder"),
