@@ -78,6 +78,16 @@ def test_add_merges_extra_images(kaggle_dir, tmp_path):
     assert sum(r["kind"] == "augmented" for r in rows) == 11  # 17 + 2 added + 11 copies = 30
 
 
+def test_an_added_blank_image_is_kept_with_no_plane_estimated(kaggle_dir, tmp_path):
+    extra = tmp_path / "new slices"
+    extra.mkdir()
+    cv2.imwrite(str(extra / "blank.png"), np.zeros((64, 64), np.uint8))  # nothing to estimate a plane from
+    assert _balance(kaggle_dir, tmp_path / "bal", "--add", str(extra)) == 0
+    planes = dict(csv.reader(open(tmp_path / "bal" / "planes.csv")))
+    added = [r["path"] for r in csv.DictReader(open(tmp_path / "bal" / "manifest.csv")) if r["kind"] == "added"]
+    assert len(added) == 1 and added[0] not in planes and len(planes) > 1
+
+
 def test_added_images_with_the_same_name_in_two_folders_are_all_kept(kaggle_dir, tmp_path):
     extra = tmp_path / "extra"
     grey = cv2.imread(str(next((kaggle_dir / "Training" / "glioma_tumor").glob("*.png"))))
