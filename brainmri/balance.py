@@ -354,10 +354,11 @@ def _carry_planes(data: Path, out: Path, rows: list[dict]) -> None:
     if not (data / "planes.csv").is_file():
         return
     known = read_planes(data / "planes.csv")
-    added = [r for r in rows if r["kind"] == "added"]
-    if added:
-        feats = np.stack([plane_features(decode(out / r["path"])) for r in added])
-        known.update(zip((r["path"] for r in added), predict_planes(feats)[0]))
+    for r in (r for r in rows if r["kind"] == "added"):
+        try:
+            known[r["path"]] = predict_planes(plane_features(decode(out / r["path"]))[None])[0][0]
+        except ValueError as err:  # a blank picture: its plane stays unknown (not in planes.csv)
+            log.warning("no plane estimated for %s: %s", out / r["path"], err)
     planes = [(r["path"], known.get(r["source"] if r["kind"] == "augmented" else r["path"], "")) for r in rows]
     write_planes(out / "planes.csv", [(p, pl) for p, pl in planes if pl])
 

@@ -45,6 +45,8 @@ def plane_features(image: np.ndarray) -> np.ndarray:
     """Symmetry, shape and thumbnail features of one slice (grey or RGB uint8, any size)."""
     gray = image if image.ndim == 2 else cv2.cvtColor(image, cv2.COLOR_RGB2GRAY)
     gray = cv2.resize(gray, (128, 128), interpolation=cv2.INTER_AREA)
+    if gray.min() == gray.max():
+        raise ValueError("a blank image (one grey level): no plane to estimate")
     mask = head_mask(gray)
     ys, xs = np.nonzero(mask)
     y0, y1, x0, x1 = ys.min(), ys.max() + 1, xs.min(), xs.max() + 1
@@ -66,7 +68,11 @@ def plane_features(image: np.ndarray) -> np.ndarray:
 
 
 def _corr(a: np.ndarray, b: np.ndarray) -> float:
-    return float(np.corrcoef(a.ravel(), b.ravel())[0, 1])
+    """Correlation; 0 where either is constant (a blank picture: no symmetry to measure, not NaN)."""
+    a, b = a.ravel(), b.ravel()
+    if a.std() == 0 or b.std() == 0:
+        return 0.0
+    return float(np.corrcoef(a, b)[0, 1])
 
 
 def fit_estimator(features: np.ndarray, planes: list[str], c: float = 0.3) -> dict:

@@ -81,17 +81,19 @@ def test_estimate_planes_writes_a_csv_outside_the_data(kaggle_dir, tmp_path, cap
     assert not (kaggle_dir / "planes2.csv").exists()
 
 
-def test_a_blank_image_gets_no_nan_plane_and_an_empty_one_a_clear_skip(tmp_path):
-    """A constant picture has no symmetry to measure (NaN correlations: a plane 'estimated' with probability
-    nan); an all-black one has no head at all."""
+def test_a_blank_image_is_a_clear_skip_and_a_flat_head_gets_no_nan_plane(tmp_path):
+    """A picture of one grey level has no plane to estimate; a head region of one grey level has no symmetry to
+    measure (NaN correlations gave a plane 'estimated' with probability nan)."""
     import warnings
 
+    flat = np.zeros((100, 100, 3), np.uint8)
+    flat[20:80, 30:70] = 200
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # numpy's 'invalid value encountered in divide' was printed raw
-        features = planes.plane_features(np.full((100, 100, 3), 255, np.uint8))
-        assert np.isfinite(features).all()
-        with pytest.raises(ValueError, match="no head"):
-            planes.plane_features(np.zeros((100, 100, 3), np.uint8))
+        assert np.isfinite(planes.plane_features(flat)).all()
+        for level in (0, 255):
+            with pytest.raises(ValueError, match="blank"):
+                planes.plane_features(np.full((100, 100, 3), level, np.uint8))
 
 
 @pytest.mark.parametrize("case, message", [
