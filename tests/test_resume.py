@@ -75,9 +75,13 @@ def _first_cut(history) -> int:
     (1, "model_saved_state_not"),  # the epoch's model written, its resume state not yet: that epoch runs again
     (1, "state_saved_model_not_in_place"),  # the state written, the model not yet renamed into place
     (1, "first_epochs_model_saved_state_not"),  # the same in the first epoch: no epoch saved, the fold starts anew
+    (1, "best_epochs_state_saved_model_not_in_place"),  # ... in the epoch best.keras comes from: it is kept
+    (1, "first_fine_tuning_epochs_model_saved_state_not"),  # its optimizer counts iterations from 0 again
 ])
 def test_resumed_run_keeps_the_learning_rate_cut(uninterrupted, kaggle_dir, tmp_path, monkeypatch, patience, where):
-    extra = FINE_TUNE if where == "fine_tuning_phase_two" else ()
+    one_epoch_then_fine_tuning = ("epochs=1", f"fine_tune_epochs={EPOCHS - 1}")
+    extra = {"fine_tuning_phase_two": FINE_TUNE,
+             "first_fine_tuning_epochs_model_saved_state_not": one_epoch_then_fine_tuning}.get(where, ())
     whole = uninterrupted(patience, extra)
     expected = training.read_history(whole / "history.csv")
     cut = EPOCHS // 2 + 1 if extra else _first_cut(expected)
@@ -85,8 +89,11 @@ def test_resumed_run_keeps_the_learning_rate_cut(uninterrupted, kaggle_dir, tmp_
     stop = {"after_the_cut": Interrupt(cut), "mid_epoch": Interrupt(cut + 1, batch=1),
             "plateau_counter_at_1": Interrupt(cut - 1), "before_checkpoint": None,
             "fine_tuning_phase_two": Interrupt(cut)}.get(where)
-    if where == "first_epochs_model_saved_state_not":
-        where, cut = "model_saved_state_not", 0
+    accuracies = [r["val_accuracy"] for r in expected]
+    where, cut = {"first_epochs_model_saved_state_not": ("model_saved_state_not", 0),
+                  "best_epochs_state_saved_model_not_in_place": ("state_saved_model_not_in_place",
+                                                                 accuracies.index(max(accuracies))),
+                  "first_fine_tuning_epochs_model_saved_state_not": ("model_saved_state_not", 1)}.get(where, (where, cut))
     if where in ("model_saved_state_not", "state_saved_model_not_in_place"):
         write = training.write_atomic
 
