@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import csv
+import hashlib
 import importlib.util
 import json
 import logging
@@ -82,9 +83,10 @@ def _model_for_fold(cfg: Config, fold_dir: Path, num_classes: int, settings: dic
     """A fresh model, or the last epoch's model, its history and saved state when an interrupted fold is
     resumed: (model, history, state or None)."""
     history = read_history(fold_dir / "history.csv")
-    last = _last_model(fold_dir) if history else None
-    if last is not None:
-        return _resume(fold_dir, last, history)
+    if history:
+        _finish_saving(fold_dir)
+    if history and (fold_dir / "last.keras").is_file():
+        return _resume(fold_dir, models.load_model(fold_dir / "last.keras"), history)
     for stale in ("history.csv", "last.keras", "best.keras", BEST_PENDING, RESUME_STATE, LAST_PENDING):
         (fold_dir / stale).unlink(missing_ok=True)
     model = compile_model(cfg, num_classes, settings["jit_compile"])
@@ -93,23 +95,31 @@ def _model_for_fold(cfg: Config, fold_dir: Path, num_classes: int, settings: dic
     return model, [], None
 
 
-def _last_model(fold_dir: Path):
-    """The model of the last saved epoch (None: no epoch was saved). RESUME_STATE is written between saving the
-    model (LAST_PENDING) and renaming it to last.keras: where the state is there and the rename is not, the
-    pending model is the state's epoch, and the rename is done now; a pending model the state does not describe
-    (interrupted before the state was written, perhaps while the model was written) is the epoch that runs
-    again, and is dropped."""
-    pending, last, path = fold_dir / LAST_PENDING, fold_dir / "last.keras", fold_dir / RESUME_STATE
-    if pending.is_file() and path.is_file():  # (without a state, not even loaded: loading draws random numbers)
-        try:
-            model = models.load_model(pending)
-            if int(model.optimizer.iterations) == json.loads(path.read_text())["iterations"]:
-                pending.replace(last)
-                return model
-        except Exception as err:  # noqa: BLE001 - half written when interrupted: whatever it raises, it is dropped
-            log.info("fold %s: an interrupted epoch's model (%s) is dropped", fold_dir.name, err)
-    pending.unlink(missing_ok=True)
-    return models.load_model(last) if last.is_file() else None
+def _finish_saving(fold_dir: Path) -> None:
+    """Finish the saving of an epoch that was interrupted after its state was written. RESUME_STATE is the
+    commit point: it records the digest of the epoch's model (LAST_PENDING) and of its best checkpoint
+    (BEST_PENDING, where the epoch improved on the best); a pending file it describes is renamed into place
+    (last.keras, best.keras), as the interrupted epoch end would have done. One it does not describe belongs to
+    an epoch that was not saved (perhaps half written) and runs again: it is dropped. By digest, not by the
+    optimizer's iteration count: fine-tuning starts a new optimizer, whose count starts at 0 again."""
+    state_path = fold_dir / RESUME_STATE
+    state = json.loads(state_path.read_text()) if state_path.is_file() else {}
+    for pending, final, key in ((LAST_PENDING, "last.keras", "model_digest"),
+                                (BEST_PENDING, "best.keras", "best_pending_digest")):
+        path = fold_dir / pending
+        if path.is_file() and state.get(key) and state[key] == _digest(path):
+            path.replace(fold_dir / final)
+        else:
+            path.unlink(missing_ok=True)
+
+
+def _digest(path: Path) -> str:
+    """The file's BLAKE2b digest (a model file: a few MB to a few hundred)."""
+    h = hashlib.blake2b(digest_size=16)
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
 
 
 def _resume(fold_dir: Path, model, history: list[dict]):
@@ -164,9 +174,9 @@ class PlateauLR(keras.callbacks.ReduceLROnPlateau):
 class SaveForResume(keras.callbacks.Callback):
     """At each epoch end, after the learning-rate cut and the history row: the model (as LAST_PENDING), then
     RESUME_STATE (the plateau counter, the best checkpoint's value, the dropout seeds, the backend's random
-    state; written atomically: the epoch is saved once it is there), then the model is renamed last.keras
-    (_last_model does that rename where it was interrupted), then the epoch's best checkpoint (written as
-    BEST_PENDING) becomes best.keras.
+    state, the digests of the pending files; written atomically: the epoch is saved once it is there), then the
+    model is renamed last.keras and the epoch's best checkpoint (written as BEST_PENDING) becomes best.keras
+    (_finish_saving does those renames where they were interrupted).
     `rng`: a resumed phase's saved random state, put back as its first epoch begins (PyTorch's fit draws from
     it on starting, which the uninterrupted run did once, before its first epoch)."""
 
@@ -179,19 +189,19 @@ class SaveForResume(keras.callbacks.Callback):
         self.rng = None
 
     def on_epoch_end(self, epoch, logs=None):
-        pending = self.fold_dir / LAST_PENDING
+        pending, best_pending = self.fold_dir / LAST_PENDING, self.fold_dir / BEST_PENDING
         self.model.save(pending)
-        state = {"epoch": epoch, "iterations": int(self.model.optimizer.iterations),
+        state = {"model_digest": _digest(pending),
+                 "best_pending_digest": _digest(best_pending) if best_pending.is_file() else None,"epoch": epoch, "iterations": int(self.model.optimizer.iterations),
                  "learning_rate": float(keras.ops.convert_to_numpy(self.model.optimizer.learning_rate)),
                  "plateau": self.plateau.state(),
                  "best_checkpoint": None if self.best.best is None else float(self.best.best),
                  "seed_states": [keras.ops.convert_to_numpy(v).tolist() for v in _seed_states(self.model)],
                  "backend_rng": backend.rng_state()}
-        write_atomic(self.fold_dir / RESUME_STATE, json.dumps(state, indent=1))
+        write_atomic(self.fold_dir / RESUME_STATE, json.dumps(state, indent=1))  # the epoch is saved
         pending.replace(self.fold_dir / "last.keras")
-        pending = self.fold_dir / BEST_PENDING
-        if pending.is_file():  # only now: an epoch that resume would run again must not leave its best behind
-            pending.replace(self.fold_dir / "best.keras")
+        if best_pending.is_file():  # only now: an epoch that resume would run again must not leave its best behind
+            best_pending.replace(self.fold_dir / "best.keras")
 
 
 def _callbacks(cfg: Config, fold_dir: Path, history: list[dict], state: dict | None = None) -> list:
