@@ -45,6 +45,9 @@ def test_two_variants_on_the_same_folds(tmp_path, kaggle_dir):
     # resuming one variant keeps every finished variant of the plan in the table
     assert compare_backbones.main(["--resume", str(out), "--only", "a"]) == 0
     assert {r["variant"] for r in json.loads((out / "comparison.json").read_text())["rows"]} == {"a", "b"}
+    (out / "b" / "cv_summary.json").unlink()  # as if b was interrupted after a fold: it has no summary yet
+    assert compare_backbones.main(["--resume", str(out), "--only", "a"]) == 0
+    assert {r["variant"] for r in json.loads((out / "comparison.json").read_text())["rows"]} == {"a"}
 
 
 def test_unknown_backbone_lists_the_known_ones(tmp_path, kaggle_dir, capsys):
