@@ -87,8 +87,8 @@ def main(argv=None) -> int:
         set_resume_command(shlex.join(["python", "compare_backbones.py", "--resume", str(out)]
                                       + (["--only", *args.only] if args.only else [])))
         trained = compare.train_variants(configs, out)
-        named = {name: trained.get(name, out / name) for name in every
-                 if name in trained or any((out / name).glob("fold*/done.json"))}  # the plan's order
+        named = {name: trained.get(name, out / name) for name in every  # the plan's order; a variant not
+                 if name in trained or (out / name / "cv_summary.json").is_file()}  # trained yet is left out
     runs.setup_logging()
     table = compare.compare_runs(named, reference, out)
     log.info("comparison (%d variants) in %s:\n%s", len(table), out, (out / "comparison.md").read_text())
