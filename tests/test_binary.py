@@ -241,6 +241,18 @@ def test_resume_refuses_another_external_folder_than_the_runs(kaggle_dir, yes_no
                              "--gradcam-limit", "0"]) == 0
 
 
+@pytest.mark.parametrize("task", ["external", "external-only"])
+def test_the_resume_command_needs_nothing_but_the_run_folder(kaggle_dir, yes_no, tmp_path, task):
+    """What the Ctrl-C message prints, python binary_task.py TASK --resume RUN, must work as it is: the external
+    folder is the run's own, and a run named with --set experiment=... is still a run of its task."""
+    run = tmp_path / "run"
+    data = [] if task == "external-only" else [f"data_dir={kaggle_dir}"]
+    assert binary_task.main([task, "--external-test", str(yes_no), "--run-dir", str(run), "--gradcam-limit", "0",
+                             "--set", *data, "experiment=my-run", "test_fraction=0.25", f"cache_dir={tmp_path / 'c'}",
+                             *TINY]) == 0
+    assert binary_task.main([task, "--resume", str(run), "--gradcam-limit", "0"]) == 0
+
+
 @pytest.mark.parametrize("extra, message", [
     (["--set", "epochs=3"], "drop --config/--set"),
     (["--config", "configs/binary.yaml"], "drop --config/--set"),
