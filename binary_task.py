@@ -33,6 +33,7 @@ from brainmri import binary, pipeline, runs  # noqa: E402  (no TensorFlow yet: i
 from brainmri.config import load_config  # noqa: E402
 from brainmri.data import BINARY_CLASSES  # noqa: E402
 from brainmri.errors import UserError, cli_entry, set_resume_command  # noqa: E402
+from brainmri.paths import same_folder  # noqa: E402
 from brainmri.testsets import load_external  # noqa: E402
 
 TASKS = {
@@ -59,20 +60,24 @@ def parse_args(argv):
 
 
 def task_config(args):
-    """The task's run config and run folder (None: a new one): --config and --set, then the task's protocol, task
-    and experiment; with --resume, the run's saved config, which must be that of this task."""
+    """The task's run config, run folder (None: a new one) and external test folder (task external; None
+    otherwise): --config and --set, then the task's protocol, task and experiment; with --resume, the run's
+    saved config and folders, which must be those of this task."""
+    if args.resume:
+        cfg, external = resumed_config(args)
+        return cfg, args.resume, external
     if args.task in ("external", "external-only") and not args.external_test:
         raise UserError(f"task '{args.task}' needs --external-test DIR (a folder with yes/ and no/ class folders)")
-    if args.resume:
-        return resumed_config(args), args.resume
     extra = list(TASKS[args.task]) + ["task=binary", f"experiment=binary-{args.task}"]
     if args.task == "external-only":
         extra.append(f"data_dir={args.external_test}")
-    return load_config(args.config or DEFAULT_CONFIG, extra + args.set), args.run_dir
+    cfg = load_config(args.config or DEFAULT_CONFIG, extra + args.set)
+    return cfg, args.run_dir, args.external_test if args.task == "external" else None
 
 
 def resumed_config(args):
-    """The saved config of the run folder --resume names, checked to be a binary run of args.task."""
+    """The saved config of the run folder --resume names, checked to be a binary run of args.task, and its
+    external test folder (--external-test, else the one the run recorded; the run's own, checked later)."""
     if args.config or args.set or args.run_dir:
         raise UserError("--resume uses the run's saved config and folder; drop --config/--set "
                         "(and give the folder once: --resume or --run-dir, not both)")
@@ -80,35 +85,42 @@ def resumed_config(args):
     if not saved.is_file():
         raise UserError(f"{args.resume} is not a run folder (no config.yaml)")
     cfg = load_config(saved)
-    task = cfg.experiment.removeprefix("binary-")
+    recorded = binary.read_task(Path(args.resume))  # {} for a run begun before it was recorded
+    task = recorded.get("task") or cfg.experiment.removeprefix("binary-")
     if cfg.task != "binary" or task not in TASKS:
         raise UserError(f"{args.resume} is not a binary_task.py run (task {cfg.task}, experiment {cfg.experiment})")
     if task != args.task:
         raise UserError(f"{args.resume} is a run of task '{task}', not '{args.task}': "
                         f"python binary_task.py {task} --resume {args.resume}")
-    return cfg
+    if task == "external-only" and args.external_test and not same_folder(args.external_test, cfg.data_dir):
+        raise UserError(f"{args.resume} was trained and tested on {cfg.data_dir}, not {args.external_test}: drop "
+                        "--external-test, or train a new run")
+    external = args.external_test or recorded.get("external_test") if task == "external" else None
+    if task == "external" and not external:
+        raise UserError(f"task 'external' needs --external-test DIR: {args.resume} does not record its folder")
+    return cfg, external
 
 
 @cli_entry
 def main(argv=None) -> int:
     args = parse_args(argv)
-    cfg, run_dir = task_config(args)
+    cfg, run_dir, external = task_config(args)
     pipeline.check_inputs(cfg)
-    if args.task == "external":
-        binary.check_external(args.external_test)
-        load_external(args.external_test, 32, BINARY_CLASSES)  # its errors before training (decoded again later)
+    if external:
+        binary.check_external(external)
+        load_external(external, 32, BINARY_CLASSES)  # its errors before training (decoded again later)
     from brainmri import crossval
 
-    record = binary.task_record(args.task, args.external_test if args.task == "external" else None)
+    record = binary.task_record(args.task, external)
     if run_dir:
         binary.check_task(Path(run_dir), record)
     run = runs.start_run(cfg, run_dir)
     binary.record_task(run, record)
     set_resume_command(shlex.join(["python", "binary_task.py", args.task, "--resume", str(run)]
-                                  + (["--external-test", args.external_test] if args.task == "external" else [])))
+                                  + (["--external-test", external] if external else [])))
     prepared = pipeline.prepare_data(cfg, run)
     crossval.run_folds(cfg, prepared.ds, prepared.roles, run)
-    _, wrong = binary.evaluate_task(args.task, run, cfg, prepared.ds, args.external_test)
+    _, wrong = binary.evaluate_task(args.task, run, cfg, prepared.ds, external)
     if wrong and args.gradcam_limit and not any(run.glob("gradcam*")):  # made whole, once (a resumed finished run)
         binary.explain_misclassified(run, wrong, args.gradcam_limit)
     runs.log.info("report: %s", run / "binary" / "report.md")

@@ -47,11 +47,16 @@ def task_record(task: str, external: str | None) -> dict:
     return {"task": task, "external_test": str(Path(external).resolve()) if external else None}
 
 
+def read_task(run: Path) -> dict:
+    """The run's TASK_FILE ({} where there is none: a run begun before it was written)."""
+    path = run / TASK_FILE
+    return json.loads(path.read_text()) if path.is_file() else {}
+
+
 def check_task(run: Path, record: dict) -> None:
     """Refuse to go on with a run folder (--resume, a --run-dir used again) tested on another external folder
     than `record`'s: its report would be replaced by one on other images. Checked before anything is written."""
-    path = run / TASK_FILE
-    saved = json.loads(path.read_text()) if path.is_file() else record
+    saved = read_task(run) or record
     if saved.get("external_test") != record["external_test"]:
         raise UserError(f"{run} was tested on the external folder {saved.get('external_test')}, not "
                         f"{record['external_test']}: give that folder, or train a new run")
