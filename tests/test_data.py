@@ -297,3 +297,16 @@ def test_a_folder_that_cannot_be_read_is_a_counted_skip(data_copy, monkeypatch):
     monkeypatch.setattr(os, "scandir", no_permission)
     reasons = dict(load_dataset(data_copy, 32).skipped)
     assert reasons == {"Training/glioma_tumor/locked": "folder cannot be read (Permission denied)"}
+
+
+def test_a_link_to_another_part_of_the_data_is_a_counted_skip_not_this_classs_images(data_copy):
+    """Followed, a link to the Training folder (or to another class) would list every class's images under this
+    class's label."""
+    folder = data_copy / "Training" / "glioma_tumor"
+    (folder / "up").symlink_to(data_copy / "Training", target_is_directory=True)
+    (folder / "theirs").symlink_to(data_copy / "Training" / "no_tumor", target_is_directory=True)
+    items, _ = find_images(data_copy)
+    assert not any("/up/" in rel or "/theirs/" in rel for rel, _, _ in items)
+    reasons = dict(load_dataset(data_copy, 32).skipped)
+    assert set(reasons) == {"Training/glioma_tumor/up", "Training/glioma_tumor/theirs"}
+    assert all("another part of the data folder" in why for why in reasons.values())
