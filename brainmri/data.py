@@ -19,6 +19,7 @@ from tqdm import tqdm
 from .atomic import save_arrays
 from .duplicates import SIGNATURE_VERSION, canonical, copy_view
 from .errors import UserError
+from .paths import is_within
 
 log = logging.getLogger(__name__)
 
@@ -126,7 +127,7 @@ def _scan(root: str | Path, classes: tuple[str, ...] = (), kind: str = "data"
                          if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS and not p.name.startswith(".")]
         for label in classes:
             folder = root / subset / label
-            images, others = image_files(folder)
+            images, others = image_files(folder, within=root)
             if not images:
                 raise UserError(f"class folder {folder} holds no images" + _what_it_holds(others))
             items += [(p.relative_to(root).as_posix(), label, subset) for p in images]
@@ -136,11 +137,13 @@ def _scan(root: str | Path, classes: tuple[str, ...] = (), kind: str = "data"
     return items, classes, unlisted
 
 
-def image_files(folder: Path) -> tuple[list[Path], list[tuple[Path, str]]]:
+def image_files(folder: Path, within: Path | None = None) -> tuple[list[Path], list[tuple[Path, str]]]:
     """The image files under `folder`, any depth and extension case, sorted, linked folders followed (each real
     folder once: a link back up does not loop), hidden files and folders left out (a viewer's thumbnails, .DS_Store);
     and (path, why) for every other entry: not an image file, a link whose target is missing, a folder that
-    cannot be read. Every reader of image folders lists them here, so none drops a file unsaid."""
+    cannot be read, and, given the data folder `within`, a link to a part of it outside `folder` (another class's
+    images, or the Training folder, would be listed under this class's label). Every reader of image folders
+    lists them here, so none drops a file unsaid."""
     images, others, seen = [], [], set()
 
     def unreadable(err: OSError) -> None:
@@ -152,7 +155,11 @@ def image_files(folder: Path) -> tuple[list[Path], list[tuple[Path, str]]]:
             folders[:] = []
             continue
         seen.add(real)
-        folders[:] = [f for f in folders if not f.startswith(".")]
+        folders[:] = sorted(f for f in folders if not f.startswith("."))  # sorted: the same paths on any file system
+        for name in [f for f in folders if within is not None and _links_elsewhere(Path(top) / f, folder, within)]:
+            folders.remove(name)
+            others.append((Path(top) / name, "a link to another part of the data folder (its images have their own "
+                                             "class)"))
         for name in (f for f in files if not f.startswith(".")):
             p = Path(top) / name
             if p.suffix.lower() in IMAGE_EXTENSIONS and p.is_file():
@@ -161,6 +168,11 @@ def image_files(folder: Path) -> tuple[list[Path], list[tuple[Path, str]]]:
                 others.append((p, "broken link (its target is missing)" if p.is_symlink() and not p.exists()
                                else "not an image file"))
     return sorted(images), sorted(others)
+
+
+def _links_elsewhere(path: Path, folder: Path, root: Path) -> bool:
+    """Whether `path` is a link into `root` that leads out of `folder`."""
+    return path.is_symlink() and is_within(path, root) and not is_within(path, folder)
 
 
 def _what_it_holds(others: list[tuple[Path, str]]) -> str:
