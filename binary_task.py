@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import shlex
 import sys
 from pathlib import Path
 
@@ -116,8 +115,7 @@ def main(argv=None) -> int:
         binary.check_task(Path(run_dir), record)
     run = runs.start_run(cfg, run_dir)
     binary.record_task(run, record)
-    set_resume_command(shlex.join(["python", "binary_task.py", args.task, "--resume", str(run)]
-                                  + (["--external-test", external] if external else [])))
+    set_resume_command(["binary_task.py", args.task, "--resume", run])
     prepared = pipeline.prepare_data(cfg, run)
     crossval.run_folds(cfg, prepared.ds, prepared.roles, run)
     _, wrong = binary.evaluate_task(args.task, run, cfg, prepared.ds, external)

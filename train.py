@@ -14,7 +14,6 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import os
-import shlex
 import sys
 from pathlib import Path
 
@@ -71,8 +70,7 @@ def main(argv=None) -> int:
 
     run = runs.start_run(cfg, run_dir)
     if not args.audit_only:
-        set_resume_command(shlex.join(["python", "train.py", "--resume", str(run)]
-                                      + ([] if args.fold is None else ["--fold", str(args.fold)])))
+        set_resume_command(["train.py", "--resume", run, *([] if args.fold is None else ["--fold", args.fold])])
     prepared = pipeline.prepare_data(cfg, run)
     if args.audit_only:
         return 0

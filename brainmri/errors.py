@@ -1,6 +1,9 @@
 """One error type for bad input, and the wrapper that turns it into a one-line message."""
 
 import functools
+import os
+import shlex
+import subprocess
 import sys
 
 
@@ -11,11 +14,13 @@ class UserError(Exception):
 _resume_command: str | None = None  # what continues the current script's work after a Ctrl-C (set_resume_command)
 
 
-def set_resume_command(command: str) -> None:
-    """The command that continues this run once the script knows its folder (train.py --resume RUN, ...): the
-    Ctrl-C message gives it. Scripts without one leave it unset: rerunning the same command is the way."""
+def set_resume_command(argv: list[str]) -> None:
+    """The command that continues this run once the script knows its folder (["train.py", "--resume", RUN],
+    ...): the Ctrl-C message gives it, quoted for this system's shell. Scripts without one leave it unset:
+    rerunning the same command is the way."""
     global _resume_command
-    _resume_command = command
+    words = ["python", *map(str, argv)]
+    _resume_command = subprocess.list2cmdline(words) if os.name == "nt" else shlex.join(words)
 
 
 def cli_entry(main):
