@@ -20,8 +20,6 @@ from __future__ import annotations
 import csv
 import json
 import logging
-import shutil
-import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -33,7 +31,7 @@ from .data import BINARY_CLASSES, Dataset, negative_class_of, skipped_phrase, wr
 from .errors import UserError
 from .metrics import binary_metrics
 from .predictions import predict, read_predictions
-from .runs import find_fold_models, open_fold_model
+from .runs import find_fold_models, open_fold_model, write_whole
 from .testsets import TestSet, external_test_set, own_test_set, trained_images
 
 log = logging.getLogger("brainmri")
@@ -258,9 +256,9 @@ def evaluate_task(task: str, run: Path, cfg: Config, ds: Dataset,
     ts = task_test_set(task, run, cfg, ds, sorted(models), external)
     fold_p = fold_p_tumor(models, ts.images, cfg.batch_size)
     name = test_set_name(task, cfg, external)
-    summary = _replaced_whole(run / "binary", lambda out: write_binary_report(
+    _, summary = write_whole(run / "binary", lambda out: write_binary_report(
         out, task, name, ts.paths, ts.labels, fold_p, ts.trained_copy, fold_thresholds(run), run_notes(cfg),
-        other_source=task == "external", skipped=ts.skipped))
+        other_source=task == "external", skipped=ts.skipped), replace=True)
     m = summary["at_validation_threshold"]
     log.info("binary task %s on %s: AUC %s, accuracy %.4f, sensitivity %s, specificity %s at threshold %.3f; "
              "%d test images have a near-duplicate in training", task, name, "n/a" if m["auc"] is None else
@@ -269,21 +267,6 @@ def evaluate_task(task: str, run: Path, cfg: Config, ds: Dataset,
     p = np.mean(list(fold_p.values()), axis=0)
     wrong = [str(ts.root / ts.paths[i]) for i in range(len(ts.labels)) if int(p[i] >= m["threshold"]) != ts.labels[i]]
     return summary, wrong
-
-
-def _replaced_whole(folder: Path, write):
-    """write(tmp) on a hidden folder beside `folder`, which then replaces it (the run's own earlier report): an
-    interrupted writer leaves no half of it; returns what write returned."""
-    tmp = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", suffix=".partial", dir=folder.parent))
-    try:
-        result = write(tmp)
-        if folder.exists():
-            shutil.rmtree(folder)
-        tmp.rename(folder)
-        return result
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
 
 
 def task_test_set(task: str, run: Path, cfg: Config, ds: Dataset, folds: list[int], external=None) -> TestSet:

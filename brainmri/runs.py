@@ -55,15 +55,21 @@ RUN_FILES = {"audit.json", "classes.json", "env.json", "splits.csv", "data_summa
              "binary", "binary_task.json"}
 
 
-def write_whole(base: Path, write) -> tuple[Path, object]:
+def write_whole(base: Path, write, replace: bool = False) -> tuple[Path, object]:
     """Run write(folder) on a hidden temporary folder beside `base` and, when it returns, rename that folder
-    to the first free name of base, base-2, ... (as new_folder): a reader looking for base* (gradcam --misclassified, a study's
-    report) never takes an interrupted writer's half for a result. On an error or Ctrl-C the temporary
+    to the first free name of base, base-2, ... (as new_folder), or to base itself, replacing what is there
+    (`replace`: a run's own earlier binary/ report): a reader looking for base* (gradcam --misclassified, a
+    study's report) never takes an interrupted writer's half for a result. On an error or Ctrl-C the temporary
     folder is removed. Returns the folder and what write returned."""
     base.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{base.name}.", suffix=".partial", dir=base.parent))  # one per writer
     try:
         result = write(tmp)
+        if replace:
+            if base.exists():
+                shutil.rmtree(base)
+            tmp.rename(base)
+            return base, result
         for final in _numbered(base):  # a name no folder has (a rename onto a folder is not portable)
             if final.exists():
                 continue
