@@ -195,6 +195,13 @@ def balance(data: Path, out: Path, cls: str, target: int, transforms: list[dict]
     return BalanceResult(out, before, after, len(added), len(plan), skipped)
 
 
+def usable_images(data: Path, cls: str) -> int:
+    """How many images of class `cls` training can use (what balance() counts towards its target)."""
+    items, _ = find_images(data)
+    usable, _ = _read_images(data, [item for item in items if item[1] == cls], [], lambda *_: False)
+    return len(usable)
+
+
 def _read_images(data: Path, items: list, skipped: list, wanted) -> tuple[set[str], list[tuple[str, np.ndarray]]]:
     """Which images training can use (data.decode's rules; the others are added to `skipped`), and the decoded
     images wanted(rel, label, subset) picks (the sources of copies: a class's training images, never a Testing

@@ -446,12 +446,12 @@ def run_compare(study: Study, step: Step, folder: Path) -> dict:
 
 def run_augment(study: Study, step: Step, folder: Path) -> dict:
     """augment.py: the class brought up to its target in a new folder inside the study (the input is only read)."""
-    from .data import find_images
+    from .balance import usable_images
 
     data = output(study, "data", "data")
     cls = step.options["class"]
     count, factor = parse_target(step.options["target"], step.name)
-    have = sum(1 for _, label, _ in find_images(data)[0] if label == cls)
+    have = usable_images(data, cls)  # as augment.py counts: images training can use
     target = count if count is not None else round(have * factor)
     call(study, step, "augment.py", [data, "--out", folder / "data", "--class", cls, "--target", target, "--link"])
     return {"data": stored(study, folder / "data"), "class": cls, "before": have, "target": target}

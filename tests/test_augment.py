@@ -157,6 +157,7 @@ def test_the_target_is_met_in_usable_images_and_an_uncopyable_original_is_a_coun
     assert _balance(data_copy, tmp_path / "bal") == 0
     summary = json.loads((tmp_path / "bal" / "augment_summary.json").read_text())
     assert summary["before"]["no_tumor"] == usable and summary["after"]["no_tumor"] == 30
+    assert balance.usable_images(data_copy, "no_tumor") == usable  # what reproduce.py's x-fold targets start from
     assert summary["augmented"] == 30 - usable
     reasons = {(Path(path).name, why.split(" (")[0]) for path, why in summary["skipped"]}
     assert reasons == {("text.png", "not a readable image"), ("thin.png", "too small"), ("text.png", "not copied")}
