@@ -98,18 +98,20 @@ def test_a_blank_image_is_a_clear_skip_and_a_flat_head_gets_no_nan_plane(tmp_pat
 
 @pytest.mark.parametrize("case, message", [
     ("a_users_file", "not a planes file written by augment.py"),
+    ("a_hand_checked_planes_file", "not a planes file written by augment.py"),  # path,plane: a person's work
     ("a_folder", "is a folder"),
     ("no_such_folder", "folder not found"),
 ])
 def test_estimate_planes_refuses_an_output_it_cannot_or_may_not_write_before_reading_any_image(
         kaggle_dir, tmp_path, capsys, monkeypatch, case, message):
     notes = tmp_path / "notes.txt"
-    notes.write_text("mine")
-    out = {"a_users_file": notes, "a_folder": tmp_path, "no_such_folder": tmp_path / "nowhere" / "p.csv"}[case]
+    notes.write_text("path,plane\nTraining/a.png,axial\n" if case == "a_hand_checked_planes_file" else "mine")
+    mine = notes.read_text()
+    out = {"a_users_file": notes, "a_hand_checked_planes_file": notes, "a_folder": tmp_path, "no_such_folder": tmp_path / "nowhere" / "p.csv"}[case]
     monkeypatch.setattr(planes, "decode", lambda path: pytest.fail("an image was read before the output was checked"))
     assert augment.main([str(kaggle_dir), "--estimate-planes", str(out), "--force"]) == 2
     err = capsys.readouterr().err
-    assert message in err and err.count("\n") == 1 and notes.read_text() == "mine"
+    assert message in err and err.count("\n") == 1 and notes.read_text() == mine
 
 
 @pytest.mark.skipif(not REAL_DATA.is_dir(), reason="needs ../shared/datasets")
