@@ -131,7 +131,7 @@ def write_planes(path: Path, rows: list[tuple[str, str]], extra: dict[str, list]
 def check_planes_output(out: Path, data: Path, force: bool) -> None:
     """Refuse, before any image is read, a planes file that cannot be written there (a folder, a missing
     folder), one inside the data, and a --force over a file this tool did not write (its header is not
-    path,plane)."""
+    path,plane,probability: a hand-checked planes file has no probability)."""
     if out.is_dir():
         raise UserError(f"{out} is a folder: give the planes file's name (planes.csv)")
     if not out.parent.is_dir():
@@ -141,14 +141,14 @@ def check_planes_output(out: Path, data: Path, force: bool) -> None:
     if out.exists() and not force:
         raise UserError(f"{out} exists: choose another file, or pass --force")
     if out.exists() and not _is_planes_file(out):
-        raise UserError(f"{out} is not a planes file written by augment.py (no path,plane header): --force "
-                        "replaces only such a file; choose another name")
+        raise UserError(f"{out} is not a planes file written by augment.py --estimate-planes (no path,plane,"
+                        "probability header): --force replaces only such a file; choose another name")
 
 
 def _is_planes_file(path: Path) -> bool:
     try:
         with open(path, newline="") as f:
-            return next(csv.reader(f), [])[:2] == ["path", "plane"]
+            return next(csv.reader(f), [])[:3] == ["path", "plane", "probability"]  # as estimate_folder writes
     except (OSError, UnicodeDecodeError):
         return False
 
