@@ -279,6 +279,22 @@ def test_force_refuses_an_earlier_output_holding_files_the_user_added(kaggle_dir
     assert (out / "NOTES.txt").read_text() == "what I did" and (out / "Training" / "no_tumor" / "mine.png").is_file()
 
 
+def test_force_refuses_a_file_the_user_added_while_augment_ran(kaggle_dir, tmp_path, capsys, monkeypatch):
+    out = tmp_path / "bal"
+    assert _balance(kaggle_dir, out) == 0
+    sheet = balance.contact_sheet
+
+    def user_saves_a_note(root, rows, path, *args, **kwargs):  # during the run, after the check at its start
+        (out / "NOTES.txt").write_text("written meanwhile")
+        return sheet(root, rows, path, *args, **kwargs)
+
+    monkeypatch.setattr(balance, "contact_sheet", user_saves_a_note)
+    capsys.readouterr()
+    assert _balance(kaggle_dir, out, "--force") == 2
+    assert "NOTES.txt" in capsys.readouterr().err
+    assert (out / "NOTES.txt").read_text() == "written meanwhile" and not list(tmp_path.glob("*.partial"))
+
+
 def test_force_replaces_a_previous_augment_output(kaggle_dir, tmp_path):
     out = tmp_path / "bal"
     assert _balance(kaggle_dir, out) == 0
