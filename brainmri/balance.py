@@ -189,9 +189,7 @@ def balance(data: Path, out: Path, cls: str, target: int, transforms: list[dict]
                "skipped": [list(s) for s in skipped]}
     (tmp / "augment_summary.json").write_text(json.dumps(summary, indent=2))
     contact_sheet(tmp, rows, tmp / "contact_sheet.png")
-    if out.exists():
-        shutil.rmtree(out)
-    tmp.rename(out)
+    _replace(out, tmp)
     return BalanceResult(out, before, after, len(added), len(plan), skipped)
 
 
@@ -200,6 +198,19 @@ def usable_images(data: Path, cls: str) -> int:
     items, _ = find_images(data)
     usable, _ = _read_images(data, [item for item in items if item[1] == cls], [], lambda *_: False)
     return len(usable)
+
+
+def _replace(out: Path, tmp: Path) -> None:
+    """Put the finished output in place of an earlier one, checked again for files the user added while this
+    run went on (the check at the start is minutes old): those make it refuse, and keep the earlier output."""
+    foreign = _not_written_by_augment(out) if out.exists() else []
+    if foreign:
+        shutil.rmtree(tmp)
+        raise UserError(f"{out} holds {len(foreign)} file(s) added while augment.py ran ({', '.join(foreign[:3])}): "
+                        "it was left as it is; move them out and run again")
+    if out.exists():
+        shutil.rmtree(out)
+    tmp.rename(out)
 
 
 def _read_images(data: Path, items: list, skipped: list, wanted) -> tuple[set[str], list[tuple[str, np.ndarray]]]:
