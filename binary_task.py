@@ -119,8 +119,9 @@ def main(argv=None) -> int:
     prepared = pipeline.prepare_data(cfg, run)
     crossval.run_folds(cfg, prepared.ds, prepared.roles, run)
     _, wrong = binary.evaluate_task(args.task, run, cfg, prepared.ds, external)
-    if wrong and args.gradcam_limit and not any(run.glob("gradcam*")):  # made whole, once (a resumed finished run)
-        binary.explain_misclassified(run, wrong, args.gradcam_limit)
+    if wrong and args.gradcam_limit and not binary.read_task(run).get("gradcam"):  # once (a resumed finished run)
+        maps = binary.explain_misclassified(run, wrong, args.gradcam_limit)
+        binary.record_task(run, {**record, "gradcam": maps.name})
     runs.log.info("report: %s", run / "binary" / "report.md")
     return 0
 

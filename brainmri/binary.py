@@ -61,8 +61,9 @@ def check_task(run: Path, record: dict) -> None:
 
 
 def record_task(run: Path, record: dict) -> None:
-    """Write TASK_FILE once (a run begun before it existed gets it on its first resume)."""
-    if not (run / TASK_FILE).is_file():
+    """Write TASK_FILE (a run begun before it existed gets it on its first resume); what is added later: the
+    folder of the task's Grad-CAM maps ("gradcam"), once they are drawn."""
+    if not (run / TASK_FILE).is_file() or record.get("gradcam"):
         write_atomic(run / TASK_FILE, json.dumps(record, indent=2))
 
 
