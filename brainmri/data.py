@@ -288,7 +288,7 @@ def load_dataset(root: str | Path, size: int, classes: tuple = (), cache_dir: st
         skipped=sorted(unlisted + undecoded))
     unread = sum(why.startswith(UNREADABLE) for _, why in undecoded)
     if cache and unread:  # permissions or I/O mended later leave the key (size, time) as it is: read them again
-        log.info("image cache not written: %d files could not be read (they are tried again next run)", unread)
+        log.warning("image cache not written: %d files could not be read (they are tried again next run)", unread)
     elif cache:
         _to_cache(cache, ds, undecoded)
     return ds
