@@ -76,18 +76,6 @@ def test_split_task_with_a_sigmoid_head(kaggle_dir, tmp_path, monkeypatch):
     assert set(batches) == {16}  # every prediction at the run's batch_size (the test images' was a fixed 32)
 
 
-def test_files_skipped_in_the_external_folder_are_counted_in_the_report(kaggle_dir, yes_no, tmp_path):
-    (yes_no / "yes" / "text.png").write_text("not an image")
-    assert binary_task.main(["external", "--external-test", str(yes_no), "--gradcam-limit", "0", "--set",
-                             f"data_dir={kaggle_dir}", f"output_dir={tmp_path / 'out'}", f"cache_dir={tmp_path / 'c'}",
-                             *TINY]) == 0
-    (run,) = (tmp_path / "out" / "binary-external").iterdir()
-    summary = json.loads((run / "binary" / "binary_summary.json").read_text())
-    assert summary["skipped_files"] == 1
-    assert [r["path"] for r in csv.DictReader(open(run / "binary" / "skipped.csv"))] == ["yes/text.png"]
-    assert "1 file skipped" in (run / "binary" / "report.md").read_text()
-
-
 def test_external_only_task_on_a_yes_no_folder(yes_no, tmp_path):
     assert binary_task.main(["external-only", "--external-test", str(yes_no), "--gradcam-limit", "0", "--set",
                              f"output_dir={tmp_path / 'out'}", f"cache_dir={tmp_path / 'c'}", "test_fraction=0.25",
@@ -194,6 +182,9 @@ def test_an_interrupted_binary_run_resumes_where_it_stopped(kaggle_dir, tmp_path
             raise KeyboardInterrupt
         return train_fold(cfg, ds, roles, fold, *rest)
 
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
     monkeypatch.setattr(crossval, "train_fold", interrupted_in_fold_1)
     assert binary_task.main(["split", "--run-dir", str(run), "--gradcam-limit", "0", "--set", f"data_dir={kaggle_dir}",
                              f"cache_dir={tmp_path / 'c'}", *TINY]) == 130
@@ -202,6 +193,12 @@ def test_an_interrupted_binary_run_resumes_where_it_stopped(kaggle_dir, tmp_path
     assert not (run / "binary").exists()
     monkeypatch.setattr(crossval, "train_fold", train_fold)
     trained_at = (run / "fold0" / "best.keras").stat().st_mtime_ns
+    from brainmri import plots
+
+    monkeypatch.setattr(plots, "binary_roc", interrupted)  # Ctrl-C while the report is written
+    assert binary_task.main(["split", "--resume", str(run), "--gradcam-limit", "0"]) == 130
+    assert not (run / "binary").exists() and not list(run.glob(".binary*"))  # no half of it
+    monkeypatch.undo()
     assert binary_task.main(["split", "--resume", str(run), "--gradcam-limit", "0"]) == 0
     assert (run / "fold0" / "best.keras").stat().st_mtime_ns == trained_at  # not trained again
     assert (run / "fold1" / "done.json").is_file() and (run / "binary" / "report.md").is_file()
@@ -217,43 +214,35 @@ def test_an_interrupted_binary_run_resumes_where_it_stopped(kaggle_dir, tmp_path
     assert (run / "binary" / "report.md").read_text() == report
 
 
-def test_an_interrupted_report_leaves_no_binary_folder(kaggle_dir, tmp_path, monkeypatch):
-    from brainmri import plots
-
-    def interrupted(*args, **kwargs):
-        raise KeyboardInterrupt
-
-    monkeypatch.setattr(plots, "binary_roc", interrupted)  # after the summary and the predictions are written
-    run = tmp_path / "run"
-    assert binary_task.main(["split", "--run-dir", str(run), "--gradcam-limit", "0", "--set", f"data_dir={kaggle_dir}",
-                             f"cache_dir={tmp_path / 'c'}", *TINY]) == 130
-    assert not (run / "binary").exists() and not list(run.glob(".binary*"))
-
-
-def test_resume_refuses_another_external_folder_than_the_runs(kaggle_dir, yes_no, tmp_path, capsys):
+def test_an_external_run_counts_its_skipped_files_keeps_its_folder_and_resumes_with_nothing_more(kaggle_dir, yes_no,
+                                                                                                tmp_path, capsys):
+    """The external folder's unused files are counted in the report; the folder is recorded: --resume refuses
+    another, and needs none (what the Ctrl-C message prints, python binary_task.py TASK --resume RUN, must work
+    as it is, also for a run named with --set experiment=...)."""
+    (yes_no / "yes" / "text.png").write_text("not an image")
     run = tmp_path / "run"
     assert binary_task.main(["external", "--external-test", str(yes_no), "--run-dir", str(run), "--gradcam-limit", "0",
-                             "--set", f"data_dir={kaggle_dir}", f"cache_dir={tmp_path / 'c'}", *TINY]) == 0
+                             "--set", f"data_dir={kaggle_dir}", "experiment=my-run", f"cache_dir={tmp_path / 'c'}",
+                             *TINY]) == 0
+    summary = json.loads((run / "binary" / "binary_summary.json").read_text())
+    assert summary["skipped_files"] == 1
+    assert [r["path"] for r in csv.DictReader(open(run / "binary" / "skipped.csv"))] == ["yes/text.png"]
     report = (run / "binary" / "report.md").read_text()
+    assert "1 file skipped" in report
     other = tmp_path / "other"
     shutil.copytree(yes_no, other)
     assert binary_task.main(["external", "--external-test", str(other), "--resume", str(run)]) == 2
     assert "was tested on the external folder" in capsys.readouterr().err
     assert (run / "binary" / "report.md").read_text() == report
-    assert binary_task.main(["external", "--external-test", str(yes_no), "--resume", str(run),
-                             "--gradcam-limit", "0"]) == 0
+    assert binary_task.main(["external", "--resume", str(run), "--gradcam-limit", "0"]) == 0
 
 
-@pytest.mark.parametrize("task", ["external", "external-only"])
-def test_the_resume_command_needs_nothing_but_the_run_folder(kaggle_dir, yes_no, tmp_path, task):
-    """What the Ctrl-C message prints, python binary_task.py TASK --resume RUN, must work as it is: the external
-    folder is the run's own, and a run named with --set experiment=... is still a run of its task."""
+def test_an_external_only_run_resumes_with_nothing_more(yes_no, tmp_path):
     run = tmp_path / "run"
-    data = [] if task == "external-only" else [f"data_dir={kaggle_dir}"]
-    assert binary_task.main([task, "--external-test", str(yes_no), "--run-dir", str(run), "--gradcam-limit", "0",
-                             "--set", *data, "experiment=my-run", "test_fraction=0.25", f"cache_dir={tmp_path / 'c'}",
+    assert binary_task.main(["external-only", "--external-test", str(yes_no), "--run-dir", str(run), "--gradcam-limit",
+                             "0", "--set", "experiment=my-run", "test_fraction=0.25", f"cache_dir={tmp_path / 'c'}",
                              *TINY]) == 0
-    assert binary_task.main([task, "--resume", str(run), "--gradcam-limit", "0"]) == 0
+    assert binary_task.main(["external-only", "--resume", str(run), "--gradcam-limit", "0"]) == 0
 
 
 @pytest.mark.parametrize("extra, message", [

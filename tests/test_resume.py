@@ -73,9 +73,9 @@ def _first_cut(history) -> int:
     (2, "plateau_counter_at_1"),  # one epoch without improvement counted, the cut comes after the resume
     (1, "fine_tuning_phase_two"),  # inside the second phase (backbone unfrozen, its own optimizer)
     (1, "model_saved_state_not"),  # the epoch's model written, its resume state not yet: that epoch runs again
-    (1, "state_saved_model_not_in_place"),  # the state written, the model not yet renamed into place
     (1, "first_epochs_model_saved_state_not"),  # the same in the first epoch: no epoch saved, the fold starts anew
-    (1, "best_epochs_state_saved_model_not_in_place"),  # ... in the epoch best.keras comes from: it is kept
+    (1, "best_epochs_state_saved_model_not_in_place"),  # the state written, the model and the best checkpoint not
+    #                                                     yet renamed into place, in the epoch best.keras comes from
     (1, "first_fine_tuning_epochs_model_saved_state_not"),  # its optimizer counts iterations from 0 again
 ])
 def test_resumed_run_keeps_the_learning_rate_cut(uninterrupted, kaggle_dir, tmp_path, monkeypatch, patience, where):
