@@ -203,11 +203,11 @@ def usable_images(data: Path, cls: str) -> int:
 def _replace(out: Path, tmp: Path) -> None:
     """Put the finished output in place of an earlier one, checked again for files the user added while this
     run went on (the check at the start is minutes old): those make it refuse, and keep the earlier output."""
-    foreign = _not_written_by_augment(out) if out.exists() else []
-    if foreign:
+    try:
+        _refuse_files_not_ours(out, "added while augment.py ran", "it was left as it is; move them out and run again")
+    except UserError:
         shutil.rmtree(tmp)
-        raise UserError(f"{out} holds {len(foreign)} file(s) added while augment.py ran ({', '.join(foreign[:3])}): "
-                        "it was left as it is; move them out and run again")
+        raise
     if out.exists():
         shutil.rmtree(out)
     tmp.rename(out)
@@ -312,14 +312,19 @@ def check_output(out: Path, inputs: list[Path], force: bool) -> None:
         if folder.exists() and not written_by_augment(folder):
             raise UserError(f"{folder} was not written by augment.py (no {MARKER} or manifest.csv and "
                             "augment_summary.json in it): --force replaces only an earlier output; choose another --out")
-    foreign = _not_written_by_augment(out) if out.exists() else []
-    if foreign:
-        raise UserError(f"{out} holds {len(foreign)} file(s) not written by augment.py ({', '.join(foreign[:3])}"
-                        f"{', ...' if len(foreign) > 3 else ''}): --force replaces only what augment.py wrote; move "
-                        "them out, or choose another --out")
+    _refuse_files_not_ours(out, "not written by augment.py", "--force replaces only what augment.py wrote; move "
+                           "them out, or choose another --out")
 
 
 OWN_FILES = {MARKER, "manifest.csv", "augment_summary.json", "contact_sheet.png", "planes.csv"}  # beside the images
+
+
+def _refuse_files_not_ours(out: Path, what: str, advice: str) -> None:
+    """A one-line refusal naming the files of an earlier output that augment.py did not write, if any."""
+    foreign = _not_written_by_augment(out) if out.exists() else []
+    if foreign:
+        raise UserError(f"{out} holds {len(foreign)} file(s) {what} ({', '.join(foreign[:3])}"
+                        f"{', ...' if len(foreign) > 3 else ''}): {advice}")
 
 
 def _not_written_by_augment(folder: Path) -> list[str]:

@@ -24,7 +24,7 @@ from pathlib import Path
 
 from .config import load_config, read_yaml
 from .errors import UserError
-from .paths import is_within
+from .paths import is_within, same_folder
 
 PLAN_KEYS = {"data", "config", "binary_config", "set", "steps"}
 COMMON_KEYS = {"name", "run", "report", "cost"}
@@ -236,7 +236,7 @@ def check_study(study: Study) -> None:
         return
     for step in study.plan.steps:  # the external step's done.json records its folder (run_binary)
         used = ((done_record(study, step) or {}).get("outputs") or {}).get("external")
-        if used is not None and Path(used).resolve() != Path(study.external).resolve():
+        if used is not None and not same_folder(used, study.external):
             raise UserError(f"{study.out}: step {step.name} was done on the external folder {used}, not "
                             f"{study.external}: use the same --external, or another --out")
 
