@@ -305,8 +305,9 @@ def test_a_link_to_another_part_of_the_data_is_a_counted_skip_not_this_classs_im
     folder = data_copy / "Training" / "glioma_tumor"
     (folder / "up").symlink_to(data_copy / "Training", target_is_directory=True)
     (folder / "theirs").symlink_to(data_copy / "Training" / "no_tumor", target_is_directory=True)
+    (folder / "above").symlink_to(data_copy.parent, target_is_directory=True)  # a folder holding the whole data
     items, _ = find_images(data_copy)
-    assert not any("/up/" in rel or "/theirs/" in rel for rel, _, _ in items)
+    assert not any(f"/{name}/" in rel for rel, _, _ in items for name in ("up", "theirs", "above"))
     reasons = dict(load_dataset(data_copy, 32).skipped)
-    assert set(reasons) == {"Training/glioma_tumor/up", "Training/glioma_tumor/theirs"}
+    assert set(reasons) == {f"Training/glioma_tumor/{name}" for name in ("up", "theirs", "above")}
     assert all("another part of the data folder" in why for why in reasons.values())
