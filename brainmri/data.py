@@ -158,8 +158,8 @@ def image_files(folder: Path, within: Path | None = None) -> tuple[list[Path], l
         folders[:] = sorted(f for f in folders if not f.startswith("."))  # sorted: the same paths on any file system
         for name in [f for f in folders if within is not None and _links_elsewhere(Path(top) / f, folder, within)]:
             folders.remove(name)
-            others.append((Path(top) / name, "a link to another part of the data folder (its images have their own "
-                                             "class)"))
+            others.append((Path(top) / name, "a link to another part of the data folder, or to one holding it (its "
+                                             "images have their own class)"))
         for name in (f for f in files if not f.startswith(".")):
             p = Path(top) / name
             if p.suffix.lower() in IMAGE_EXTENSIONS and p.is_file():
@@ -171,8 +171,9 @@ def image_files(folder: Path, within: Path | None = None) -> tuple[list[Path], l
 
 
 def _links_elsewhere(path: Path, folder: Path, root: Path) -> bool:
-    """Whether `path` is a link into `root` that leads out of `folder`."""
-    return path.is_symlink() and is_within(path, root) and not is_within(path, folder)
+    """Whether `path` is a link that leads out of `folder` into `root`, or to a folder holding `root` (whose
+    walk would list the whole data folder)."""
+    return path.is_symlink() and not is_within(path, folder) and (is_within(path, root) or is_within(root, path))
 
 
 def _what_it_holds(others: list[tuple[Path, str]]) -> str:
