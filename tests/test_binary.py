@@ -237,6 +237,14 @@ def test_an_external_run_counts_its_skipped_files_keeps_its_folder_and_resumes_w
     assert binary_task.main(["external", "--resume", str(run), "--gradcam-limit", "0"]) == 0
 
 
+def test_a_run_inside_its_external_test_folder_is_refused(kaggle_dir, yes_no, tmp_path, capsys):
+    """Its figures would be scored as test images of a class on the next run or resume."""
+    run = yes_no / "yes" / "run"
+    assert binary_task.main(["external", "--external-test", str(yes_no), "--run-dir", str(run), "--set",
+                             f"data_dir={kaggle_dir}", *TINY]) == 2
+    assert "inside the external test folder" in capsys.readouterr().err and not run.exists()
+
+
 def test_an_external_only_run_resumes_with_nothing_more(yes_no, tmp_path):
     run = tmp_path / "run"
     assert binary_task.main(["external-only", "--external-test", str(yes_no), "--run-dir", str(run), "--gradcam-limit",

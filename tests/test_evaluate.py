@@ -268,6 +268,12 @@ def test_an_interrupted_evaluation_leaves_no_folder_that_looks_finished(run_copy
     assert (run_copy / "evaluation" / "report.md").is_file()
 
 
+def test_an_evaluation_written_inside_its_test_folder_is_refused(run_copy, tmp_path, capsys):
+    """evaluation/ goes into the run folder: inside the test folder, its figures become test images."""
+    _fails([str(run_copy), "--test-dir", str(run_copy.parent)], "inside the test folder", capsys)
+    assert not list(run_copy.glob("evaluation*"))
+
+
 def test_files_skipped_in_an_external_folder_are_counted_in_its_results(run_copy, kaggle_dir, tmp_path):
     external = tmp_path / "external"
     shutil.copytree(kaggle_dir / "Testing", external)
