@@ -32,7 +32,7 @@ from brainmri import binary, pipeline, runs  # noqa: E402  (no TensorFlow yet: i
 from brainmri.config import load_config  # noqa: E402
 from brainmri.data import BINARY_CLASSES  # noqa: E402
 from brainmri.errors import UserError, cli_entry, set_resume_command  # noqa: E402
-from brainmri.paths import same_folder  # noqa: E402
+from brainmri.paths import is_within, same_folder  # noqa: E402
 from brainmri.testsets import load_external  # noqa: E402
 
 TASKS = {
@@ -104,6 +104,9 @@ def resumed_config(args):
 def main(argv=None) -> int:
     args = parse_args(argv)
     cfg, run_dir, external = task_config(args)
+    if external and is_within(run_dir or cfg.output_dir, external):
+        raise UserError(f"the run folder {run_dir or cfg.output_dir} lies inside the external test folder {external}: "
+                        "its figures would be scored as test images; choose a folder outside it")
     pipeline.check_inputs(cfg)
     if external:
         binary.check_external(external)

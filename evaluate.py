@@ -21,6 +21,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 from brainmri import evaluation, runs  # noqa: E402  (no TensorFlow yet: it loads with the models)
 from brainmri.errors import UserError, cli_entry  # noqa: E402
+from brainmri.paths import is_within  # noqa: E402
 
 log = logging.getLogger("brainmri")
 
@@ -40,6 +41,9 @@ def main(argv=None) -> int:
     trained = runs.open_run_or_model(Path(args.target), args.figure_formats)
     if trained.run is None and not args.test_dir:
         raise UserError("a single .keras model needs --test-dir")
+    if args.test_dir and is_within(trained.folder, args.test_dir):
+        raise UserError(f"the evaluation would be written inside the test folder {args.test_dir} (into "
+                        f"{trained.folder}): its figures would be read as test images; move the run out of it")
     loaded = evaluation.load_models(trained)
     runs.setup_logging()
     size = next(iter(loaded.values())).input_shape[1]
