@@ -188,7 +188,7 @@ def test_an_interrupted_binary_run_resumes_where_it_stopped(kaggle_dir, tmp_path
     monkeypatch.setattr(crossval, "train_fold", interrupted_in_fold_1)
     assert binary_task.main(["split", "--run-dir", str(run), "--gradcam-limit", "0", "--set", f"data_dir={kaggle_dir}",
                              f"cache_dir={tmp_path / 'c'}", *TINY]) == 130
-    assert f"python binary_task.py split --resume {run}" in capsys.readouterr().err  # what to type, with the folder
+    assert f"binary_task.py split --resume {run}" in capsys.readouterr().err  # what to type, with the folder
     assert (run / "fold0" / "done.json").is_file() and not (run / "fold1" / "done.json").exists()
     assert not (run / "binary").exists()
     monkeypatch.setattr(crossval, "train_fold", train_fold)
@@ -199,13 +199,14 @@ def test_an_interrupted_binary_run_resumes_where_it_stopped(kaggle_dir, tmp_path
     assert binary_task.main(["split", "--resume", str(run), "--gradcam-limit", "0"]) == 130
     assert not (run / "binary").exists() and not list(run.glob(".binary*"))  # no half of it
     monkeypatch.undo()
-    assert binary_task.main(["split", "--resume", str(run), "--gradcam-limit", "0"]) == 0
+    assert binary_task.main(["split", "--resume", str(run)]) == 0  # as printed: the run's --gradcam-limit 0 holds
+    assert not list(run.glob("gradcam*"))
     assert (run / "fold0" / "best.keras").stat().st_mtime_ns == trained_at  # not trained again
     assert (run / "fold1" / "done.json").is_file() and (run / "binary" / "report.md").is_file()
     summary = json.loads((run / "binary" / "binary_summary.json").read_text())
     assert len(summary["per_fold"]) == 2
     (run / "gradcam").mkdir()  # the user's own gradcam.py maps of this run: not the task's
-    assert binary_task.main(["split", "--resume", str(run)]) == 0  # the maps of the misclassified, now
+    assert binary_task.main(["split", "--resume", str(run), "--gradcam-limit", "32"]) == 0  # the maps, asked now
     made, report = sorted(p.name for p in run.glob("gradcam*")), (run / "binary" / "report.md").read_text()
     wrong = list(csv.DictReader(open(run / "binary" / "misclassified.csv")))
     assert made == (["gradcam", "gradcam-2"] if wrong else ["gradcam"])
