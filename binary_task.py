@@ -53,8 +53,8 @@ def parse_args(argv):
     p.add_argument("--run-dir", help="write into this run folder")
     p.add_argument("--resume", metavar="RUN_DIR", help="continue an interrupted run of this task with its saved "
                                                        "config (finished folds are kept)")
-    p.add_argument("--gradcam-limit", type=int, default=32, help="Grad-CAM maps of at most this many misclassified "
-                                                                   "test images (0: none)")
+    p.add_argument("--gradcam-limit", type=int, help=f"Grad-CAM maps of at most this many misclassified test images "
+                                                     f"(0: none; default {binary.GRADCAM_LIMIT}, or the resumed run's)")
     return p.parse_args(argv)
 
 
@@ -113,7 +113,8 @@ def main(argv=None) -> int:
         load_external(external, 32, BINARY_CLASSES)  # its errors before training (decoded again later)
     from brainmri import crossval
 
-    record = binary.task_record(args.task, external)
+    limit = binary.gradcam_limit(args.gradcam_limit, Path(run_dir) if run_dir else None)
+    record = {**binary.task_record(args.task, external), "gradcam_limit": limit}
     if run_dir:
         binary.check_task(Path(run_dir), record)
     run = runs.start_run(cfg, run_dir)
@@ -122,8 +123,8 @@ def main(argv=None) -> int:
     prepared = pipeline.prepare_data(cfg, run)
     crossval.run_folds(cfg, prepared.ds, prepared.roles, run)
     _, wrong = binary.evaluate_task(args.task, run, cfg, prepared.ds, external)
-    if wrong and args.gradcam_limit and not binary.read_task(run).get("gradcam"):  # once (a resumed finished run)
-        maps = binary.explain_misclassified(run, wrong, args.gradcam_limit)
+    if wrong and limit and not binary.read_task(run).get("gradcam"):  # once (a resumed finished run)
+        maps = binary.explain_misclassified(run, wrong, limit)
         binary.record_task(run, {**record, "gradcam": maps.name})
     runs.log.info("report: %s", run / "binary" / "report.md")
     return 0

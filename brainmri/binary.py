@@ -52,12 +52,27 @@ def read_task(run: Path) -> dict:
 
 
 def check_task(run: Path, record: dict) -> None:
-    """Refuse to go on with a run folder (--resume, a --run-dir used again) tested on another external folder
-    than `record`'s: its report would be replaced by one on other images. Checked before anything is written."""
+    """Refuse to go on with a run folder (--resume, a --run-dir used again) of another task, or tested on another
+    external folder than `record`'s: its report would be replaced by one on other images. Checked before
+    anything is written."""
     saved = read_task(run) or record
+    if saved.get("task") != record["task"]:
+        raise UserError(f"{run} is a run of task '{saved.get('task')}', not '{record['task']}'")
     if saved.get("external_test") != record["external_test"]:
         raise UserError(f"{run} was tested on the external folder {saved.get('external_test')}, not "
                         f"{record['external_test']}: give that folder, or train a new run")
+
+
+GRADCAM_LIMIT = 32  # maps of at most this many misclassified test images, unless --gradcam-limit says otherwise
+
+
+def gradcam_limit(given: int | None, run: Path | None) -> int:
+    """--gradcam-limit as given, else the one the run recorded (a resume continues as it started), else
+    GRADCAM_LIMIT."""
+    if given is not None:
+        return given
+    recorded = read_task(run).get("gradcam_limit") if run is not None else None
+    return GRADCAM_LIMIT if recorded is None else int(recorded)
 
 
 def record_task(run: Path, record: dict) -> None:
