@@ -119,7 +119,7 @@ def main(argv=None) -> int:
         binary.check_task(Path(run_dir), record)
     run = runs.start_run(cfg, run_dir)
     binary.record_task(run, record)
-    set_resume_command(["binary_task.py", args.task, "--resume", run])
+    set_resume_command(__file__, [args.task, "--resume", Path(run)])
     prepared = pipeline.prepare_data(cfg, run)
     crossval.run_folds(cfg, prepared.ds, prepared.roles, run)
     _, wrong = binary.evaluate_task(args.task, run, cfg, prepared.ds, external)

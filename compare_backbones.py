@@ -83,7 +83,7 @@ def main(argv=None) -> int:
         out = runs.new_folder(Path(args.output_dir) / "compare" / time.strftime("%Y%m%d-%H%M%S"))
     else:
         configs, reference, out, every = open_plan(args)
-        set_resume_command(["compare_backbones.py", "--resume", out, *(["--only", *args.only] if args.only else [])])
+        set_resume_command(__file__, ["--resume", Path(out), *(["--only", *args.only] if args.only else [])])
         trained = compare.train_variants(configs, out)
         named = {name: trained.get(name, out / name) for name in every  # the plan's order; a variant not
                  if name in trained or (out / name / "cv_summary.json").is_file()}  # trained yet is left out

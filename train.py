@@ -70,7 +70,7 @@ def main(argv=None) -> int:
 
     run = runs.start_run(cfg, run_dir)
     if not args.audit_only:
-        set_resume_command(["train.py", "--resume", run, *([] if args.fold is None else ["--fold", args.fold])])
+        set_resume_command(__file__, ["--resume", Path(run), *([] if args.fold is None else ["--fold", args.fold])])
     prepared = pipeline.prepare_data(cfg, run)
     if args.audit_only:
         return 0

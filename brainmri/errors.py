@@ -3,8 +3,10 @@
 import functools
 import os
 import shlex
+import shutil
 import subprocess
 import sys
+from pathlib import Path
 
 
 class UserError(Exception):
@@ -14,12 +16,17 @@ class UserError(Exception):
 _resume_command: str | None = None  # what continues the current script's work after a Ctrl-C (set_resume_command)
 
 
-def set_resume_command(argv: list[str]) -> None:
-    """The command that continues this run once the script knows its folder (["train.py", "--resume", RUN],
-    ...): the Ctrl-C message gives it, quoted for this system's shell. Scripts without one leave it unset:
-    rerunning the same command is the way."""
+def set_resume_command(script: str, args: list) -> None:
+    """The command that continues this run once the script knows its folder (train.py's __file__, ["--resume",
+    RUN]): the Ctrl-C message gives it, to be typed where the script was started: this interpreter ("python"
+    where that is it), the script's path from here, paths in `args` absolute; quoted for this system's shell.
+    Scripts without one leave it unset: rerunning the same command is the way."""
     global _resume_command
-    words = ["python", *map(str, argv)]
+    here = os.path.relpath(script)
+    python = shutil.which("python")
+    interpreter = "python" if python and os.path.realpath(python) == os.path.realpath(sys.executable) else sys.executable
+    words = [interpreter, script if here.startswith("..") else here,
+             *(str(a.resolve()) if isinstance(a, Path) else str(a) for a in args)]
     _resume_command = subprocess.list2cmdline(words) if os.name == "nt" else shlex.join(words)
 
 
