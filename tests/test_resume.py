@@ -2,6 +2,7 @@
 counter, the best checkpoint's threshold, the dropout seeds and the batch order all carry over."""
 
 import json
+import re
 
 import keras
 import numpy as np
@@ -122,6 +123,8 @@ def test_resumed_run_keeps_the_learning_rate_cut(uninterrupted, kaggle_dir, tmp_
     monkeypatch.undo()
     assert train.main(["--resume", str(run), "--fold", "0"]) == 0
     resumed = training.read_history(run / "fold0" / "history.csv")
+    endings = {path: set(re.findall(rb"\r?\n", (path / "history.csv").read_bytes())) for path in (run / "fold0", whole)}
+    assert endings[run / "fold0"] == endings[whole]  # rows kept by a resume keep their line ends
     assert [r["learning_rate"] for r in resumed] == [r["learning_rate"] for r in expected]
     assert [r["epoch"] for r in resumed] == list(range(EPOCHS))
     for a, b in zip(resumed, expected):
