@@ -140,7 +140,8 @@ def _resume(fold_dir: Path, model, history: list[dict]):
     for var, value in zip(seeds, state["seed_states"]):
         var.assign(np.asarray(value, dtype=var.dtype))
     if len(history) > done:  # the row of an epoch whose checkpoint was not written: that epoch runs again
-        lines = (fold_dir / "history.csv").read_text().splitlines(keepends=True)
+        with open(fold_dir / "history.csv", newline="") as f:  # as written: CSVLogger ends rows with \r\n
+            lines = f.read().splitlines(keepends=True)
         write_atomic(fold_dir / "history.csv", "".join(lines[:done + 1]))
         history = history[:done]
     log.info("fold %s: resuming after epoch %d, learning rate %g", fold_dir.name, done,
