@@ -276,6 +276,15 @@ def test_force_refuses_an_earlier_output_holding_files_the_user_added(kaggle_dir
     assert _balance(kaggle_dir, out, "--force") == 2
     err = capsys.readouterr().err
     assert "not written by augment.py" in err and "NOTES.txt" in err and err.count("\n") == 1
+    for name in ("NOTES.txt", "Training/no_tumor/mine.png"):
+        (out / name).unlink()
+    (out / "drafts").mkdir()  # an empty folder of the user's, and a link to one: not augment.py's either
+    (out / "results").symlink_to(tmp_path, target_is_directory=True)
+    assert _balance(kaggle_dir, out, "--force") == 2
+    err = capsys.readouterr().err
+    assert "drafts" in err and "results" in err and (out / "drafts").is_dir() and (out / "results").is_symlink()
+    (out / "drafts").rmdir()
+    (out / "results").unlink()
     assert (out / "NOTES.txt").read_text() == "what I did" and (out / "Training" / "no_tumor" / "mine.png").is_file()
 
 
