@@ -17,7 +17,7 @@ import logging
 import os
 import shutil
 from dataclasses import dataclass, field
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 
 import cv2
 import numpy as np
@@ -328,11 +328,19 @@ def _refuse_files_not_ours(out: Path, what: str, advice: str) -> None:
 
 
 def _not_written_by_augment(folder: Path) -> list[str]:
-    """The files of an earlier output that augment.py did not write: neither its own files nor an image its
-    manifest lists (a user's notes, a scan added since), sorted."""
+    """What an earlier output holds that augment.py did not write, sorted: files that are neither its own nor
+    images its manifest lists (a user's notes, a scan added since), folders that hold none of those, links."""
     ours = OWN_FILES | set(read_manifest(folder))
-    return sorted(rel for p in folder.rglob("*") if not p.is_dir()
-                  and (rel := p.relative_to(folder).as_posix()) not in ours)
+    our_folders = {parent.as_posix() for rel in ours for parent in PurePosixPath(rel).parents}
+    foreign = []
+    for top, folders, files in os.walk(folder):  # links to folders are listed, not followed
+        for name in folders + files:
+            path = Path(top) / name
+            rel = path.relative_to(folder).as_posix()
+            mine = rel in our_folders if path.is_dir() and not path.is_symlink() else rel in ours and not path.is_symlink()
+            if not mine:
+                foreign.append(rel)
+    return sorted(foreign)
 
 
 def written_by_augment(folder: Path) -> bool:

@@ -276,6 +276,7 @@ def test_force_refuses_an_earlier_output_holding_files_the_user_added(kaggle_dir
     assert _balance(kaggle_dir, out, "--force") == 2
     err = capsys.readouterr().err
     assert "not written by augment.py" in err and "NOTES.txt" in err and err.count("\n") == 1
+    assert (out / "NOTES.txt").read_text() == "what I did" and (out / "Training" / "no_tumor" / "mine.png").is_file()
     for name in ("NOTES.txt", "Training/no_tumor/mine.png"):
         (out / name).unlink()
     (out / "drafts").mkdir()  # an empty folder of the user's, and a link to one: not augment.py's either
@@ -283,9 +284,6 @@ def test_force_refuses_an_earlier_output_holding_files_the_user_added(kaggle_dir
     assert _balance(kaggle_dir, out, "--force") == 2
     err = capsys.readouterr().err
     assert "drafts" in err and "results" in err and (out / "drafts").is_dir() and (out / "results").is_symlink()
-    (out / "drafts").rmdir()
-    (out / "results").unlink()
-    assert (out / "NOTES.txt").read_text() == "what I did" and (out / "Training" / "no_tumor" / "mine.png").is_file()
 
 
 def test_force_refuses_a_file_the_user_added_while_augment_ran(kaggle_dir, tmp_path, capsys, monkeypatch):
