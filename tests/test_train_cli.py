@@ -240,3 +240,28 @@ def test_a_run_interrupted_once_its_splits_are_written_resumes_into_a_complete_f
     assert train.main(["--resume", str(run)]) == 0
     for name in ("classes.json", "data_summary.csv", "skipped.csv", "audit.json", "splits.csv"):
         assert (run / name).is_file(), name
+
+
+def test_a_fold_another_job_is_training_is_refused_and_a_dead_jobs_claim_taken_over(tmp_path, kaggle_dir, capsys):
+    """Two jobs on one fold (a requeued cluster job, a command run twice) wrote over each other's checkpoints:
+    a traceback in one, a fold of mixed epochs in the other."""
+    import os
+    import socket
+    import subprocess
+    import sys
+
+    run = tmp_path / "run"
+    assert _run(tmp_path, kaggle_dir, argv=["--run-dir", str(run), "--fold", "0"]) == 0
+    claim = run / "fold1" / training.FOLD_CLAIM
+    claim.parent.mkdir()
+    claim.write_text(json.dumps({"pid": os.getpid(), "host": socket.gethostname()}))  # a live job
+    capsys.readouterr()
+    assert _run(tmp_path, kaggle_dir, argv=["--run-dir", str(run), "--fold", "1"]) == 2
+    err = capsys.readouterr().err
+    assert "fold 1" in err and "another job" in err and str(claim) in err and err.count("\n") == 1
+    assert claim.is_file() and not (run / "fold1" / "history.csv").exists()
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    claim.write_text(json.dumps({"pid": dead.pid, "host": socket.gethostname()}))  # a job killed on this machine
+    assert _run(tmp_path, kaggle_dir, argv=["--run-dir", str(run), "--fold", "1"]) == 0
+    assert (run / "fold1" / "done.json").is_file() and not claim.exists()
