@@ -8,6 +8,8 @@ import hashlib
 import importlib.util
 import json
 import logging
+import os
+import socket
 import sys
 import time
 from pathlib import Path
@@ -247,6 +249,58 @@ def train_fold(cfg: Config, ds: Dataset, roles: np.ndarray, fold: int, run_dir: 
         log.info("fold %d: already done, skipped", fold)
         return json.loads(done.read_text())
     fold_dir.mkdir(exist_ok=True)
+    with _claimed(fold_dir, fold):
+        return _train_claimed_fold(cfg, ds, roles, fold, fold_dir, settings)
+
+
+FOLD_CLAIM = ".training"  # in a fold folder while a job trains it: {"pid", "host"}
+
+
+@contextlib.contextmanager
+def _claimed(fold_dir: Path, fold: int):
+    """Hold the fold for this job while it trains: a second job on it (a requeued cluster job, a command run
+    twice) would write over the first's checkpoints. Refused while another job's claim stands; a claim left by
+    a job that is gone (this machine: its process no longer runs) is taken over. Released however this ends."""
+    claim = fold_dir / FOLD_CLAIM
+    mine = json.dumps({"pid": os.getpid(), "host": socket.gethostname()})
+    for _ in range(2):
+        try:
+            with open(claim, "x") as f:  # exclusive create: of two jobs, one gets it
+                f.write(mine)
+            break
+        except FileExistsError:
+            if not _claim_left_behind(claim):
+                raise UserError(f"fold {fold} of {fold_dir.parent} is being trained by another job ({claim}: "
+                                f"{claim.read_text().strip()}); wait for it, or delete {claim} if no job is") from None
+            claim.unlink(missing_ok=True)
+    else:
+        raise UserError(f"fold {fold} of {fold_dir.parent}: another job claimed it just now ({claim})")
+    try:
+        yield
+    finally:
+        claim.unlink(missing_ok=True)
+
+
+def _claim_left_behind(claim: Path) -> bool:
+    """Whether a fold's claim is a dead job's: made on this machine by a process that no longer runs (a claim
+    from another machine cannot be checked: it stands until deleted)."""
+    try:
+        holder = json.loads(claim.read_text())
+        if holder.get("host") != socket.gethostname():
+            return False
+        os.kill(int(holder["pid"]), 0)
+        return False
+    except ProcessLookupError:
+        return True
+    except (OSError, ValueError, KeyError, TypeError):  # unreadable or half written: it stands
+        return False
+
+
+def _train_claimed_fold(cfg: Config, ds: Dataset, roles: np.ndarray, fold: int, fold_dir: Path, settings: dict) -> dict:
+    """train_fold, once the fold is this job's."""
+    done = fold_dir / "done.json"
+    if done.is_file():  # finished by another job between our look and our claim
+        return json.loads(done.read_text())
     keras.utils.set_random_seed(cfg.seed + fold)
     tr, va, te = (np.flatnonzero(roles[:, fold] == r) for r in (TRAIN, VAL, TEST))
     fit_seconds, epochs_run = _fit(cfg, ds, (tr, va, te), fold, fold_dir, settings)
