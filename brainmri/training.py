@@ -195,7 +195,8 @@ class SaveForResume(keras.callbacks.Callback):
         pending, best_pending = self.fold_dir / LAST_PENDING, self.fold_dir / BEST_PENDING
         self.model.save(pending)
         state = {"model_digest": _digest(pending),
-                 "best_pending_digest": _digest(best_pending) if best_pending.is_file() else None,"epoch": epoch, "iterations": int(self.model.optimizer.iterations),
+                 "best_pending_digest": _digest(best_pending) if best_pending.is_file() else None,
+                 "epoch": epoch, "iterations": int(self.model.optimizer.iterations),
                  "learning_rate": float(keras.ops.convert_to_numpy(self.model.optimizer.learning_rate)),
                  "plateau": self.plateau.state(),
                  "best_checkpoint": None if self.best.best is None else float(self.best.best),
@@ -296,7 +297,8 @@ def _claim_left_behind(claim: Path) -> bool:
         return False
 
 
-def _train_claimed_fold(cfg: Config, ds: Dataset, roles: np.ndarray, fold: int, fold_dir: Path, settings: dict) -> dict:
+def _train_claimed_fold(cfg: Config, ds: Dataset, roles: np.ndarray, fold: int, fold_dir: Path,
+                        settings: dict) -> dict:
     """train_fold, once the fold is this job's."""
     done = fold_dir / "done.json"
     if done.is_file():  # finished by another job between our look and our claim
