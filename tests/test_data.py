@@ -311,3 +311,13 @@ def test_a_link_to_another_part_of_the_data_is_a_counted_skip_not_this_classs_im
     reasons = dict(load_dataset(data_copy, 32).skipped)
     assert set(reasons) == {f"Training/glioma_tumor/{name}" for name in ("up", "theirs", "above")}
     assert all("another part of the data folder" in why for why in reasons.values())
+
+
+def test_two_class_folders_that_are_one_folder_are_refused(data_copy):
+    """A class folder linked to another's (or Testing's to Training's) listed each image under two labels or
+    in two subsets: trained and tested on at once."""
+    testing = data_copy / "Testing" / "no_tumor"
+    shutil.rmtree(testing)
+    testing.symlink_to(data_copy / "Training" / "no_tumor", target_is_directory=True)
+    with pytest.raises(UserError, match=r"Testing/no_tumor and .*Training/no_tumor are one folder"):
+        find_images(data_copy)
