@@ -119,6 +119,7 @@ def _scan(root: str | Path, classes: tuple[str, ...] = (), kind: str = "data"
     extra = sorted(set(folder_classes) - set(classes))
     if extra:
         raise UserError(f"unexpected class folder(s) {extra} in {root / subsets[0]}; set 'classes' in the config to use them")
+    _refuse_one_folder_twice([root / subset / label for subset in subsets for label in classes])
     items, unlisted = [], []
     for subset in subsets:
         if subset:  # an image beside the class folders has no label: counted, not guessed
@@ -168,6 +169,18 @@ def image_files(folder: Path, within: Path | None = None) -> tuple[list[Path], l
                 others.append((p, "broken link (its target is missing)" if p.is_symlink() and not p.exists()
                                else "not an image file"))
     return sorted(images), sorted(others)
+
+
+def _refuse_one_folder_twice(folders: list[Path]) -> None:
+    """Refuse class folders that are one folder (a link to another class's, or Testing's to Training's): each
+    image would be listed under both labels, or trained and tested on at once."""
+    seen: dict[str, Path] = {}
+    for folder in folders:
+        real = os.path.realpath(folder)
+        if real in seen:
+            raise UserError(f"class folders {folder} and {seen[real]} are one folder (a link): each image would be "
+                            "listed twice; give each class folder its own images")
+        seen[real] = folder
 
 
 def _links_elsewhere(path: Path, folder: Path, root: Path) -> bool:
