@@ -8,6 +8,7 @@ import hashlib
 import logging
 import os
 import zipfile
+from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -191,9 +192,7 @@ def _links_elsewhere(path: Path, folder: Path, root: Path) -> bool:
 
 def _what_it_holds(others: list[tuple[Path, str]]) -> str:
     """' (broken link (its target is missing): 2, not an image file: 1)': what a folder without images holds."""
-    counts: dict[str, int] = {}
-    for _, why in others:
-        counts[why] = counts.get(why, 0) + 1
+    counts = Counter(why for _, why in others)
     return f" ({', '.join(f'{why}: {n}' for why, n in counts.items())})" if counts else ""
 
 

@@ -378,11 +378,16 @@ def link_subset(src: Path, dst: Path, fraction: float, seed: int) -> int:
 def run_train(study: Study, step: Step, folder: Path) -> dict:
     """train.py into <step>/run; an interrupted run continues with train.py --resume."""
     run = folder / "run"
-    if (run / "config.yaml").is_file():
-        call(study, step, "train.py", ["--resume", run])
-    else:
-        call(study, step, "train.py", [*training_args(study, step, study.plan.config), "--run-dir", run])
+    call(study, step, "train.py", start_or_resume(study, step, study.plan.config, run))
     return {"run": stored(study, run)}
+
+
+def start_or_resume(study: Study, step: Step, base: str, run: Path) -> list:
+    """A training script's flags for `run`: --resume where an interrupted attempt left its config.yaml, else
+    the step's --config and --set (training_args) and --run-dir."""
+    if (run / "config.yaml").is_file():
+        return ["--resume", run]
+    return [*training_args(study, step, base), "--run-dir", run]
 
 
 def run_evaluate(study: Study, step: Step, folder: Path) -> dict:
@@ -472,10 +477,7 @@ def run_binary(study: Study, step: Step, folder: Path) -> dict:
     """binary_task.py TASK into <step>/run: a training run plus binary/ (report, threshold, Grad-CAM of its
     misclassified); an interrupted run continues with binary_task.py --resume."""
     task, run = step.options["task"], folder / "run"
-    if (run / "config.yaml").is_file():
-        args = [task, "--resume", run]
-    else:
-        args = [task, *training_args(study, step, study.plan.binary_config), "--run-dir", run]
+    args = [task, *start_or_resume(study, step, study.plan.binary_config, run)]
     if task == "external":
         args += ["--external-test", study.external]
     if "gradcam_limit" in step.options:
